@@ -1,0 +1,170 @@
+//! The manifest: the signed, encrypted JSON document that commits a snapshot.
+//!
+//! It is versioned (`format`, `version`); a reader refuses a version it does not know rather than
+//! guess. Object keys in it are relative to the snapshot's directory.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::pipeline::compress::Algorithm;
+use crate::pipeline::digest::Measured;
+
+pub const FORMAT: &str = "offsite-manifest";
+pub const VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format: String,
+    pub version: u32,
+    pub tool_version: String,
+    pub host: String,
+    pub snapshot: String,
+    pub started_at: String,
+    pub finished_at: String,
+    /// sha256 of the resolved config (secrets redacted), to tell when the setup changed.
+    pub config_digest: String,
+    pub signer: String,
+    pub recipients: Vec<String>,
+    pub objects: Vec<ObjectEntry>,
+    #[serde(default)]
+    pub databases: Vec<DatabaseEntry>,
+    #[serde(default)]
+    pub trees: Vec<TreeEntry>,
+    /// Everything that went wrong but did not stop the snapshot (exit code 3).
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+impl Manifest {
+    pub fn from_json(data: &[u8]) -> Result<Self> {
+        #[derive(Deserialize)]
+        struct Head {
+            format: String,
+            version: u32,
+        }
+        let head: Head = serde_json::from_slice(data)
+            .map_err(|e| anyhow::anyhow!("the manifest is not valid JSON: {e}"))?;
+        if head.format != FORMAT {
+            bail!("not an offsite manifest (format {:?})", head.format);
+        }
+        if head.version > VERSION {
+            bail!(
+                "manifest version {} is newer than this offsite understands ({VERSION}); upgrade offsite",
+                head.version
+            );
+        }
+        Ok(serde_json::from_slice(data)?)
+    }
+
+    pub fn object(&self, key: &str) -> Option<&ObjectEntry> {
+        self.objects.iter().find(|o| o.key == key)
+    }
+
+    pub fn database(&self, source: &str) -> Option<&DatabaseEntry> {
+        self.databases.iter().find(|d| d.source == source)
+    }
+
+    pub fn tree(&self, name: &str) -> Option<&TreeEntry> {
+        self.trees.iter().find(|t| t.name == name)
+    }
+
+    pub fn stored_bytes(&self) -> u64 {
+        self.objects.iter().map(|o| o.stored_size).sum()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ObjectKind {
+    PostgresDump,
+    MysqlDump,
+    TreeVolume,
+    TreeIndex,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectEntry {
+    pub key: String,
+    pub kind: ObjectKind,
+    /// `postgres/shop`, `mysql/shop`, `tree/www`.
+    pub source: String,
+    pub stored_size: u64,
+    pub stored_sha256: String,
+    pub plain_size: u64,
+    pub plain_sha256: String,
+    pub compression: Algorithm,
+    pub recipients: Vec<String>,
+}
+
+impl ObjectEntry {
+    pub fn stored(&self) -> Measured {
+        Measured { size: self.stored_size, sha256: self.stored_sha256.clone() }
+    }
+    pub fn plain(&self) -> Measured {
+        Measured { size: self.plain_size, sha256: self.plain_sha256.clone() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Postgres,
+    Mysql,
+}
+
+impl Engine {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Postgres => "postgres",
+            Engine::Mysql => "mysql",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseEntry {
+    pub engine: Engine,
+    pub name: String,
+    pub source: String,
+    /// Key of the dump object, relative to the snapshot.
+    pub object: String,
+    pub server_version: String,
+    pub dump_tool: String,
+    pub dump_options: Vec<String>,
+    /// Rows per table as counted in the dump stream, `schema.table` (PostgreSQL) or `table` (MySQL).
+    pub tables: BTreeMap<String, u64>,
+    pub end_marker_seen: bool,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TreeRun {
+    Full,
+    Incremental,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TreeEntry {
+    pub name: String,
+    pub path: String,
+    pub run: TreeRun,
+    /// The snapshot this incremental builds on.
+    #[serde(default)]
+    pub parent: Option<String>,
+    pub files: u64,
+    pub bytes: u64,
+    /// Keys of this snapshot's volumes, in order.
+    pub volumes: Vec<String>,
+    /// Key of the index object.
+    pub index: String,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}

@@ -1,0 +1,70 @@
+//! Object stores: where snapshots live.
+//!
+//! A store is a flat namespace of keys (`<host>/<snapshot-id>/...`, relative to the store's root or
+//! prefix). The contract every implementation keeps:
+//! - [`Store::create`] never replaces an existing object: a key that exists, or that another writer
+//!   commits first, makes [`ObjectWriter::commit`] fail. The object becomes visible only at commit.
+//! - A writer dropped without commit leaves nothing behind under its key (temporary files are removed,
+//!   multipart uploads aborted).
+//! - There is no delete here on purpose: push holds a `dyn Store` and so cannot reach a delete.
+//!   Deleting is office-side retention's job, through a separate admin type.
+//! - Errors carry the key and the store's location; transient failures are retried inside the
+//!   implementation, so an error returned here is final for this run.
+
+pub mod local;
+
+use std::io::{Read, Write};
+
+use anyhow::Result;
+use time::OffsetDateTime;
+
+/// One object in a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+    pub modified: Option<OffsetDateTime>,
+}
+
+/// A new object being written. Write the bytes, then `commit`; dropping it aborts.
+pub trait ObjectWriter: Write + Send + Sync {
+    /// Makes the object visible under its key. Fails if the key exists already.
+    fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// Read, list and create-only write access to a store.
+pub trait Store: Send + Sync {
+    /// Where this store is, for messages: `/var/backups/offsite` or `s3://bucket/prefix`.
+    fn location(&self) -> String;
+    /// Starts writing a new object. The key must not exist (checked again at commit).
+    fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>>;
+    /// Streams an existing object.
+    fn open(&self, key: &str) -> Result<Box<dyn Read + Send>>;
+    /// Every object whose key starts with `prefix`, sorted by key.
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
+}
+
+/// Reads a whole object into memory. Only for small objects: manifests and indexes.
+pub fn read_all(store: &dyn Store, key: &str) -> Result<Vec<u8>> {
+    use anyhow::Context;
+    let mut buf = Vec::new();
+    store
+        .open(key)?
+        .read_to_end(&mut buf)
+        .with_context(|| format!("reading {key} from {}", store.location()))?;
+    Ok(buf)
+}
+
+/// Rejects keys that could escape a local store or confuse S3 listings.
+pub fn check_key(key: &str) -> Result<()> {
+    let bad = key.is_empty()
+        || key.starts_with('/')
+        || key.ends_with('/')
+        || key.contains('\\')
+        || key.contains('\0')
+        || key.split('/').any(|part| part.is_empty() || part == "." || part == "..");
+    if bad {
+        anyhow::bail!("invalid object key {key:?}: keys are relative, '/'-separated, without '.' or '..' parts");
+    }
+    Ok(())
+}
