@@ -9,6 +9,11 @@
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod keyring;
 pub mod pipeline;
+pub mod progress;
+pub mod push;
+pub mod restore;
 pub mod snapshot;
+pub mod source;
 pub mod store;

@@ -1,1 +1,360 @@
-//! Configuration.
+//! Configuration: the YAML file ([`raw`]) is parsed strictly, then checked and resolved into [`Config`]:
+//! relative paths resolved against the file's folder, secrets resolved, defaults filled in. Nothing
+//! downstream sees the raw form.
+
+pub mod raw;
+pub mod secret;
+pub mod size;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+pub use secret::{Secret, SecretSpec};
+pub use size::{human, parse_size};
+
+use crate::error::usage;
+use crate::pipeline::compress::{default_threads, Algorithm, Compression};
+use raw::{RawConfig, RawDatabases};
+
+/// Where the config is looked for when `-c` is not given.
+pub const DEFAULT_PATH: &str = "/etc/offsite/config.yaml";
+pub const DEFAULT_VOLUME_SIZE: u64 = 256 << 20;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub path: PathBuf,
+    pub host: String,
+    pub store: StoreConfig,
+    pub encryption: Option<EncryptionConfig>,
+    pub compression: Compression,
+    pub parallel: usize,
+    pub postgres: Vec<DbServer>,
+    pub mysql: Vec<DbServer>,
+    pub trees: Vec<TreeConfig>,
+    pub office: Option<OfficeConfig>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreConfig {
+    Local(PathBuf),
+    S3(S3Settings),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct S3Settings {
+    pub bucket: String,
+    pub prefix: String,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub path_style: bool,
+    pub access_key_id: Option<Secret>,
+    pub secret_access_key: Option<Secret>,
+    pub session_token: Option<Secret>,
+    pub part_size: u64,
+    pub parts_in_flight: usize,
+    pub object_lock: Option<(String, u32)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EncryptionConfig {
+    pub recipients: Vec<PathBuf>,
+    pub signing_key: Option<PathBuf>,
+}
+
+/// `all`, or an explicit list.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Databases {
+    All,
+    List(Vec<String>),
+}
+
+/// One database server to dump (PostgreSQL or MySQL/MariaDB).
+#[derive(Debug, Clone, Serialize)]
+pub struct DbServer {
+    /// The URL without its password.
+    pub url: String,
+    pub password: Option<Secret>,
+    pub databases: Databases,
+    pub exclude: Vec<String>,
+    /// pg_dump / mariadb-dump to run.
+    pub dump_command: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TreeConfig {
+    pub name: String,
+    pub path: PathBuf,
+    pub exclude: Vec<String>,
+    pub volume_size: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OfficeConfig {
+    pub decryption_key: Option<PathBuf>,
+    pub hosts: BTreeMap<String, PathBuf>,
+}
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| usage(format!("cannot read config file {}: {e}", path.display())))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses config text; `path` is used for messages and to resolve relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        let raw: RawConfig = if text.trim().is_empty() {
+            RawConfig::default()
+        } else {
+            // serde_norway's message names the line, the column and the unknown key.
+            serde_norway::from_str(text).map_err(|e| usage(format!("{}: {e}", path.display())))?
+        };
+        let base = path
+            .parent()
+            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+            .unwrap_or(Path::new("."));
+        let base = std::fs::canonicalize(base).unwrap_or_else(|_| base.to_path_buf());
+        check(raw, path, &base).map_err(|e| {
+            if crate::error::is_usage(&e) {
+                e
+            } else {
+                usage(format!("{}: {e:#}", path.display()))
+            }
+        })
+    }
+
+    /// sha256 of the resolved config with secrets redacted: tells when a host's setup changed.
+    pub fn digest(&self) -> String {
+        use sha2::Digest;
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(json)))
+    }
+
+    pub fn office(&self) -> Result<&OfficeConfig> {
+        self.office.as_ref().ok_or_else(|| {
+            usage(format!("{} has no office: section (decryption_key, hosts)", self.path.display()))
+        })
+    }
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    base.join(p)
+}
+
+fn check(raw: RawConfig, path: &Path, base: &Path) -> Result<Config> {
+    let host = match raw.host {
+        Some(h) => h,
+        None => hostname().context("host is not set and the machine's hostname cannot be read")?,
+    };
+    check_name("host", &host)?;
+
+    let store = match raw.store {
+        None => return Err(usage(format!("{}: store: is required (local: DIR or s3: ...)", path.display()))),
+        Some(s) => match (s.local, s.s3) {
+            (Some(dir), None) => StoreConfig::Local(resolve(base, &dir)),
+            (None, Some(s3)) => StoreConfig::S3(check_s3(s3, base)?),
+            _ => return Err(usage(format!("{}: store: needs exactly one of local: or s3:", path.display()))),
+        },
+    };
+
+    let encryption = raw.encryption.map(|e| EncryptionConfig {
+        recipients: e.recipients.iter().map(|r| resolve(base, r)).collect(),
+        signing_key: e.signing_key.map(|k| resolve(base, &k)),
+    });
+
+    let compression = match raw.compression {
+        None => Compression::default(),
+        Some(c) => {
+            let algorithm = match c.algorithm.as_deref().unwrap_or("zstd") {
+                "zstd" => Algorithm::Zstd,
+                "gzip" => Algorithm::Gzip,
+                other => return Err(usage(format!("compression.algorithm {other:?}: use zstd or gzip"))),
+            };
+            let level = c.level.unwrap_or(match algorithm {
+                Algorithm::Zstd => 3,
+                Algorithm::Gzip => 6,
+            });
+            let ok = match algorithm {
+                Algorithm::Zstd => (1..=19).contains(&level),
+                Algorithm::Gzip => (1..=9).contains(&level),
+            };
+            if !ok {
+                return Err(usage(format!("compression.level {level} is out of range (zstd 1-19, gzip 1-9)")));
+            }
+            Compression { algorithm, level, threads: c.threads.unwrap_or_else(default_threads) }
+        }
+    };
+
+    let parallel = raw.parallel.unwrap_or(2);
+    if parallel == 0 {
+        return Err(usage("parallel must be at least 1"));
+    }
+
+    let mut postgres = Vec::new();
+    for (i, p) in raw.postgres.into_iter().enumerate() {
+        let what = format!("postgres[{i}]");
+        postgres.push(db_server(&what, &p.url, p.password, p.databases, p.exclude, p.pg_dump, base)?);
+    }
+    let mut mysql = Vec::new();
+    for (i, m) in raw.mysql.into_iter().enumerate() {
+        let what = format!("mysql[{i}]");
+        mysql.push(db_server(&what, &m.url, m.password, m.databases, m.exclude, m.dump_command, base)?);
+    }
+
+    let mut trees: Vec<TreeConfig> = Vec::new();
+    for t in raw.trees {
+        check_name("trees[].name", &t.name)?;
+        if trees.iter().any(|o| o.name == t.name) {
+            return Err(usage(format!("trees: the name {:?} is used twice", t.name)));
+        }
+        let volume_size = match t.volume_size {
+            Some(s) => parse_size(&s).map_err(|e| usage(format!("trees[{}].volume_size: {e}", t.name)))?,
+            None => DEFAULT_VOLUME_SIZE,
+        };
+        if volume_size < 1 << 20 {
+            return Err(usage(format!("trees[{}].volume_size must be at least 1MiB", t.name)));
+        }
+        for g in &t.exclude {
+            globset::Glob::new(g).map_err(|e| usage(format!("trees[{}].exclude {g:?}: {e}", t.name)))?;
+        }
+        trees.push(TreeConfig { name: t.name, path: resolve(base, &t.path), exclude: t.exclude, volume_size });
+    }
+
+    let office = raw.office.map(|o| OfficeConfig {
+        decryption_key: o.decryption_key.map(|k| resolve(base, &k)),
+        hosts: o.hosts.into_iter().map(|(h, c)| (h, resolve(base, &c))).collect(),
+    });
+
+    Ok(Config {
+        path: path.to_path_buf(),
+        host,
+        store,
+        encryption,
+        compression,
+        parallel,
+        postgres,
+        mysql,
+        trees,
+        office,
+    })
+}
+
+fn check_s3(s3: raw::RawS3, base: &Path) -> Result<S3Settings> {
+    let secret = |spec: Option<SecretSpec>, what: &str| -> Result<Option<Secret>> {
+        spec.map(|s| s.resolve(what, base)).transpose()
+    };
+    let mut access_key_id = secret(s3.access_key_id, "store.s3.access_key_id")?;
+    let mut secret_access_key = secret(s3.secret_access_key, "store.s3.secret_access_key")?;
+    // OFFSITE_* variables win over the file, so a cron job can inject the credential.
+    if let Ok(v) = std::env::var("OFFSITE_S3_ACCESS_KEY_ID") {
+        access_key_id = Some(Secret::new(v));
+    }
+    if let Ok(v) = std::env::var("OFFSITE_S3_SECRET_ACCESS_KEY") {
+        secret_access_key = Some(Secret::new(v));
+    }
+    if access_key_id.is_some() != secret_access_key.is_some() {
+        return Err(usage("store.s3: give both access_key_id and secret_access_key, or neither (then the standard AWS chain is used)"));
+    }
+    let part_size = match s3.part_size {
+        Some(s) => parse_size(&s).map_err(|e| usage(format!("store.s3.part_size: {e}")))?,
+        None => 8 << 20,
+    };
+    if part_size < 5 << 20 {
+        return Err(usage("store.s3.part_size must be at least 5MiB (the S3 minimum)"));
+    }
+    let object_lock = match s3.object_lock {
+        None => None,
+        Some(l) => {
+            let mode = l.mode.to_ascii_lowercase();
+            if mode != "compliance" && mode != "governance" {
+                return Err(usage("store.s3.object_lock.mode: use compliance or governance"));
+            }
+            Some((mode, l.days))
+        }
+    };
+    Ok(S3Settings {
+        bucket: s3.bucket,
+        prefix: s3.prefix.trim_matches('/').to_string(),
+        region: s3.region,
+        endpoint: s3.endpoint,
+        path_style: s3.path_style,
+        access_key_id,
+        secret_access_key,
+        session_token: secret(s3.session_token, "store.s3.session_token")?,
+        part_size,
+        parts_in_flight: s3.parts_in_flight.unwrap_or(8).max(1),
+        object_lock,
+    })
+}
+
+fn db_server(
+    what: &str,
+    url: &str,
+    password: Option<SecretSpec>,
+    databases: Option<RawDatabases>,
+    exclude: Vec<String>,
+    dump_command: Option<String>,
+    base: &Path,
+) -> Result<DbServer> {
+    let mut parsed = url::Url::parse(url)
+        .map_err(|e| usage(format!("{what}.url is not a URL ({e}); e.g. postgres://backup@127.0.0.1:5432/")))?;
+    // A password in the URL is accepted but moved into a Secret, so the URL can be printed.
+    let mut secret = parsed.password().map(|p| Secret::new(percent_decode(p)));
+    let _ = parsed.set_password(None);
+    if let Some(spec) = password {
+        secret = Some(spec.resolve(&format!("{what}.password"), base)?);
+    }
+    let databases = match databases {
+        None => Databases::All,
+        Some(RawDatabases::Keyword(k)) if k == "all" => Databases::All,
+        Some(RawDatabases::Keyword(k)) => {
+            return Err(usage(format!("{what}.databases: {k:?} is neither `all` nor a list")))
+        }
+        Some(RawDatabases::List(l)) if l.is_empty() => {
+            return Err(usage(format!("{what}.databases: the list is empty")))
+        }
+        Some(RawDatabases::List(l)) => Databases::List(l),
+    };
+    Ok(DbServer { url: parsed.to_string(), password: secret, databases, exclude, dump_command: dump_command.map(|c| {
+        if c.contains('/') { resolve(base, &c).display().to_string() } else { c }
+    }) })
+}
+
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
+/// Names that become path components and S3 key parts.
+pub fn check_name(what: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(usage(format!("{what} {name:?} must be letters, digits, '-', '_' or '.' (it becomes part of object keys)")))
+    }
+}
+
+fn hostname() -> Result<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error().into());
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..end]);
+    // Keep only what is valid in a key: the short host name.
+    Ok(name.split('.').next().unwrap_or_default().to_string())
+}
+
+#[cfg(test)]
+mod tests;

@@ -12,6 +12,10 @@
 //!   implementation, so an error returned here is final for this run.
 
 pub mod local;
+pub mod open;
+pub mod s3;
+
+pub use open::open;
 
 use std::io::{Read, Write};
 

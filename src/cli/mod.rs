@@ -1,0 +1,129 @@
+//! Command-line definitions. Commands live one per file; they parse nothing themselves and call into
+//! the library, which never sees clap.
+
+mod config_cmd;
+mod keygen;
+mod push;
+mod restore;
+mod snapshots;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use offsite::config::Config;
+use offsite::store::Store;
+
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_WARNINGS: u8 = 3;
+
+const EXIT_HELP: &str = "\
+Exit codes:
+  0  success
+  1  failed (for push: no snapshot was committed)
+  2  usage or config error (nothing was written)
+  3  push committed the snapshot, with warnings (a file changed while read, a non-InnoDB table...)
+
+Config: -c FILE, else $OFFSITE_CONFIG, else /etc/offsite/config.yaml. See config.example.yaml.";
+
+/// Database and file-tree backups that a hacked production server cannot destroy.
+///
+/// push (on production) streams pg_dump / mariadb-dump output and file trees through zstd and OpenPGP
+/// encryption into S3 or a directory, with a credential that cannot delete, and a key that cannot
+/// decrypt. Every object is a standard format: `gpg -d | zstd -d | psql` restores without offsite.
+#[derive(Parser)]
+#[command(name = "offsite", version, after_help = EXIT_HELP)]
+pub struct Cli {
+    /// Config file.
+    #[arg(short, long, global = true, env = "OFFSITE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Read snapshots from this local store directory instead of the config's store.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Machine-readable output on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors and warnings on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Make an OpenPGP key pair: NAME.secret.asc (mode 0600) and NAME.cert.asc.
+    ///
+    /// Make one for the office (its secret stays at the office; production gets office.cert.asc) and
+    /// one per production host (its secret signs that host's manifests; the office gets HOST.cert.asc).
+    Keygen(keygen::Args),
+    /// Check a config file and print it resolved (paths absolute, secrets redacted).
+    Config {
+        #[command(subcommand)]
+        command: config_cmd::Command,
+    },
+    /// Write one snapshot of every configured source (run nightly from cron or a systemd timer).
+    Push(push::Args),
+    /// List the snapshots of a store: complete (committed by a manifest) or incomplete.
+    Snapshots(snapshots::Args),
+    /// Restore a database or a file tree from a snapshot, checking signature and hashes first.
+    Restore(restore::Args),
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match &cli.command {
+        Command::Keygen(a) => keygen::run(&cli, a),
+        Command::Config { command } => config_cmd::run(&cli, command),
+        Command::Push(a) => push::run(&cli, a),
+        Command::Snapshots(a) => snapshots::run(&cli, a),
+        Command::Restore(a) => restore::run(&cli, a),
+    }
+}
+
+impl Cli {
+    pub fn config_path(&self) -> PathBuf {
+        self.config.clone().unwrap_or_else(|| PathBuf::from(offsite::config::DEFAULT_PATH))
+    }
+
+    pub fn load_config(&self) -> Result<Config> {
+        Config::load(&self.config_path())
+    }
+
+    /// The config if one is given or exists at the default place; reading commands can do without.
+    pub fn maybe_config(&self) -> Result<Option<Config>> {
+        let path = self.config_path();
+        if self.config.is_none() && !Path::new(&path).exists() {
+            return Ok(None);
+        }
+        Config::load(&path).map(Some)
+    }
+}
+
+/// The store to read from: `--store DIR`, else the config's.
+pub fn reading_store(cli: &Cli, cfg: Option<&Config>, rt: &tokio::runtime::Handle) -> Result<Arc<dyn Store>> {
+    if let Some(dir) = &cli.store {
+        if !dir.is_dir() {
+            return Err(offsite::error::usage(format!("--store {} is not a directory", dir.display())));
+        }
+        return Ok(Arc::new(offsite::store::local::LocalStore::new(dir)?));
+    }
+    match cfg {
+        Some(c) => offsite::store::open(c, rt),
+        None => Err(offsite::error::usage(format!(
+            "no store: pass --store DIR or -c CONFIG (no config at {})",
+            cli.config_path().display()
+        ))),
+    }
+}
+
+/// A runtime for the drivers and the S3 client; the pipelines themselves run on plain threads.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
+}

@@ -1,0 +1,38 @@
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use super::{runtime, Cli, EXIT_WARNINGS};
+use offsite::config::human;
+use offsite::progress::Progress;
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(cli: &Cli, _a: &Args) -> Result<ExitCode> {
+    let cfg = cli.load_config()?;
+    let rt = runtime()?;
+    let store = offsite::store::open(&cfg, rt.handle())?;
+    let progress = Progress::new(!cli.quiet && !cli.json);
+    let s = offsite::push::push(&cfg, store, rt.handle(), &progress)?;
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        let ratio = if s.stored_bytes > 0 { s.plain_bytes as f64 / s.stored_bytes as f64 } else { 0.0 };
+        eprintln!(
+            "snapshot {}/{} committed to {}: {} sources, {} read, {} stored (ratio {:.1}), {:.1}s",
+            s.host,
+            s.snapshot,
+            s.store,
+            s.sources.len(),
+            human(s.plain_bytes),
+            human(s.stored_bytes),
+            ratio,
+            s.seconds
+        );
+        for w in &s.warnings {
+            eprintln!("warning: {w}");
+        }
+    }
+    Ok(if s.warnings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_WARNINGS) })
+}

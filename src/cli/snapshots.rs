@@ -1,0 +1,88 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::{reading_store, runtime, Cli};
+use offsite::config::human;
+use offsite::keyring::read_keys;
+use offsite::snapshot::list::{list, load_manifest, SnapshotInfo};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Only this host's snapshots.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Office secret key: with it, manifests are opened to show sources and check signatures
+    /// (default: office.decryption_key from the config, when set).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Certificate of the host whose signature to check (default: office.hosts[host]).
+    #[arg(long, value_name = "FILE")]
+    pub signer: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct Row {
+    #[serde(flatten)]
+    info: SnapshotInfo,
+    /// `valid`, `INVALID: why`, or absent when no office key was available.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    sources: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finished_at: Option<String>,
+}
+
+pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
+    let cfg = cli.maybe_config()?;
+    let rt = runtime()?;
+    let store = reading_store(cli, cfg.as_ref(), rt.handle())?;
+    let snaps = list(store.as_ref(), a.host.as_deref())?;
+    let can_open = a.key.is_some() || cfg.as_ref().and_then(|c| c.office.as_ref()).and_then(|o| o.decryption_key.as_ref()).is_some();
+    let mut rows = Vec::new();
+    for s in snaps {
+        let mut row = Row { info: s.clone(), signature: None, sources: Vec::new(), finished_at: None };
+        if can_open && s.complete {
+            match read_keys(cfg.as_ref(), &s.host, a.key.as_deref(), a.signer.as_deref())
+                .and_then(|k| load_manifest(store.as_ref(), &s, &k.decryption, &k.signers))
+            {
+                Ok(m) => {
+                    row.signature = Some("valid".into());
+                    row.sources = m.databases.iter().map(|d| d.source.clone()).chain(m.trees.iter().map(|t| format!("tree/{}", t.name))).collect();
+                    row.finished_at = Some(m.finished_at);
+                }
+                Err(e) => row.signature = Some(format!("INVALID: {e:#}")),
+            }
+        }
+        rows.push(row);
+    }
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        println!("no snapshots in {}", store.location());
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<14} {:<22} {:<11} {:>10} {:>8}  {:<10} SOURCES", "HOST", "SNAPSHOT", "STATUS", "SIZE", "OBJECTS", "SIGNATURE");
+    for r in &rows {
+        let status = if r.info.complete { "complete" } else { "incomplete" };
+        println!(
+            "{:<14} {:<22} {:<11} {:>10} {:>8}  {:<10} {}",
+            r.info.host,
+            r.info.id,
+            status,
+            human(r.info.stored_bytes),
+            r.info.objects,
+            r.signature.as_deref().map(|s| if s == "valid" { "valid" } else { "INVALID" }).unwrap_or("-"),
+            r.sources.join(", ")
+        );
+    }
+    for r in rows.iter().filter(|r| r.signature.as_deref().is_some_and(|s| s != "valid")) {
+        eprintln!("{}/{}: {}", r.info.host, r.info.id, r.signature.as_deref().unwrap_or_default());
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,50 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Config> {
+    Config::parse(text, Path::new("/etc/offsite/config.yaml"))
+}
+
+#[test]
+fn unknown_key_names_file_line_and_key() {
+    let err = parse("host: a\nstore:\n  local: /x\n  bukket: y\n").unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(crate::error::is_usage(&err));
+    assert!(msg.contains("/etc/offsite/config.yaml"), "{msg}");
+    assert!(msg.contains("bukket"), "{msg}");
+    assert!(msg.contains("line 4"), "{msg}");
+}
+
+#[test]
+fn relative_paths_resolve_against_the_config_folder() {
+    let c = parse("host: a\nstore: { local: store }\nencryption: { recipients: [k/o.asc] }\ntrees: [{name: www, path: www, volume_size: 2MiB}]\n").unwrap();
+    match &c.store {
+        StoreConfig::Local(p) => assert_eq!(p, Path::new("/etc/offsite/store")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.encryption.unwrap().recipients[0], Path::new("/etc/offsite/k/o.asc"));
+    assert_eq!(c.trees[0].volume_size, 2 << 20);
+}
+
+#[test]
+fn passwords_in_urls_are_redacted() {
+    let c = parse("host: a\nstore: { local: s }\npostgres: [{ url: 'postgres://u:s3cret@db:5432/' }]\n").unwrap();
+    assert_eq!(c.postgres[0].password.as_ref().unwrap().expose(), "s3cret");
+    assert!(!c.postgres[0].url.contains("s3cret"));
+    let printed = serde_json::to_string(&c).unwrap();
+    assert!(!printed.contains("s3cret"), "{printed}");
+}
+
+#[test]
+fn bad_values_are_usage_errors() {
+    for text in [
+        "store: { local: a, s3: { bucket: b } }\nhost: a\n",
+        "host: a\nstore: { local: s }\ncompression: { algorithm: lz4 }\n",
+        "host: a\nstore: { local: s }\nparallel: 0\n",
+        "host: 'a/b'\nstore: { local: s }\n",
+        "host: a\nstore: { local: s }\ntrees: [{name: w, path: /w, volume_size: 1KiB}]\n",
+        "host: a\nstore: { local: s }\npostgres: [{ url: 'not a url' }]\n",
+    ] {
+        let err = parse(text).unwrap_err();
+        assert!(crate::error::is_usage(&err), "{text}: {err:#}");
+    }
+}

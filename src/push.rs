@@ -1,0 +1,256 @@
+//! `push`: dump every configured source into a new snapshot and commit it with the manifest.
+//!
+//! Order matters. Pre-flight (config, keys, servers, dump tool versions) runs before anything is
+//! written, so a bad setup writes nothing. Then sources run concurrently, each one committing its own
+//! objects. Only when every source has finished cleanly is the signed manifest written: the one write
+//! that makes the snapshot exist. A failure leaves objects without a manifest, which every reader treats
+//! as an incomplete snapshot and office-side retention removes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::config::{human, Config};
+use crate::keyring::push_keys;
+use crate::pipeline::Pipeline;
+use crate::progress::Progress;
+use crate::snapshot::manifest::{self, DatabaseEntry, Manifest, ObjectEntry, TreeEntry};
+use crate::snapshot::{SnapshotId, MANIFEST_NAME};
+use crate::source::{mysql, postgres, tree};
+use crate::store::Store;
+
+/// One unit of work.
+enum Job {
+    Postgres(postgres::PgJob),
+    Mysql(mysql::MysqlJob),
+    Tree(tree::TreeSpec),
+}
+
+impl Job {
+    fn name(&self) -> String {
+        match self {
+            Job::Postgres(j) => format!("postgres/{}", j.database),
+            Job::Mysql(j) => format!("mysql/{}", j.database),
+            Job::Tree(t) => format!("tree/{}", t.name),
+        }
+    }
+}
+
+/// What one source produced.
+#[derive(Default)]
+struct Produced {
+    objects: Vec<ObjectEntry>,
+    database: Option<DatabaseEntry>,
+    tree: Option<TreeEntry>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceSummary {
+    pub source: String,
+    pub plain_bytes: u64,
+    pub stored_bytes: u64,
+    pub seconds: f64,
+    pub warnings: Vec<String>,
+}
+
+/// The result of a committed push.
+#[derive(Debug, Clone, Serialize)]
+pub struct PushSummary {
+    pub host: String,
+    pub snapshot: String,
+    pub store: String,
+    pub sources: Vec<SourceSummary>,
+    pub plain_bytes: u64,
+    pub stored_bytes: u64,
+    pub seconds: f64,
+    pub warnings: Vec<String>,
+}
+
+pub fn push(cfg: &Config, store: Arc<dyn Store>, rt: &tokio::runtime::Handle, progress: &Progress) -> Result<PushSummary> {
+    let started = Instant::now();
+    let started_at = OffsetDateTime::now_utc();
+    let keys = push_keys(cfg)?;
+    let jobs = plan(cfg, rt)?;
+    if jobs.is_empty() {
+        return Err(crate::error::usage(format!(
+            "{}: nothing to back up (no postgres:, mysql: or trees: sources)",
+            cfg.path.display()
+        )));
+    }
+    let id = SnapshotId::new(started_at);
+    let snapshot_dir = crate::snapshot::dir(&cfg.host, id.as_str());
+    tracing::info!("push: snapshot {} of {} sources to {}", id, jobs.len(), store.location());
+    let pipeline = Pipeline {
+        store: store.clone(),
+        encryption: keys.encryption.clone(),
+        compression: cfg.compression,
+        snapshot_dir: snapshot_dir.clone(),
+    };
+
+    let results = run_jobs(&jobs, cfg.parallel, &pipeline, progress);
+
+    let mut failures = Vec::new();
+    let mut produced = Vec::new();
+    for (job, result) in jobs.iter().zip(results) {
+        match result {
+            Some(Ok(p)) => produced.push(p),
+            Some(Err(e)) => failures.push(format!("{}: {e:#}", job.name())),
+            None => failures.push(format!("{}: not started because another source failed", job.name())),
+        }
+    }
+    if !failures.is_empty() {
+        return Err(anyhow!(
+            "push failed; no snapshot was committed ({snapshot_dir} stays incomplete, office-side retention removes it):\n  {}",
+            failures.join("\n  ")
+        ));
+    }
+
+    let mut m = Manifest {
+        format: manifest::FORMAT.into(),
+        version: manifest::VERSION,
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        host: cfg.host.clone(),
+        snapshot: id.to_string(),
+        started_at: started_at.format(&Rfc3339)?,
+        finished_at: String::new(),
+        config_digest: cfg.digest(),
+        signer: keys.signing.fingerprint().to_string(),
+        recipients: keys.encryption.fingerprints(),
+        objects: Vec::new(),
+        databases: Vec::new(),
+        trees: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let mut sources = Vec::new();
+    for (job, (p, secs)) in jobs.iter().zip(produced) {
+        let mut warnings = Vec::new();
+        if let Some(db) = p.database {
+            warnings.extend(db.warnings.iter().cloned());
+            m.databases.push(db);
+        }
+        if let Some(t) = p.tree {
+            warnings.extend(t.warnings.iter().cloned());
+            m.trees.push(t);
+        }
+        m.warnings.extend(warnings.iter().map(|w| format!("{}: {w}", job.name())));
+        sources.push(SourceSummary {
+            source: job.name(),
+            plain_bytes: p.objects.iter().map(|o| o.plain_size).sum(),
+            stored_bytes: p.objects.iter().map(|o| o.stored_size).sum(),
+            seconds: secs.as_secs_f64(),
+            warnings,
+        });
+        m.objects.extend(p.objects);
+    }
+    m.finished_at = OffsetDateTime::now_utc().format(&Rfc3339)?;
+
+    // The commit point: the manifest, signed and encrypted, written last and never overwritten.
+    let json = serde_json::to_vec_pretty(&m)?;
+    let sealed = keys.encryption.seal(&json, &keys.signing)?;
+    let key = format!("{snapshot_dir}{MANIFEST_NAME}");
+    let mut w = store.create(&key)?;
+    std::io::Write::write_all(&mut w, &sealed).with_context(|| format!("writing {key}"))?;
+    w.commit().with_context(|| format!("committing the manifest {key}"))?;
+
+    Ok(PushSummary {
+        host: cfg.host.clone(),
+        snapshot: id.to_string(),
+        store: store.location(),
+        plain_bytes: sources.iter().map(|s| s.plain_bytes).sum(),
+        stored_bytes: m.stored_bytes() + sealed.len() as u64,
+        sources,
+        seconds: started.elapsed().as_secs_f64(),
+        warnings: m.warnings,
+    })
+}
+
+/// Pre-flight: asks every server what to dump and checks the dump tools, before anything is written.
+fn plan(cfg: &Config, rt: &tokio::runtime::Handle) -> Result<Vec<Job>> {
+    let mut jobs = Vec::new();
+    for server in &cfg.postgres {
+        jobs.extend(rt.block_on(postgres::plan(server))?.into_iter().map(Job::Postgres));
+    }
+    for server in &cfg.mysql {
+        jobs.extend(rt.block_on(mysql::plan(server))?.into_iter().map(Job::Mysql));
+    }
+    for t in &cfg.trees {
+        if !t.path.is_dir() {
+            return Err(crate::error::usage(format!("trees[{}]: {} is not a directory", t.name, t.path.display())));
+        }
+        jobs.push(Job::Tree(tree::TreeSpec {
+            name: t.name.clone(),
+            path: t.path.clone(),
+            exclude: t.exclude.clone(),
+            volume_size: t.volume_size,
+        }));
+    }
+    Ok(jobs)
+}
+
+/// Runs jobs on `parallel` worker threads. After the first failure no new job starts (`None`).
+fn run_jobs(jobs: &[Job], parallel: usize, pipeline: &Pipeline, progress: &Progress) -> Vec<Option<Result<(Produced, Duration)>>> {
+    let next = Mutex::new(0usize);
+    let failed = AtomicBool::new(false);
+    let results: Mutex<Vec<Option<Result<(Produced, Duration)>>>> = Mutex::new(jobs.iter().map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..parallel.min(jobs.len()) {
+            scope.spawn(|| loop {
+                let i = {
+                    let Ok(mut n) = next.lock() else { return };
+                    let i = *n;
+                    *n += 1;
+                    i
+                };
+                if i >= jobs.len() || failed.load(Ordering::SeqCst) {
+                    return;
+                }
+                let job = &jobs[i];
+                let task = progress.start(&job.name());
+                let result = run_one(job, pipeline, &|n| task.add(n));
+                match &result {
+                    Ok(p) => {
+                        let plain: u64 = p.objects.iter().map(|o| o.plain_size).sum();
+                        let stored: u64 = p.objects.iter().map(|o| o.stored_size).sum();
+                        task.done(&format!(
+                            "{} -> {} stored in {:.1}s",
+                            human(plain),
+                            human(stored),
+                            task.elapsed().as_secs_f64()
+                        ));
+                    }
+                    Err(e) => {
+                        failed.store(true, Ordering::SeqCst);
+                        task.failed(e);
+                    }
+                }
+                let elapsed = task.elapsed();
+                if let Ok(mut r) = results.lock() {
+                    r[i] = Some(result.map(|p| (p, elapsed)));
+                }
+            });
+        }
+    });
+    results.into_inner().unwrap_or_default()
+}
+
+fn run_one(job: &Job, pipeline: &Pipeline, on_bytes: &(dyn Fn(u64) + Sync)) -> Result<Produced> {
+    Ok(match job {
+        Job::Postgres(j) => {
+            let (object, db) = postgres::dump(j, pipeline, on_bytes)?;
+            Produced { objects: vec![object], database: Some(db), tree: None }
+        }
+        Job::Mysql(j) => {
+            let (object, db) = mysql::dump(j, pipeline, on_bytes)?;
+            Produced { objects: vec![object], database: Some(db), tree: None }
+        }
+        Job::Tree(spec) => {
+            let r = tree::backup_tree(spec, pipeline, on_bytes)?;
+            Produced { objects: r.objects, database: None, tree: Some(r.entry) }
+        }
+    })
+}

@@ -1,0 +1,211 @@
+//! MySQL/MariaDB: pre-flight with mysql_async, dump with mariadb-dump or mysqldump, rows counted from
+//! the INSERT tuples.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result};
+use mysql_async::prelude::Queryable;
+
+use super::counters::MysqlCounter;
+use super::dump::stream_dump;
+use super::process::{output, Child};
+use crate::config::{Databases, DbServer, Secret};
+use crate::error::usage;
+use crate::pipeline::Pipeline;
+use crate::snapshot::manifest::{DatabaseEntry, Engine, ObjectEntry, ObjectKind};
+
+/// A consistent InnoDB snapshot without locking, with everything that is not a table, binary data as
+/// hex so the SQL stays valid text whatever the bytes.
+pub const DUMP_OPTIONS: &[&str] = &[
+    "--single-transaction",
+    "--routines",
+    "--triggers",
+    "--events",
+    "--hex-blob",
+    "--default-character-set=utf8mb4",
+    "--quick",
+    "--skip-dump-date",
+];
+
+/// Schemas that belong to the server, not to the user; never part of `databases: all`.
+const SYSTEM_SCHEMAS: &[&str] = &["information_schema", "performance_schema", "sys", "mysql"];
+
+#[derive(Debug, Clone)]
+pub struct MysqlJob {
+    pub database: String,
+    pub conn: Conn,
+    pub dump_command: String,
+    pub dump_version: String,
+    pub server_version: String,
+    /// `table (engine)` of every table that is not InnoDB: --single-transaction cannot make those
+    /// consistent.
+    pub non_innodb: Vec<String>,
+}
+
+/// Connection parameters, split out of the URL for the command-line clients.
+#[derive(Debug, Clone)]
+pub struct Conn {
+    pub url: String,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Option<Secret>,
+}
+
+impl Conn {
+    pub fn from_server(url: &str, password: Option<&Secret>) -> Result<Self> {
+        let u = url::Url::parse(url).with_context(|| format!("invalid MySQL URL {url}"))?;
+        let user = if u.username().is_empty() { "root".to_string() } else { u.username().to_string() };
+        Ok(Self {
+            url: url.to_string(),
+            host: u.host_str().unwrap_or("127.0.0.1").to_string(),
+            port: u.port().unwrap_or(3306),
+            user,
+            password: password.cloned(),
+        })
+    }
+
+    pub async fn connect(&self, database: Option<&str>) -> Result<mysql_async::Conn> {
+        let opts = mysql_async::OptsBuilder::default()
+            .ip_or_hostname(self.host.clone())
+            .tcp_port(self.port)
+            .user(Some(self.user.clone()))
+            .pass(self.password.as_ref().map(|p| p.expose().to_string()))
+            .db_name(database.map(str::to_string));
+        mysql_async::Conn::new(opts)
+            .await
+            .with_context(|| format!("connecting to MySQL/MariaDB at {}", self.url))
+    }
+
+    /// Arguments for mariadb/mariadb-dump. The password goes through a private defaults file (mode
+    /// 0600, removed when the returned guard drops), never through argv where `ps` would show it.
+    pub fn client_args(&self) -> Result<(Vec<String>, Option<tempfile::NamedTempFile>)> {
+        let mut args = Vec::new();
+        let mut guard = None;
+        if let Some(p) = &self.password {
+            let mut f = tempfile::Builder::new()
+                .prefix("offsite-my-")
+                .suffix(".cnf")
+                .tempfile()
+                .context("creating a private MySQL defaults file")?;
+            let escaped = p.expose().replace('\\', "\\\\").replace('"', "\\\"");
+            writeln!(f, "[client]\npassword=\"{escaped}\"").context("writing the MySQL defaults file")?;
+            f.flush()?;
+            // --defaults-extra-file must come first.
+            args.push(format!("--defaults-extra-file={}", f.path().display()));
+            guard = Some(f);
+        } else {
+            args.push("--no-defaults".into());
+        }
+        args.push(format!("--host={}", self.host));
+        args.push(format!("--port={}", self.port));
+        args.push(format!("--user={}", self.user));
+        args.push("--protocol=TCP".into());
+        Ok((args, guard))
+    }
+}
+
+/// The dump client: the configured one, else mariadb-dump, else mysqldump.
+fn dump_command(server: &DbServer) -> String {
+    if let Some(c) = &server.dump_command {
+        return c.clone();
+    }
+    let on_path = |name: &str| {
+        std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+            .unwrap_or(false)
+    };
+    if on_path("mariadb-dump") {
+        "mariadb-dump".into()
+    } else {
+        "mysqldump".into()
+    }
+}
+
+pub async fn plan(server: &DbServer) -> Result<Vec<MysqlJob>> {
+    let conn = Conn::from_server(&server.url, server.password.as_ref())?;
+    let mut c = conn.connect(None).await?;
+    let server_version: String = c
+        .query_first("SELECT VERSION()")
+        .await
+        .context("asking the server version")?
+        .unwrap_or_default();
+    let existing: Vec<String> = c.query("SHOW DATABASES").await.context("listing databases")?;
+    let names: Vec<String> = match &server.databases {
+        Databases::All => existing
+            .iter()
+            .filter(|d| !SYSTEM_SCHEMAS.contains(&d.as_str()) && !server.exclude.contains(d))
+            .cloned()
+            .collect(),
+        Databases::List(list) => {
+            for d in list {
+                if !existing.contains(d) {
+                    return Err(usage(format!(
+                        "database {d:?} does not exist on {} (it has: {})",
+                        server.url,
+                        existing.join(", ")
+                    )));
+                }
+            }
+            list.clone()
+        }
+    };
+    let tool = dump_command(server);
+    let mut cmd = Command::new(&tool);
+    cmd.arg("--version");
+    let dump_version = output(&tool, cmd)?;
+    let mut jobs = Vec::new();
+    for database in names {
+        crate::config::check_name(&format!("MySQL database on {}", server.url), &database)?;
+        let non_innodb: Vec<(String, String)> = c
+            .exec(
+                "SELECT table_name, engine FROM information_schema.tables \
+                 WHERE table_schema = ? AND table_type = 'BASE TABLE' AND engine <> 'InnoDB' ORDER BY 1",
+                (database.clone(),),
+            )
+            .await
+            .with_context(|| format!("checking table engines of {database}"))?;
+        jobs.push(MysqlJob {
+            database,
+            conn: conn.clone(),
+            dump_command: tool.clone(),
+            dump_version: dump_version.clone(),
+            server_version: server_version.clone(),
+            non_innodb: non_innodb.into_iter().map(|(t, e)| format!("{t} ({e})")).collect(),
+        });
+    }
+    c.disconnect().await.ok();
+    Ok(jobs)
+}
+
+pub fn dump(job: &MysqlJob, pipeline: &Pipeline, on_bytes: &(dyn Fn(u64) + Sync)) -> Result<(ObjectEntry, DatabaseEntry)> {
+    let source = format!("mysql/{}", job.database);
+    let (args, _defaults) = job.conn.client_args()?;
+    let mut cmd = Command::new(&job.dump_command);
+    cmd.args(&args).args(DUMP_OPTIONS).arg("--").arg(&job.database);
+    let name = format!("{} of {}", job.dump_command, job.database);
+    let child = Child::spawn(name.clone(), cmd, Stdio::null())?;
+    let sink = pipeline.create(&format!("db/{source}.sql"), ObjectKind::MysqlDump, &source)?;
+    let mut counter = MysqlCounter::new();
+    let (object, stderr) = stream_dump(&name, child, sink, &mut counter, on_bytes)?;
+    let mut warnings: Vec<String> = job
+        .non_innodb
+        .iter()
+        .map(|t| format!("table {t} is not InnoDB: --single-transaction cannot make its dump consistent"))
+        .collect();
+    warnings.extend(stderr.lines().filter(|l| !l.trim().is_empty()).map(|l| format!("{}: {l}", job.dump_command)));
+    let db = DatabaseEntry {
+        engine: Engine::Mysql,
+        name: job.database.clone(),
+        source,
+        object: object.key.clone(),
+        server_version: job.server_version.clone(),
+        dump_tool: job.dump_version.clone(),
+        dump_options: DUMP_OPTIONS.iter().map(|s| s.to_string()).collect(),
+        tables: counter.tables,
+        end_marker_seen: counter.end_marker,
+        warnings,
+    };
+    Ok((object, db))
+}

@@ -1,0 +1,155 @@
+//! PostgreSQL: pre-flight with tokio-postgres, dump with pg_dump (plain SQL), rows counted from COPY.
+
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result};
+use tokio_postgres::NoTls;
+
+use super::counters::PgCounter;
+use super::dump::stream_dump;
+use super::process::{output, Child};
+use crate::config::{Databases, DbServer, Secret};
+use crate::error::usage;
+use crate::pipeline::Pipeline;
+use crate::snapshot::manifest::{DatabaseEntry, Engine, ObjectEntry, ObjectKind};
+
+/// Options pg_dump gets, recorded in the manifest. Plain SQL so that `psql` restores it.
+pub const DUMP_OPTIONS: &[&str] = &["--format=plain", "--no-password"];
+
+/// One database to dump, with what the pre-flight learnt about its server.
+#[derive(Debug, Clone)]
+pub struct PgJob {
+    pub database: String,
+    pub url: String,
+    pub password: Option<Secret>,
+    pub pg_dump: String,
+    pub pg_dump_version: String,
+    pub server_version: String,
+}
+
+/// Connects to a server with tokio-postgres. `database` replaces the URL's database.
+pub async fn connect(url: &str, password: Option<&Secret>, database: Option<&str>) -> Result<tokio_postgres::Client> {
+    let mut cfg: tokio_postgres::Config = url
+        .parse()
+        .with_context(|| format!("invalid PostgreSQL URL {url}"))?;
+    if let Some(p) = password {
+        cfg.password(p.expose());
+    }
+    if let Some(db) = database {
+        cfg.dbname(db);
+    } else if cfg.get_dbname().is_none() {
+        cfg.dbname("postgres");
+    }
+    if cfg.get_user().is_none() {
+        cfg.user("postgres");
+    }
+    let (client, conn) = cfg
+        .connect(NoTls)
+        .await
+        .with_context(|| format!("connecting to PostgreSQL at {url}"))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!("PostgreSQL connection ended: {e}");
+        }
+    });
+    Ok(client)
+}
+
+/// The URL with its database set (for pg_dump/psql's --dbname).
+pub fn url_with_db(url: &str, db: &str) -> Result<String> {
+    let mut u = url::Url::parse(url).with_context(|| format!("invalid URL {url}"))?;
+    u.set_path(&format!("/{}", percent_encoding::utf8_percent_encode(db, percent_encoding::NON_ALPHANUMERIC)));
+    Ok(u.to_string())
+}
+
+/// Major version from `pg_dump (PostgreSQL) 15.20 (Debian ...)`.
+fn tool_major(version: &str) -> Option<u32> {
+    version.split_whitespace().find_map(|w| w.split('.').next()?.parse().ok())
+}
+
+/// Lists the databases of a server to dump and checks that pg_dump can dump them.
+pub async fn plan(server: &DbServer) -> Result<Vec<PgJob>> {
+    let client = connect(&server.url, server.password.as_ref(), None).await?;
+    let num: String = client
+        .query_one("SHOW server_version_num", &[])
+        .await
+        .context("asking the server version")?
+        .get(0);
+    let server_version: String = client.query_one("SHOW server_version", &[]).await?.get(0);
+    let server_major = num.parse::<u32>().unwrap_or(0) / 10000;
+    let pg_dump = server.dump_command.clone().unwrap_or_else(|| "pg_dump".into());
+    let mut cmd = Command::new(&pg_dump);
+    cmd.arg("--version");
+    let pg_dump_version = output(&pg_dump, cmd)?;
+    let tool = tool_major(&pg_dump_version).unwrap_or(0);
+    if tool < server_major {
+        return Err(usage(format!(
+            "{pg_dump} is version {tool} but the server at {} is {server_major}: pg_dump must be at least as new as the server. Install postgresql-client-{server_major} and set pg_dump: in the config",
+            server.url
+        )));
+    }
+    let existing: Vec<String> = client
+        .query("SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1", &[])
+        .await
+        .context("listing databases")?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let names = match &server.databases {
+        Databases::All => existing.iter().filter(|d| !server.exclude.contains(d)).cloned().collect(),
+        Databases::List(list) => {
+            for d in list {
+                if !existing.contains(d) {
+                    return Err(usage(format!(
+                        "database {d:?} does not exist on {} (it has: {})",
+                        server.url,
+                        existing.join(", ")
+                    )));
+                }
+            }
+            list.clone()
+        }
+    };
+    for d in &names {
+        crate::config::check_name(&format!("PostgreSQL database on {}", server.url), d)?;
+    }
+    Ok(names
+        .into_iter()
+        .map(|database| PgJob {
+            database,
+            url: server.url.clone(),
+            password: server.password.clone(),
+            pg_dump: pg_dump.clone(),
+            pg_dump_version: pg_dump_version.clone(),
+            server_version: server_version.clone(),
+        })
+        .collect())
+}
+
+/// Dumps one database into the snapshot.
+pub fn dump(job: &PgJob, pipeline: &Pipeline, on_bytes: &(dyn Fn(u64) + Sync)) -> Result<(ObjectEntry, DatabaseEntry)> {
+    let source = format!("postgres/{}", job.database);
+    let mut cmd = Command::new(&job.pg_dump);
+    cmd.args(DUMP_OPTIONS).arg(format!("--dbname={}", url_with_db(&job.url, &job.database)?));
+    if let Some(p) = &job.password {
+        cmd.env("PGPASSWORD", p.expose());
+    }
+    let child = Child::spawn(format!("pg_dump of {}", job.database), cmd, Stdio::null())?;
+    let sink = pipeline.create(&format!("db/{source}.sql"), ObjectKind::PostgresDump, &source)?;
+    let mut counter = PgCounter::default();
+    let (object, stderr) = stream_dump(&format!("pg_dump of {}", job.database), child, sink, &mut counter, on_bytes)?;
+    let warnings = stderr.lines().filter(|l| !l.trim().is_empty()).map(|l| format!("pg_dump: {l}")).collect();
+    let db = DatabaseEntry {
+        engine: Engine::Postgres,
+        name: job.database.clone(),
+        source,
+        object: object.key.clone(),
+        server_version: job.server_version.clone(),
+        dump_tool: job.pg_dump_version.clone(),
+        dump_options: DUMP_OPTIONS.iter().map(|s| s.to_string()).collect(),
+        tables: counter.tables,
+        end_marker_seen: counter.end_marker,
+        warnings,
+    };
+    Ok((object, db))
+}

@@ -1,0 +1,309 @@
+//! File trees: a walk of the directory, streamed into tar volumes of bounded size, then an index.
+//!
+//! ```text
+//! walk (sorted, lstat) -> tar entry -> volume object files/<tree>/vol-00001.tar(.zst.pgp), ...
+//!                      -> index line -> temporary file -> files/<tree>/index.jsonl(.zst.pgp), last
+//! ```
+//!
+//! Every volume is a complete GNU tar archive: stock `tar -x` of the volumes in order rebuilds the
+//! tree. The index (see [`index`]) says, for each path, what it is and which volume holds it; it is
+//! what restore, verify and later incrementals work from.
+//!
+//! A live tree is read without locks, so one file's trouble never fails the run: a file that vanishes
+//! or cannot be read is left out, a file that changes while being read is stored as read; each becomes
+//! a warning in the manifest's tree entry.
+
+pub mod file;
+pub mod index;
+pub mod owners;
+pub mod volume;
+pub mod walk;
+
+use std::collections::HashMap;
+use std::fs::{self, Metadata};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use tar::EntryType;
+
+use crate::error::usage;
+use crate::pipeline::Pipeline;
+use crate::snapshot::manifest::{ObjectEntry, TreeEntry, TreeRun};
+use index::{EntryKind, IndexEntry, IndexWriter};
+use volume::{EntryHeader, Volumes};
+use walk::{display, Excludes, Item, Walker};
+
+pub const DEFAULT_VOLUME_SIZE: u64 = 256 << 20;
+
+pub struct TreeSpec {
+    pub name: String,
+    pub path: PathBuf,
+    /// Globs matched against the path relative to the root, e.g. `**/cache/**` (see [`walk`]).
+    pub exclude: Vec<String>,
+    pub volume_size: u64,
+}
+
+pub struct TreeResult {
+    pub entry: TreeEntry,
+    /// The volumes in order, then the index.
+    pub objects: Vec<ObjectEntry>,
+}
+
+/// Backs up one tree into the pipeline's snapshot. `on_bytes(n)` is called with the number of
+/// plaintext bytes just read from files (for progress bars).
+pub fn backup_tree(
+    spec: &TreeSpec,
+    pipeline: &Pipeline,
+    on_bytes: &(dyn Fn(u64) + Sync),
+) -> Result<TreeResult> {
+    let name = &spec.name;
+    if name.is_empty()
+        || name.starts_with('.')
+        || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return Err(usage(format!(
+            "tree name {name:?} must be letters, digits, '-', '_' or '.'; it becomes part of object keys"
+        )));
+    }
+    if spec.volume_size == 0 {
+        return Err(usage(format!("tree {name}: volume_size must be more than 0")));
+    }
+    // The manifest holds the root as text; config paths come from YAML, so this only trips on a
+    // path built elsewhere.
+    let root_text = spec.path.to_str().ok_or_else(|| {
+        usage(format!("tree {name}: the path {:?} is not valid UTF-8", spec.path))
+    })?;
+    let snapshot = pipeline.snapshot_dir.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+
+    let mut run = Backup {
+        walker: Walker::new(&spec.path, Excludes::new(&spec.exclude)?),
+        volumes: Volumes::new(pipeline, name, spec.volume_size),
+        index: IndexWriter::new(name, snapshot)?,
+        names: owners::Names::default(),
+        hardlinks: HashMap::new(),
+        warnings: Vec::new(),
+        files: 0,
+        bytes: 0,
+        on_bytes,
+    };
+    loop {
+        let item = match run.walker.next_item(&mut run.warnings) {
+            Ok(Some(item)) => item,
+            Ok(None) => break,
+            Err(e) => {
+                return Err(usage(format!("tree {name}: cannot back up {root_text}: {e}")));
+            }
+        };
+        run.item(item).with_context(|| format!("backing up tree {name}"))?;
+    }
+    let Backup { volumes, index, warnings, files, bytes, .. } = run;
+    let (volume_keys, mut objects) = volumes.finish()?;
+    let index_object = index.finish(pipeline, name)?;
+    let entry = TreeEntry {
+        name: name.clone(),
+        path: root_text.to_string(),
+        run: TreeRun::Full,
+        parent: None,
+        files,
+        bytes,
+        volumes: volume_keys,
+        index: index_object.key.clone(),
+        warnings,
+    };
+    objects.push(index_object);
+    Ok(TreeResult { entry, objects })
+}
+
+struct Backup<'a> {
+    walker: Walker,
+    volumes: Volumes<'a>,
+    index: IndexWriter,
+    names: owners::Names,
+    /// (dev, inode) of multiply-linked files already stored -> the path they were stored under.
+    hardlinks: HashMap<(u64, u64), Vec<u8>>,
+    warnings: Vec<String>,
+    files: u64,
+    bytes: u64,
+    on_bytes: &'a (dyn Fn(u64) + Sync),
+}
+
+/// The parts of an entry that come from its metadata, for both the tar header and the index.
+struct Owner {
+    user: Option<Vec<u8>>,
+    group: Option<Vec<u8>>,
+}
+
+impl Backup<'_> {
+    fn item(&mut self, item: Item) -> Result<()> {
+        let ft = item.meta.file_type();
+        if ft.is_file() {
+            return self.file(item);
+        }
+        let (tar_kind, kind) = if ft.is_dir() {
+            (EntryType::Directory, EntryKind::Dir)
+        } else if ft.is_symlink() {
+            (EntryType::Symlink, EntryKind::Symlink)
+        } else if ft.is_fifo() {
+            (EntryType::Fifo, EntryKind::Fifo)
+        } else if ft.is_char_device() {
+            (EntryType::Char, EntryKind::Char)
+        } else if ft.is_block_device() {
+            (EntryType::Block, EntryKind::Block)
+        } else {
+            let what = if ft.is_socket() { "a socket" } else { "of an unknown type" };
+            self.warnings.push(format!("{} is {what}, which tar cannot store: left out", display(&item.rel)));
+            return Ok(());
+        };
+        let link = if kind == EntryKind::Symlink {
+            match fs::read_link(self.walker.full_path(&item.rel)) {
+                Ok(target) => Some(target.into_os_string().as_bytes().to_vec()),
+                Err(e) => {
+                    self.warn_unreadable(&item.rel, &e);
+                    return Ok(());
+                }
+            }
+        } else {
+            None
+        };
+        let device = matches!(kind, EntryKind::Char | EntryKind::Block)
+            .then(|| (libc::major(item.meta.rdev()), libc::minor(item.meta.rdev())));
+        self.store(&item.rel, &item.meta, tar_kind, kind, link.as_deref(), device, |_| Ok(None))?;
+        Ok(())
+    }
+
+    fn file(&mut self, item: Item) -> Result<()> {
+        let Item { rel, meta } = item;
+        if meta.nlink() > 1 {
+            if let Some(target) = self.hardlinks.get(&(meta.dev(), meta.ino())).cloned() {
+                let kinds = (EntryType::Link, EntryKind::Hardlink);
+                self.store(&rel, &meta, kinds.0, kinds.1, Some(&target), None, |_| Ok(None))?;
+                return Ok(());
+            }
+        }
+        let (mut file, meta) = match file::open_regular(&self.walker.full_path(&rel)) {
+            Ok(opened) => opened,
+            Err(e) => {
+                self.warn_unreadable(&rel, &e);
+                return Ok(());
+            }
+        };
+        let on_bytes = self.on_bytes;
+        let mut copied = None;
+        let size = meta.len();
+        self.store(&rel, &meta, EntryType::Regular, EntryKind::File, None, None, |sink| {
+            let c = file::copy_exact(&mut file, size, sink, on_bytes)
+                .with_context(|| format!("writing {}", sink.key()))?;
+            let sha = c.sha256.clone();
+            copied = Some(c);
+            Ok(Some(sha))
+        })?;
+        self.files += 1;
+        self.bytes += size;
+        if meta.nlink() > 1 {
+            self.hardlinks.insert((meta.dev(), meta.ino()), rel.clone());
+        }
+        let after = file.metadata().ok();
+        let changed = after.is_none_or(|a| {
+            a.len() != meta.len() || a.mtime() != meta.mtime() || a.mtime_nsec() != meta.mtime_nsec()
+        });
+        let p = display(&rel);
+        match copied {
+            Some(c) if c.read_error.is_some() => {
+                let e = c.read_error.map(|e| e.to_string()).unwrap_or_default();
+                self.warnings.push(format!(
+                    "read error in {p} after {} of {size} bytes, the rest stored as zeros: {e}",
+                    size - c.padded
+                ));
+            }
+            Some(c) if c.padded > 0 => self.warnings.push(format!(
+                "changed while being read: {p} (shrank by {} bytes, stored padded with zeros)",
+                c.padded
+            )),
+            Some(c) if c.grew || changed => {
+                self.warnings.push(format!("changed while being read: {p}"));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Writes one tar entry and its index line. `data` writes the entry's content (files only) and
+    /// returns its sha256.
+    #[allow(clippy::too_many_arguments)]
+    fn store(
+        &mut self,
+        rel: &[u8],
+        meta: &Metadata,
+        tar_kind: EntryType,
+        kind: EntryKind,
+        link: Option<&[u8]>,
+        device: Option<(u32, u32)>,
+        data: impl FnOnce(&mut crate::pipeline::ObjectSink) -> Result<Option<String>>,
+    ) -> Result<Option<String>> {
+        let owner = self.owner(meta);
+        let size = if kind == EntryKind::File { meta.len() } else { 0 };
+        let header = EntryHeader {
+            kind: tar_kind,
+            path: rel,
+            link,
+            size,
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid().into(),
+            gid: meta.gid().into(),
+            user: owner.user.as_deref(),
+            group: owner.group.as_deref(),
+            mtime: meta.mtime(),
+            device,
+        };
+        let mut sha256 = None;
+        let volume = self.volumes.append(&header, |sink| {
+            sha256 = data(sink)?;
+            Ok(())
+        })?;
+        let text = |b: &Option<Vec<u8>>| b.as_deref().and_then(|b| std::str::from_utf8(b).ok()).map(String::from);
+        let mut entry = IndexEntry {
+            path: None,
+            path_b64: None,
+            kind,
+            size,
+            mode: header.mode,
+            uid: header.uid,
+            gid: header.gid,
+            user: text(&owner.user),
+            group: text(&owner.group),
+            mtime: header.mtime,
+            sha256: sha256.clone(),
+            volume,
+            snapshot: None,
+            link: None,
+            link_b64: None,
+            major: device.map(|d| d.0),
+            minor: device.map(|d| d.1),
+        };
+        entry.set_path(rel);
+        if let Some(link) = link {
+            entry.set_link(link);
+        }
+        self.index.push(&entry)?;
+        Ok(sha256)
+    }
+
+    fn owner(&mut self, meta: &Metadata) -> Owner {
+        Owner {
+            user: self.names.user(meta.uid()).map(<[u8]>::to_vec),
+            group: self.names.group(meta.gid()).map(<[u8]>::to_vec),
+        }
+    }
+
+    fn warn_unreadable(&mut self, rel: &[u8], e: &io::Error) {
+        let p = display(rel);
+        self.warnings.push(if e.kind() == io::ErrorKind::NotFound {
+            format!("vanished before it was read: {p}")
+        } else {
+            format!("cannot read {p}, left out: {e}")
+        });
+    }
+}

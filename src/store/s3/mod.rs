@@ -1,0 +1,421 @@
+//! An S3 bucket (AWS or any S3-compatible service) as a store.
+//!
+//! The [`Store`] trait is synchronous because the pipeline is (zstd, sequoia); the SDK is async. The
+//! store holds a handle to a multi-threaded tokio runtime and bridges each call with
+//! [`tokio::task::block_in_place`] + [`Handle::block_on`]. Callers are plain threads (std threads or
+//! `spawn_blocking`), where that is a plain block; on a runtime worker thread `block_in_place` first
+//! hands the worker's queue to another thread, so a mistaken call from async code stalls one worker
+//! instead of panicking. A current-thread runtime cannot work: nobody would drive its IO.
+//!
+//! No delete is reachable from here, on purpose (see [`super`]); write-once is enforced by S3 itself
+//! with `If-None-Match: *` on PutObject and CompleteMultipartUpload, so it also holds against a
+//! concurrent writer and needs no read-then-write check.
+
+mod upload;
+
+use std::fmt;
+use std::future::Future;
+use std::io::{self, Read};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Result};
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::Credentials;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration, ObjectLockMode};
+use aws_sdk_s3::Client;
+use bytes::Bytes;
+use time::OffsetDateTime;
+use tokio::runtime::Handle;
+
+use super::{check_key, ObjectInfo, ObjectWriter, Store};
+
+const MIB: u64 = 1 << 20;
+/// S3 rejects smaller parts (except the last one).
+pub const MIN_PART_SIZE: u64 = 5 * MIB;
+/// S3 rejects larger parts.
+pub const MAX_PART_SIZE: u64 = 5 * 1024 * MIB;
+
+/// Object Lock retention mode for objects that push writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LockMode {
+    /// Nobody, not even the account root, can delete or shorten the retention before it ends.
+    #[default]
+    Compliance,
+    /// Principals with `s3:BypassGovernanceRetention` can still delete: useful for tests and trials.
+    Governance,
+}
+
+/// Where and how to reach the bucket. Secrets are only ever passed to the SDK's credential provider.
+#[derive(Clone)]
+pub struct S3Config {
+    pub bucket: String,
+    /// Keys become `prefix/key`; empty for the bucket's root.
+    pub prefix: String,
+    /// When `None`, the standard AWS chain decides (`AWS_REGION`, profile, ...).
+    pub region: Option<String>,
+    /// For S3-compatible services (MinIO, Ceph, moto, ...).
+    pub endpoint: Option<String>,
+    pub path_style: bool,
+    /// When no keys are given, the standard AWS chain provides credentials (env, profile, IMDS, ...).
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+    /// Size of the first parts of a multipart upload; objects smaller than this go as one PutObject.
+    pub part_size_min: u64,
+    /// Part buffers per object, counting the one being filled: memory per writer is at most this
+    /// many times the current part size.
+    pub parts_in_flight: usize,
+    /// Retain every written object this many days with S3 Object Lock (the bucket must have it on).
+    pub object_lock_days: Option<u32>,
+    pub object_lock_mode: LockMode,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            bucket: String::new(),
+            prefix: String::new(),
+            region: None,
+            endpoint: None,
+            path_style: false,
+            access_key_id: None,
+            secret_access_key: None,
+            session_token: None,
+            part_size_min: 8 * MIB,
+            parts_in_flight: 8,
+            object_lock_days: None,
+            object_lock_mode: LockMode::default(),
+        }
+    }
+}
+
+// Hand-written so that a `{:?}` of the config can never print a secret.
+impl fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redact = |s: &Option<String>| s.as_ref().map(|_| "***");
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("path_style", &self.path_style)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &redact(&self.secret_access_key))
+            .field("session_token", &redact(&self.session_token))
+            .field("part_size_min", &self.part_size_min)
+            .field("parts_in_flight", &self.parts_in_flight)
+            .field("object_lock_days", &self.object_lock_days)
+            .field("object_lock_mode", &self.object_lock_mode)
+            .finish()
+    }
+}
+
+pub struct S3Store {
+    shared: Arc<Shared>,
+}
+
+/// What a store and its writers and readers share.
+struct Shared {
+    client: Client,
+    handle: Handle,
+    bucket: String,
+    /// Normalized: no leading or trailing '/'; empty for the bucket's root.
+    prefix: String,
+    part_size_min: u64,
+    parts_in_flight: usize,
+    object_lock: Option<(LockMode, u32)>,
+}
+
+impl Shared {
+    fn block_on<F: Future>(&self, f: F) -> F::Output {
+        tokio::task::block_in_place(|| self.handle.block_on(f))
+    }
+
+    fn full_key(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{key}", self.prefix)
+        }
+    }
+
+    fn location(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("s3://{}", self.bucket)
+        } else {
+            format!("s3://{}/{}", self.bucket, self.prefix)
+        }
+    }
+
+    /// Lock settings for an object written now; `None` when Object Lock is off.
+    fn lock_until(&self) -> Option<(ObjectLockMode, aws_smithy_types::DateTime)> {
+        let (mode, days) = self.object_lock?;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let until = now.saturating_add(u64::from(days) * 86_400);
+        let mode = match mode {
+            LockMode::Compliance => ObjectLockMode::Compliance,
+            LockMode::Governance => ObjectLockMode::Governance,
+        };
+        Some((mode, aws_smithy_types::DateTime::from_secs(i64::try_from(until).unwrap_or(i64::MAX))))
+    }
+}
+
+impl S3Store {
+    /// Builds the client; makes no request. `handle` must belong to a multi-threaded runtime that
+    /// outlives the store.
+    pub fn new(cfg: S3Config, handle: Handle) -> Result<Self> {
+        if cfg.bucket.is_empty() {
+            bail!("S3 store: the bucket name is empty");
+        }
+        if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&cfg.part_size_min) {
+            bail!(
+                "S3 store s3://{}: part_size_min {} is outside S3's limits (5 MiB to 5 GiB)",
+                cfg.bucket,
+                cfg.part_size_min
+            );
+        }
+        if cfg.parts_in_flight == 0 {
+            bail!("S3 store s3://{}: parts_in_flight must be at least 1", cfg.bucket);
+        }
+        if cfg.object_lock_days == Some(0) {
+            bail!("S3 store s3://{}: object_lock_days must be at least 1", cfg.bucket);
+        }
+        let prefix = cfg.prefix.trim_matches('/').to_string();
+        if !prefix.is_empty() {
+            check_key(&prefix).map_err(|e| anyhow!("S3 store s3://{}: bad prefix: {e}", cfg.bucket))?;
+        }
+
+        // Five attempts with the SDK's exponential backoff and jitter ride out throttling (503
+        // SlowDown) and short network drops; anything still failing after that is final for this run.
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(RetryConfig::standard().with_max_attempts(5));
+        if let Some(region) = &cfg.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some(endpoint) = &cfg.endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        match (&cfg.access_key_id, &cfg.secret_access_key) {
+            (Some(id), Some(secret)) => {
+                let creds = Credentials::new(id, secret, cfg.session_token.clone(), None, "offsite-config");
+                loader = loader.credentials_provider(creds);
+            }
+            (None, None) => {}
+            _ => bail!(
+                "S3 store s3://{}: give both access_key_id and secret_access_key, or neither",
+                cfg.bucket
+            ),
+        }
+        let sdk_config = tokio::task::block_in_place(|| handle.block_on(loader.load()));
+        if sdk_config.region().is_none() {
+            bail!(
+                "S3 store s3://{}: no region; set it in the config or with AWS_REGION",
+                cfg.bucket
+            );
+        }
+        let s3_config = aws_sdk_s3::config::Builder::from(&sdk_config)
+            .force_path_style(cfg.path_style)
+            .build();
+        Ok(Self {
+            shared: Arc::new(Shared {
+                client: Client::from_conf(s3_config),
+                handle,
+                bucket: cfg.bucket,
+                prefix,
+                part_size_min: cfg.part_size_min,
+                parts_in_flight: cfg.parts_in_flight,
+                object_lock: cfg.object_lock_days.map(|d| (cfg.object_lock_mode, d)),
+            }),
+        })
+    }
+
+    /// Creates the bucket if it does not exist (with Object Lock on when the config asks for it).
+    /// For tests and the demo: production buckets are made by an admin, with their policies.
+    pub fn ensure_bucket(&self) -> Result<()> {
+        let s = &self.shared;
+        let loc = format!("s3://{}", s.bucket);
+        s.block_on(async {
+            match s.client.head_bucket().bucket(&s.bucket).send().await {
+                Ok(_) => return Ok(()),
+                Err(e) if http_status(&e) == Some(404) => {}
+                Err(e) => bail!("checking bucket {loc}: {}", DisplayErrorContext(e)),
+            }
+            let mut req = s.client.create_bucket().bucket(&s.bucket);
+            // us-east-1 is the one region that rejects an explicit location constraint.
+            if let Some(region) = s.client.config().region().map(|r| r.as_ref()) {
+                if region != "us-east-1" {
+                    req = req.create_bucket_configuration(
+                        CreateBucketConfiguration::builder()
+                            .location_constraint(BucketLocationConstraint::from(region))
+                            .build(),
+                    );
+                }
+            }
+            if s.object_lock.is_some() {
+                req = req.object_lock_enabled_for_bucket(true);
+            }
+            match req.send().await {
+                Ok(_) => Ok(()),
+                Err(e) if e.code() == Some("BucketAlreadyOwnedByYou") => Ok(()),
+                Err(e) => bail!("creating bucket {loc}: {}", DisplayErrorContext(e)),
+            }
+        })
+    }
+}
+
+impl Store for S3Store {
+    fn location(&self) -> String {
+        self.shared.location()
+    }
+
+    fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
+        check_key(key)?;
+        Ok(Box::new(upload::S3Writer::new(self.shared.clone(), key)))
+    }
+
+    fn open(&self, key: &str) -> Result<Box<dyn Read + Send>> {
+        check_key(key)?;
+        let s = &self.shared;
+        let full_key = s.full_key(key);
+        let out = s
+            .block_on(s.client.get_object().bucket(&s.bucket).key(&full_key).send())
+            .map_err(|e| {
+                if e.code() == Some("NoSuchKey") || http_status(&e) == Some(404) {
+                    anyhow!("object {key} not found in {}", s.location())
+                } else {
+                    anyhow!("opening {key} in {}: {}", s.location(), DisplayErrorContext(e))
+                }
+            })?;
+        Ok(Box::new(S3Reader {
+            shared: s.clone(),
+            key: key.to_string(),
+            full_key,
+            etag: out.e_tag,
+            body: out.body,
+            chunk: Bytes::new(),
+            pos: 0,
+            resumes: 0,
+        }))
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        let s = &self.shared;
+        let root = if s.prefix.is_empty() { String::new() } else { format!("{}/", s.prefix) };
+        let full_prefix = format!("{root}{prefix}");
+        let mut out = Vec::new();
+        s.block_on(async {
+            let mut pages = s
+                .client
+                .list_objects_v2()
+                .bucket(&s.bucket)
+                .prefix(&full_prefix)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| {
+                    anyhow!("listing {} under {prefix:?}: {}", s.location(), DisplayErrorContext(e))
+                })?;
+                for obj in page.contents() {
+                    let Some(key) = obj.key().and_then(|k| k.strip_prefix(&root)) else { continue };
+                    out.push(ObjectInfo {
+                        key: key.to_string(),
+                        size: obj.size().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
+                        modified: obj
+                            .last_modified()
+                            .and_then(|t| OffsetDateTime::from_unix_timestamp_nanos(t.as_nanos()).ok()),
+                    });
+                }
+            }
+            anyhow::Ok(())
+        })?;
+        // S3 lists in UTF-8 binary order already; sorting keeps the contract whatever the service.
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+}
+
+/// Streams a GetObject body chunk by chunk; never holds more than one network chunk.
+struct S3Reader {
+    shared: Arc<Shared>,
+    key: String,
+    full_key: String,
+    etag: Option<String>,
+    body: ByteStream,
+    chunk: Bytes,
+    pos: u64,
+    resumes: u32,
+}
+
+/// A connection that drops mid-body is not retried by the SDK (the response had started); a pull of
+/// a large dump should not fail for that, so the reader resumes from where it stopped.
+const MAX_RESUMES: u32 = 3;
+
+impl S3Reader {
+    fn resume(&mut self, cause: impl fmt::Display) -> io::Result<()> {
+        let s = &self.shared;
+        if self.resumes >= MAX_RESUMES {
+            return Err(io::Error::other(format!(
+                "reading {} from {} at byte {}: {cause}",
+                self.key,
+                s.location(),
+                self.pos
+            )));
+        }
+        self.resumes += 1;
+        tracing::warn!(
+            "reading {} from {} broke at byte {} ({cause}); resuming",
+            self.key,
+            s.location(),
+            self.pos
+        );
+        let mut req = s
+            .client
+            .get_object()
+            .bucket(&s.bucket)
+            .key(&self.full_key)
+            .range(format!("bytes={}-", self.pos));
+        // If-Match makes sure the rest comes from the same object, not a replaced one.
+        if let Some(etag) = &self.etag {
+            req = req.if_match(etag);
+        }
+        let out = s.block_on(req.send()).map_err(|e| {
+            io::Error::other(format!(
+                "resuming {} from {} at byte {}: {}",
+                self.key,
+                s.location(),
+                self.pos,
+                DisplayErrorContext(e)
+            ))
+        })?;
+        self.body = out.body;
+        Ok(())
+    }
+}
+
+impl Read for S3Reader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        while self.chunk.is_empty() {
+            match self.shared.block_on(self.body.next()) {
+                None => return Ok(0),
+                Some(Ok(chunk)) => self.chunk = chunk,
+                Some(Err(e)) => self.resume(DisplayErrorContext(e))?,
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+fn http_status<E>(e: &SdkError<E, HttpResponse>) -> Option<u16> {
+    e.raw_response().map(|r| r.status().as_u16())
+}

@@ -1,0 +1,369 @@
+//! Writing one object: one PutObject for a small object, a bounded multipart upload otherwise.
+//!
+//! Memory: every part buffer, including the one being filled, holds a permit of a per-writer
+//! semaphore with `parts_in_flight` permits, and a permit is released only when its part's upload has
+//! finished. When all permits are taken, `write` blocks until a part is done, so a writer never
+//! holds more than `parts_in_flight` × the current part size, however large the object.
+//!
+//! Part size: S3 allows 10,000 parts, and the size of a dump is unknown when it starts, so parts
+//! start at `part_size_min` and double every 950 parts (capped at 5 GiB). 950 rather than a round
+//! 1,000 so that even 5 MiB parts cover more than 5 TiB in 10,000 parts (1,000 would stop at 4.9).
+
+use std::io::{self, Write};
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectLockMode};
+use base64::Engine;
+use bytes::Bytes;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+
+use super::{http_status, Shared, MAX_PART_SIZE};
+use crate::store::ObjectWriter;
+
+const MAX_PARTS: i32 = 10_000;
+const PARTS_PER_DOUBLING: i32 = 950;
+
+/// Size of part `number` (1-based).
+pub(super) fn part_size(min: u64, number: i32) -> u64 {
+    let doublings = ((number.max(1) - 1) / PARTS_PER_DOUBLING).min(32) as u32;
+    (min << doublings).min(MAX_PART_SIZE)
+}
+
+/// The base64 CRC32C that S3 expects in `x-amz-checksum-crc32c`. CRC32C rather than SHA-256: the
+/// pipeline already hashes every byte with SHA-256, and this check only guards the transfer.
+fn crc32c(data: &[u8]) -> String {
+    let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data) as u32;
+    base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
+}
+
+pub(super) struct S3Writer {
+    shared: Arc<Shared>,
+    key: String,
+    full_key: String,
+    /// Fixed when the writer is created, so every part of one object has the same retention.
+    lock: Option<(ObjectLockMode, aws_smithy_types::DateTime)>,
+    slots: Arc<Semaphore>,
+    filling: Option<Filling>,
+    upload: Option<Multipart>,
+    next_part: i32,
+    /// Set by the first failed write; the object can then only be abandoned.
+    failed: Option<String>,
+}
+
+struct Filling {
+    data: Vec<u8>,
+    size: usize,
+    permit: OwnedSemaphorePermit,
+}
+
+struct Multipart {
+    id: String,
+    running: JoinSet<Result<CompletedPart>>,
+    finished: Vec<CompletedPart>,
+}
+
+impl S3Writer {
+    pub(super) fn new(shared: Arc<Shared>, key: &str) -> Self {
+        Self {
+            full_key: shared.full_key(key),
+            key: key.to_string(),
+            lock: shared.lock_until(),
+            slots: Arc::new(Semaphore::new(shared.parts_in_flight)),
+            shared,
+            filling: None,
+            upload: None,
+            next_part: 1,
+            failed: None,
+        }
+    }
+
+    fn write_some(&mut self, data: &[u8]) -> Result<usize> {
+        let filling = match &mut self.filling {
+            Some(f) => f,
+            None => {
+                let f = self.start_part()?;
+                self.filling.insert(f)
+            }
+        };
+        let n = data.len().min(filling.size - filling.data.len());
+        filling.data.extend_from_slice(&data[..n]);
+        if filling.data.len() == filling.size {
+            self.send_part()?;
+        }
+        Ok(n)
+    }
+
+    /// Takes a slot for the next part buffer, blocking while `parts_in_flight` parts are taken.
+    fn start_part(&mut self) -> Result<Filling> {
+        let permit = self
+            .shared
+            .block_on(self.slots.clone().acquire_owned())
+            .context("the upload's part slots were closed")?;
+        // A part that failed while we waited should stop the upload now, not after the whole dump.
+        self.reap()?;
+        let size = usize::try_from(part_size(self.shared.part_size_min, self.next_part))
+            .context("part size does not fit in memory on this platform")?;
+        Ok(Filling { data: Vec::with_capacity(size), size, permit })
+    }
+
+    /// Collects parts whose upload has ended, failing on the first failed one.
+    fn reap(&mut self) -> Result<()> {
+        let Some(up) = &mut self.upload else { return Ok(()) };
+        while let Some(res) = up.running.try_join_next() {
+            up.finished.push(res.map_err(|e| anyhow!("part upload of {} stopped: {e}", self.key))??);
+        }
+        Ok(())
+    }
+
+    fn send_part(&mut self) -> Result<()> {
+        let Some(filling) = self.filling.take() else { return Ok(()) };
+        let number = self.next_part;
+        if number > MAX_PARTS {
+            bail!(
+                "object {} in {} needs more than {MAX_PARTS} parts; raise part_size_min",
+                self.key,
+                self.shared.location()
+            );
+        }
+        if self.upload.is_none() {
+            self.upload = Some(self.create_upload()?);
+        }
+        let Some(up) = &mut self.upload else { bail!("multipart upload of {} not started", self.key) };
+        self.next_part += 1;
+        let body = Bytes::from(filling.data);
+        let checksum = crc32c(&body);
+        let shared = self.shared.clone();
+        let (key, full_key, upload_id) = (self.key.clone(), self.full_key.clone(), up.id.clone());
+        let permit = filling.permit;
+        up.running.spawn_on(
+            async move {
+                let s = &shared;
+                let out = s
+                    .client
+                    .upload_part()
+                    .bucket(&s.bucket)
+                    .key(&full_key)
+                    .upload_id(upload_id)
+                    .part_number(number)
+                    .body(ByteStream::from(body))
+                    .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+                    .checksum_crc32_c(&checksum)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        anyhow!(
+                            "uploading part {number} of {key} to {}: {}",
+                            s.location(),
+                            DisplayErrorContext(e)
+                        )
+                    })?;
+                // The buffer is gone once the request has been sent; free the slot for the next part.
+                drop(permit);
+                let etag = out.e_tag.with_context(|| {
+                    format!("uploading part {number} of {key} to {}: no ETag", s.location())
+                })?;
+                Ok(CompletedPart::builder()
+                    .part_number(number)
+                    .e_tag(etag)
+                    .checksum_crc32_c(checksum)
+                    .build())
+            },
+            &self.shared.handle,
+        );
+        Ok(())
+    }
+
+    fn create_upload(&self) -> Result<Multipart> {
+        let s = &self.shared;
+        let mut req = s
+            .client
+            .create_multipart_upload()
+            .bucket(&s.bucket)
+            .key(&self.full_key)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32C);
+        if let Some((mode, until)) = &self.lock {
+            req = req.object_lock_mode(mode.clone()).object_lock_retain_until_date(*until);
+        }
+        let out = s.block_on(req.send()).map_err(|e| {
+            anyhow!(
+                "starting the multipart upload of {} to {}: {}",
+                self.key,
+                s.location(),
+                DisplayErrorContext(e)
+            )
+        })?;
+        let id = out.upload_id.with_context(|| {
+            format!("starting the multipart upload of {} to {}: no upload id", self.key, s.location())
+        })?;
+        Ok(Multipart { id, running: JoinSet::new(), finished: Vec::new() })
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        if let Some(msg) = &self.failed {
+            bail!("{msg}");
+        }
+        if self.upload.is_none() {
+            let data = self.filling.take().map(|f| f.data).unwrap_or_default();
+            return self.put_object(data);
+        }
+        if self.filling.as_ref().is_some_and(|f| !f.data.is_empty()) {
+            self.send_part()?;
+        }
+        self.filling = None;
+        let shared = self.shared.clone();
+        let s = &shared;
+        let key = &self.key;
+        let Some(up) = &mut self.upload else { bail!("multipart upload of {key} not started") };
+        let mut parts = std::mem::take(&mut up.finished);
+        s.block_on(async {
+            while let Some(res) = up.running.join_next().await {
+                parts.push(res.map_err(|e| anyhow!("part upload of {key} stopped: {e}"))??);
+            }
+            anyhow::Ok(())
+        })?;
+        parts.sort_by_key(|p| p.part_number());
+        let req = s
+            .client
+            .complete_multipart_upload()
+            .bucket(&s.bucket)
+            .key(&self.full_key)
+            .upload_id(&up.id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .if_none_match("*");
+        s.block_on(req.send()).map_err(|e| self.commit_error(e))?;
+        // Completed: nothing left for Drop to abort.
+        self.upload = None;
+        Ok(())
+    }
+
+    fn put_object(&mut self, data: Vec<u8>) -> Result<()> {
+        let s = &self.shared;
+        let checksum = crc32c(&data);
+        let mut req = s
+            .client
+            .put_object()
+            .bucket(&s.bucket)
+            .key(&self.full_key)
+            .body(ByteStream::from(Bytes::from(data)))
+            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+            .checksum_crc32_c(checksum)
+            .if_none_match("*");
+        if let Some((mode, until)) = &self.lock {
+            req = req.object_lock_mode(mode.clone()).object_lock_retain_until_date(*until);
+        }
+        s.block_on(req.send()).map_err(|e| self.commit_error(e))?;
+        Ok(())
+    }
+
+    fn commit_error<E>(&self, e: SdkError<E, HttpResponse>) -> anyhow::Error
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let (key, loc) = (&self.key, self.shared.location());
+        // 412: the key exists. 409 ConditionalRequestConflict: another writer is committing the same
+        // key right now. Either way the object is someone else's and must stay as it is.
+        if http_status(&e) == Some(412) || e.code() == Some("PreconditionFailed") {
+            anyhow!("object {key} already exists in {loc}; offsite never overwrites an object")
+        } else if http_status(&e) == Some(409) || e.code() == Some("ConditionalRequestConflict") {
+            anyhow!(
+                "object {key} in {loc} is being written by another writer at the same time; \
+                 offsite never overwrites an object"
+            )
+        } else {
+            anyhow!("writing {key} to {loc}: {}", DisplayErrorContext(e))
+        }
+    }
+}
+
+impl Write for S3Writer {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if let Some(msg) = &self.failed {
+            return Err(io::Error::other(msg.clone()));
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        self.write_some(data).map_err(|e| {
+            let msg = format!("{e:#}");
+            self.failed = Some(msg.clone());
+            io::Error::other(msg)
+        })
+    }
+
+    /// Nothing to do: a part goes out when it is full, and a short part in the middle of a multipart
+    /// upload would be rejected by S3.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl ObjectWriter for S3Writer {
+    fn commit(mut self: Box<Self>) -> Result<()> {
+        // On failure `self` is dropped here, and Drop aborts the multipart upload.
+        self.finish()
+    }
+}
+
+impl Drop for S3Writer {
+    fn drop(&mut self) {
+        self.filling = None;
+        let Some(mut up) = self.upload.take() else { return };
+        let s = self.shared.clone();
+        let res = s.block_on(async {
+            // A part still in flight could land after the abort and leave a billed, invisible part.
+            up.running.shutdown().await;
+            s.client
+                .abort_multipart_upload()
+                .bucket(&s.bucket)
+                .key(&self.full_key)
+                .upload_id(&up.id)
+                .send()
+                .await
+        });
+        if let Err(e) = res {
+            tracing::warn!(
+                "could not abort the multipart upload {} of {} in {}: {}; its parts stay until a \
+                 bucket lifecycle rule for incomplete multipart uploads removes them",
+                up.id,
+                self.key,
+                s.location(),
+                DisplayErrorContext(e)
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+    const TIB: u64 = 1 << 40;
+
+    fn capacity(min: u64) -> u64 {
+        (1..=MAX_PARTS).map(|n| part_size(min, n)).sum()
+    }
+
+    #[test]
+    fn ten_thousand_parts_cover_five_tib() {
+        for min in [5 * MIB, 8 * MIB, 64 * MIB] {
+            assert!(capacity(min) >= 5 * TIB, "part_size_min {min}: {}", capacity(min));
+        }
+        assert_eq!(part_size(8 * MIB, 1), 8 * MIB);
+        assert_eq!(part_size(8 * MIB, 950), 8 * MIB);
+        assert_eq!(part_size(8 * MIB, 951), 16 * MIB);
+        assert_eq!(part_size(MAX_PART_SIZE, 9_999), MAX_PART_SIZE);
+    }
+
+    #[test]
+    fn crc32c_matches_the_reference_value() {
+        // CRC-32C check value of "123456789" is 0xE3069283.
+        let expected = base64::engine::general_purpose::STANDARD.encode(0xE306_9283u32.to_be_bytes());
+        assert_eq!(crc32c(b"123456789"), expected);
+    }
+}

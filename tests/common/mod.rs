@@ -1,0 +1,4 @@
+//! Helpers shared by the integration tests: `mod common;` at the top of a test file.
+
+pub mod keys;
+pub mod s3;

@@ -1,0 +1,368 @@
+//! File trees end to end: a tree with every awkward thing in it is backed up to a local store,
+//! restored with offsite and extracted with stock `gpg | zstd | tar`, and both must reproduce it.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::ffi::{CString, OsStr};
+use std::fs;
+use std::io::{BufReader, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{bail, Context, Result};
+use common::keys::LocalEnv;
+use offsite::pipeline::read::open_object;
+use offsite::pipeline::Pipeline;
+use offsite::restore::tree::restore_tree;
+use offsite::snapshot::manifest::ObjectKind;
+use offsite::snapshot::Manifest;
+use offsite::source::tree::index::{EntryKind, IndexEntry, IndexReader};
+use offsite::source::tree::{backup_tree, TreeResult, TreeSpec};
+
+const VOLUME_SIZE: u64 = 64 * 1024;
+const BIG: usize = 300 * 1024;
+const LONG_DIR: &str = "a-directory-name-long-enough-that-the-full-path-needs-a-gnu-long-name-record-in-the-tar";
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn lutime(path: &Path, secs: i64) -> Result<()> {
+    let c = CString::new(path.as_os_str().as_bytes())?;
+    let t = libc::timespec { tv_sec: secs as libc::time_t, tv_nsec: 0 };
+    // SAFETY: valid path and two timespecs for the duration of the call.
+    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), [t, t].as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
+    if rc != 0 {
+        bail!("utimensat {}: {}", path.display(), std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn write_mode(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    fs::write(path, data)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+/// The awkward tree. Paths under `skipme` and `a/cache` and the socket must not come back.
+fn build_tree(root: &Path) -> Result<()> {
+    fs::create_dir_all(root)?;
+    write_mode(&root.join("plain.txt"), b"hello\n", 0o644)?;
+    write_mode(&root.join("with space.txt"), b"spaces", 0o644)?;
+    write_mode(&root.join("new\nline"), b"newline in the name", 0o644)?;
+    write_mode(&root.join("ünïcödé ✓.txt"), "unicode".as_bytes(), 0o644)?;
+    write_mode(&root.join(OsStr::from_bytes(b"caf\xe9")), b"latin-1 name", 0o644)?;
+    write_mode(&root.join("secret"), b"0600", 0o600)?;
+    write_mode(&root.join("setuid-tool"), b"#!/bin/sh\n", 0o4755)?;
+    fs::create_dir(root.join("private"))?;
+    write_mode(&root.join("private/inner.txt"), b"inner", 0o640)?;
+    fs::set_permissions(root.join("private"), fs::Permissions::from_mode(0o700))?;
+    fs::create_dir(root.join("empty"))?;
+    std::os::unix::fs::symlink("plain.txt", root.join("link-rel"))?;
+    std::os::unix::fs::symlink("does/not/exist", root.join("dangling"))?;
+    std::os::unix::fs::symlink("../odd//target/", root.join("odd-target"))?;
+    let long_target = format!("{}/{}", "x".repeat(150), "y".repeat(60));
+    std::os::unix::fs::symlink(&long_target, root.join("long-link"))?;
+    fs::create_dir(root.join("hardlinks"))?;
+    write_mode(&root.join("hardlinks/a"), b"shared inode", 0o644)?;
+    fs::hard_link(root.join("hardlinks/a"), root.join("hardlinks/b"))?;
+    let mut big = vec![0u8; BIG];
+    let mut x: u32 = 12345;
+    for b in big.iter_mut() {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+        *b = (x >> 16) as u8;
+    }
+    write_mode(&root.join("big.bin"), &big, 0o644)?;
+    fs::create_dir(root.join(LONG_DIR))?;
+    write_mode(&root.join(LONG_DIR).join("f".repeat(120)), b"long path", 0o644)?;
+    fs::create_dir(root.join("skipme"))?;
+    write_mode(&root.join("skipme/file"), b"excluded", 0o644)?;
+    fs::create_dir_all(root.join("a/cache/deeper"))?;
+    write_mode(&root.join("a/cache/junk"), b"excluded", 0o644)?;
+    write_mode(&root.join("a/kept.log"), b"kept", 0o644)?;
+    let fifo = CString::new(root.join("fifo").as_os_str().as_bytes())?;
+    // SAFETY: valid path for the duration of the call.
+    if unsafe { libc::mkfifo(fifo.as_ptr(), 0o640) } != 0 {
+        bail!("mkfifo: {}", std::io::Error::last_os_error());
+    }
+    drop(std::os::unix::net::UnixListener::bind(root.join("sock"))?);
+    if is_root() {
+        std::os::unix::fs::lchown(root.join("secret"), Some(1234), Some(5678))?;
+    }
+    // Distinct mtimes, children before parents so that setting a child does not move its parent.
+    set_mtimes(root, &mut 1_600_000_000)?;
+    Ok(())
+}
+
+fn set_mtimes(path: &Path, next: &mut i64) -> Result<()> {
+    if fs::symlink_metadata(path)?.is_dir() {
+        let mut names: Vec<_> = fs::read_dir(path)?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
+        names.sort();
+        for n in names {
+            set_mtimes(&path.join(n), next)?;
+        }
+    }
+    *next += 1000;
+    lutime(path, *next)
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Kind {
+    File(Vec<u8>),
+    Dir,
+    Symlink(Vec<u8>),
+    Fifo,
+    Other,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Desc {
+    kind: Kind,
+    mode: u32,
+    mtime: i64,
+    uid: u32,
+    gid: u32,
+}
+
+/// Everything about a tree that a restore must reproduce, keyed by relative path bytes.
+fn describe(root: &Path) -> Result<BTreeMap<Vec<u8>, Desc>> {
+    fn walk(root: &Path, rel: &[u8], out: &mut BTreeMap<Vec<u8>, Desc>) -> Result<()> {
+        let path = if rel == b"." { root.to_path_buf() } else { root.join(OsStr::from_bytes(rel)) };
+        let m = fs::symlink_metadata(&path)?;
+        let ft = m.file_type();
+        let kind = if ft.is_file() {
+            Kind::File(fs::read(&path)?)
+        } else if ft.is_dir() {
+            Kind::Dir
+        } else if ft.is_symlink() {
+            Kind::Symlink(fs::read_link(&path)?.into_os_string().into_encoded_bytes())
+        } else if std::os::unix::fs::FileTypeExt::is_fifo(&ft) {
+            Kind::Fifo
+        } else {
+            Kind::Other
+        };
+        let is_dir = kind == Kind::Dir;
+        let mode = if matches!(kind, Kind::Symlink(_)) { 0 } else { m.mode() & 0o7777 };
+        out.insert(rel.to_vec(), Desc { kind, mode, mtime: m.mtime(), uid: m.uid(), gid: m.gid() });
+        if is_dir {
+            for e in fs::read_dir(&path)? {
+                let name = e?.file_name();
+                let child = if rel == b"." {
+                    name.as_bytes().to_vec()
+                } else {
+                    [rel, b"/", name.as_bytes()].concat()
+                };
+                walk(root, &child, out)?;
+            }
+        }
+        Ok(())
+    }
+    let mut out = BTreeMap::new();
+    walk(root, b".", &mut out)?;
+    Ok(out)
+}
+
+/// What the restore must produce: the source minus the excluded paths and the socket.
+fn expected(src: &Path) -> Result<BTreeMap<Vec<u8>, Desc>> {
+    let mut want = describe(src)?;
+    want.retain(|k, _| {
+        !(k.starts_with(b"skipme") || k.starts_with(b"a/cache/") || k.as_slice() == b"sock")
+    });
+    assert!(want.contains_key(&b"a/cache"[..]), "a directory emptied by **/cache/** stays");
+    Ok(want)
+}
+
+fn compare(want: &BTreeMap<Vec<u8>, Desc>, got: &BTreeMap<Vec<u8>, Desc>) {
+    let names = |m: &BTreeMap<Vec<u8>, Desc>| m.keys().map(|k| String::from_utf8_lossy(k).into_owned()).collect::<Vec<_>>();
+    assert_eq!(names(want), names(got), "paths differ");
+    assert_eq!(want.keys().collect::<Vec<_>>(), got.keys().collect::<Vec<_>>(), "names differ as bytes");
+    for (k, w) in want {
+        assert_eq!(Some(w), got.get(k), "{}", String::from_utf8_lossy(k));
+    }
+}
+
+fn spec(src: &Path) -> TreeSpec {
+    TreeSpec {
+        name: "www".into(),
+        path: src.to_path_buf(),
+        exclude: vec!["skipme".into(), "**/cache/**".into()],
+        volume_size: VOLUME_SIZE,
+    }
+}
+
+fn manifest(pipeline: &Pipeline, result: &TreeResult) -> Manifest {
+    let snapshot = pipeline.snapshot_dir.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+    Manifest {
+        format: "offsite-manifest".into(),
+        version: 1,
+        tool_version: "test".into(),
+        host: "testhost".into(),
+        snapshot: snapshot.into(),
+        started_at: String::new(),
+        finished_at: String::new(),
+        config_digest: String::new(),
+        signer: String::new(),
+        recipients: Vec::new(),
+        objects: result.objects.clone(),
+        databases: Vec::new(),
+        trees: vec![result.entry.clone()],
+        warnings: Vec::new(),
+    }
+}
+
+fn read_index(env: &LocalEnv, m: &Manifest) -> Result<Vec<IndexEntry>> {
+    let tree = &m.trees[0];
+    let object = m.object(&tree.index).context("index object")?;
+    let reader = open_object(env.store.as_ref(), &env.pipeline.snapshot_dir, object, &env.keys)?;
+    let mut index = IndexReader::new(BufReader::new(reader))?;
+    assert_eq!(index.header.tree, "www");
+    assert_eq!(index.header.snapshot, m.snapshot);
+    let mut out = Vec::new();
+    while let Some(e) = index.next_entry()? {
+        out.push(e);
+    }
+    Ok(out)
+}
+
+struct Fixture {
+    env: LocalEnv,
+    src: PathBuf,
+    result: TreeResult,
+    manifest: Manifest,
+    _dir: tempfile::TempDir,
+}
+
+fn backed_up() -> Result<Fixture> {
+    let env = LocalEnv::new()?;
+    let dir = tempfile::tempdir()?;
+    let src = dir.path().join("src");
+    build_tree(&src)?;
+    let read = AtomicU64::new(0);
+    let result = backup_tree(&spec(&src), &env.pipeline, &|n| {
+        read.fetch_add(n, Ordering::Relaxed);
+    })?;
+    assert_eq!(read.load(Ordering::Relaxed), result.entry.bytes, "on_bytes reports every byte read");
+    let manifest = manifest(&env.pipeline, &result);
+    Ok(Fixture { env, src, result, manifest, _dir: dir })
+}
+
+#[test]
+fn backup_then_restore_reproduces_the_tree() -> Result<()> {
+    let f = backed_up()?;
+    let entry = &f.result.entry;
+    assert!(entry.warnings.iter().any(|w| w.contains("sock") && w.contains("socket")), "{:?}", entry.warnings);
+    assert_eq!(entry.warnings.len(), 1, "{:?}", entry.warnings);
+    assert_eq!(entry.index, "files/www/index.jsonl.zst.pgp");
+    assert_eq!(entry.volumes[0], "files/www/vol-00001.tar.zst.pgp");
+    assert!(entry.volumes.len() >= 3, "{:?}", entry.volumes);
+    let kinds: Vec<_> = f.result.objects.iter().map(|o| o.kind).collect();
+    assert_eq!(kinds.last(), Some(&ObjectKind::TreeIndex), "the index is written after the volumes");
+    assert!(kinds[..kinds.len() - 1].iter().all(|k| *k == ObjectKind::TreeVolume));
+
+    // The oversized file sits alone in its volume; every other volume respects the limit.
+    let index = read_index(&f.env, &f.manifest)?;
+    let big = index.iter().find(|e| e.path.as_deref() == Some("big.bin")).context("big.bin indexed")?;
+    assert_eq!(index.iter().filter(|e| e.volume == big.volume).count(), 1);
+    for o in f.result.objects.iter().filter(|o| o.kind == ObjectKind::TreeVolume && o.key != big.volume) {
+        assert!(o.plain_size <= VOLUME_SIZE, "{} is {} bytes", o.key, o.plain_size);
+    }
+    let latin = index.iter().find(|e| e.path_b64.is_some()).context("non-UTF-8 name stored as base64")?;
+    assert_eq!(latin.path_bytes()?, b"caf\xe9");
+    let link = index.iter().find(|e| e.kind == EntryKind::Hardlink).context("hardlink indexed")?;
+    assert_eq!((link.path.as_deref(), link.link.as_deref()), (Some("hardlinks/b"), Some("hardlinks/a")));
+    assert!(index.iter().all(|e| e.snapshot.is_none()));
+    assert_eq!(entry.files, index.iter().filter(|e| e.kind == EntryKind::File).count() as u64);
+
+    let out = f._dir.path().join("restored");
+    let stats = restore_tree(f.env.store.as_ref(), &f.env.pipeline.snapshot_dir, &f.manifest, "www", &out, &f.env.keys)?;
+    assert_eq!((stats.files, stats.bytes), (entry.files, entry.bytes));
+    assert_eq!(stats.links, 5, "4 symlinks and 1 hardlink");
+    compare(&expected(&f.src)?, &describe(&out)?);
+    let (a, b) = (fs::metadata(out.join("hardlinks/a"))?, fs::metadata(out.join("hardlinks/b"))?);
+    assert_eq!((a.ino(), a.nlink()), (b.ino(), 2), "hardlinks share their inode");
+
+    // Same tree, another snapshot: the volumes come out byte-identical (sorted, deterministic walk).
+    let again = backup_tree(&spec(&f.src), &f.env.pipeline_for("20260102T000000Z-0002"), &|_| {})?;
+    let plain = |r: &TreeResult| r.objects.iter().filter(|o| o.kind == ObjectKind::TreeVolume).map(|o| o.plain_sha256.clone()).collect::<Vec<_>>();
+    assert_eq!(plain(&f.result), plain(&again));
+    Ok(())
+}
+
+#[test]
+fn volumes_extract_with_stock_gpg_zstd_and_tar() -> Result<()> {
+    let f = backed_up()?;
+    let gnupg = tempfile::tempdir()?;
+    let gpg = |args: &[&str]| -> Result<()> {
+        let st = Command::new("gpg").env("GNUPGHOME", gnupg.path()).args(args).status().context("running gpg")?;
+        if !st.success() {
+            bail!("gpg {args:?} failed: {st}");
+        }
+        Ok(())
+    };
+    gpg(&["--batch", "--quiet", "--import", f.env.secret.to_str().context("utf-8 temp path")?])?;
+    let out = f._dir.path().join("tar-out");
+    fs::create_dir(&out)?;
+    for key in &f.result.entry.volumes {
+        let vol = f.env.object_path(&f.env.pipeline.snapshot_dir, key);
+        let st = Command::new("bash")
+            .env("GNUPGHOME", gnupg.path())
+            .args(["-c", "set -euo pipefail; gpg --batch --quiet --decrypt \"$1\" | zstd -d -q | tar -x -C \"$2\"", "extract"])
+            .arg(&vol)
+            .arg(&out)
+            .status()?;
+        if !st.success() {
+            bail!("extracting {} with gpg | zstd | tar failed: {st}", vol.display());
+        }
+    }
+    let _ = Command::new("gpgconf").env("GNUPGHOME", gnupg.path()).args(["--kill", "all"]).status();
+    compare(&expected(&f.src)?, &describe(&out)?);
+    let (a, b) = (fs::metadata(out.join("hardlinks/a"))?, fs::metadata(out.join("hardlinks/b"))?);
+    assert_eq!(a.ino(), b.ino());
+    Ok(())
+}
+
+#[test]
+fn a_flipped_byte_in_a_volume_fails_the_restore_naming_it() -> Result<()> {
+    let f = backed_up()?;
+    let key = &f.result.entry.volumes[0];
+    let path = f.env.object_path(&f.env.pipeline.snapshot_dir, key);
+    let mut data = fs::read(&path)?;
+    let mid = data.len() / 2;
+    data[mid] ^= 0x01;
+    fs::OpenOptions::new().write(true).truncate(true).open(&path)?.write_all(&data)?;
+    let out = f._dir.path().join("restored");
+    let err = restore_tree(f.env.store.as_ref(), &f.env.pipeline.snapshot_dir, &f.manifest, "www", &out, &f.env.keys)
+        .err()
+        .context("restore of a corrupt volume must fail")?;
+    let msg = format!("{err:#}");
+    assert!(msg.contains(key.as_str()), "{msg}");
+    Ok(())
+}
+
+#[test]
+fn user_errors_are_usage_errors() -> Result<()> {
+    let f = backed_up()?;
+    let restore = |name: &str, to: &Path| {
+        restore_tree(f.env.store.as_ref(), &f.env.pipeline.snapshot_dir, &f.manifest, name, to, &f.env.keys)
+    };
+    let err = restore("nope", &f._dir.path().join("x")).err().context("unknown tree")?;
+    assert!(offsite::error::is_usage(&err));
+    assert!(err.to_string().contains("www"), "lists the trees there are: {err}");
+
+    let busy = f._dir.path().join("busy");
+    fs::create_dir(&busy)?;
+    fs::write(busy.join("precious"), b"keep me")?;
+    let err = restore("www", &busy).err().context("non-empty target")?;
+    assert!(offsite::error::is_usage(&err), "{err:#}");
+    assert_eq!(fs::read(busy.join("precious"))?, b"keep me");
+
+    let missing = TreeSpec { path: f._dir.path().join("no-such-dir"), ..spec(&f.src) };
+    let err = backup_tree(&missing, &f.env.pipeline_for("20260103T000000Z-0003"), &|_| {}).err().context("missing root")?;
+    assert!(offsite::error::is_usage(&err), "{err:#}");
+    Ok(())
+}
