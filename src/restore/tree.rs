@@ -88,14 +88,26 @@ pub fn restore_tree(
         let mut archive = tar::Archive::new(BufReader::with_capacity(1 << 20, reader));
         {
             let mut entries = archive.entries().with_context(read_ctx)?;
+            let mut first = true;
             while let Some(entry) = pending.take_if(|e| e.volume == *volume && e.snapshot.is_none()) {
                 let path = entry.path_bytes().with_context(index_ctx)?;
-                let tar_entry = entries
-                    .next()
-                    .with_context(|| format!("{key} ends before {}, which the index puts in it", display(&path)))?
-                    .with_context(read_ctx)?;
+                let mut tar_entry = loop {
+                    let next = entries
+                        .next()
+                        .with_context(|| format!("{key} ends before {}, which the index puts in it", display(&path)))?
+                        .with_context(read_ctx)?;
+                    // A volume starts with repeated headers of directories restored from earlier
+                    // volumes (for stock tar's sake); they are not in the index.
+                    let repeat = first
+                        && next.header().entry_type() == EntryType::Directory
+                        && restorer.restored_dirs.contains(tar_path(&next.path_bytes()));
+                    if !repeat {
+                        break next;
+                    }
+                };
+                first = false;
                 restorer
-                    .entry(&entry, &path, tar_entry)
+                    .entry(&entry, &path, &mut tar_entry)
                     .with_context(|| format!("restoring {} from {key}", display(&path)))?;
                 pending = index.next_entry().with_context(index_ctx)?;
             }
@@ -155,6 +167,7 @@ struct Restorer<'a> {
     root: &'a Path,
     /// Directories with their attributes, in walk order; applied in reverse at the end.
     dirs: Vec<(PathBuf, Attrs)>,
+    restored_dirs: HashSet<Vec<u8>>,
     /// Symlinks created so far: no later entry may pass through one.
     symlinks: HashSet<Vec<u8>>,
     ids: Ids,
@@ -168,6 +181,7 @@ impl<'a> Restorer<'a> {
         Self {
             root,
             dirs: Vec::new(),
+            restored_dirs: HashSet::new(),
             symlinks: HashSet::new(),
             ids: Ids::default(),
             // SAFETY: geteuid has no preconditions and cannot fail.
@@ -177,11 +191,10 @@ impl<'a> Restorer<'a> {
         }
     }
 
-    fn entry<R: Read>(&mut self, e: &IndexEntry, path: &[u8], mut t: tar::Entry<'_, R>) -> Result<()> {
-        let tar_path = t.path_bytes();
-        let tar_path = if tar_path.as_ref() == b"./" { ROOT } else { tar_path.strip_suffix(b"/").unwrap_or(&tar_path) };
-        if tar_path != path {
-            bail!("the volume holds {} where the index expects it", display(tar_path));
+    fn entry<R: Read>(&mut self, e: &IndexEntry, path: &[u8], t: &mut tar::Entry<'_, R>) -> Result<()> {
+        let in_tar = t.path_bytes();
+        if tar_path(&in_tar) != path {
+            bail!("the volume holds {} where the index expects it", display(tar_path(&in_tar)));
         }
         let expected = tar_type(e.kind);
         if t.header().entry_type() != expected {
@@ -208,10 +221,11 @@ impl<'a> Restorer<'a> {
                     fs::DirBuilder::new().mode(0o700).create(&full).context("creating the directory")?;
                 }
                 self.dirs.push((full, attrs));
+                self.restored_dirs.insert(path.to_vec());
                 self.stats.dirs += 1;
             }
             EntryKind::File => {
-                self.write_file(e, &full, &mut t)?;
+                self.write_file(e, &full, t)?;
                 self.apply(&full, &attrs, false)?;
                 self.stats.files += 1;
                 self.stats.bytes += e.size;
@@ -343,6 +357,15 @@ impl<'a> Restorer<'a> {
             self.apply(path, attrs, false).with_context(|| format!("restoring the attributes of {}", path.display()))?;
         }
         Ok(self.stats)
+    }
+}
+
+/// A tar path as the index writes it: directories without their trailing `/`, the root as `.`.
+fn tar_path(path: &[u8]) -> &[u8] {
+    if path == b"./" {
+        ROOT
+    } else {
+        path.strip_suffix(b"/").unwrap_or(path)
     }
 }
 

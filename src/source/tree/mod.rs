@@ -84,6 +84,7 @@ pub fn backup_tree(
         index: IndexWriter::new(name, snapshot)?,
         names: owners::Names::default(),
         hardlinks: HashMap::new(),
+        enclosing: Vec::new(),
         warnings: Vec::new(),
         files: 0,
         bytes: 0,
@@ -124,6 +125,8 @@ struct Backup<'a> {
     names: owners::Names,
     /// (dev, inode) of multiply-linked files already stored -> the path they were stored under.
     hardlinks: HashMap<(u64, u64), Vec<u8>>,
+    /// Directories that enclose the walk's position, with their tar header blocks.
+    enclosing: Vec<(Vec<u8>, Vec<u8>)>,
     warnings: Vec<String>,
     files: u64,
     bytes: u64,
@@ -258,11 +261,25 @@ impl Backup<'_> {
             mtime: meta.mtime(),
             device,
         };
+        let blocks = volume::header_blocks(&header)?;
+        // Keep only the directories that enclose this entry (the walk is depth-first).
+        while let Some((dir, _)) = self.enclosing.last() {
+            let inside = dir.as_slice() == walk::ROOT
+                || (rel.starts_with(dir) && rel.get(dir.len()) == Some(&b'/'));
+            if inside {
+                break;
+            }
+            self.enclosing.pop();
+        }
+        let enclosing: Vec<&[u8]> = self.enclosing.iter().map(|(_, b)| b.as_slice()).collect();
         let mut sha256 = None;
-        let volume = self.volumes.append(&header, |sink| {
+        let volume = self.volumes.append(&blocks, size, &enclosing, |sink| {
             sha256 = data(sink)?;
             Ok(())
         })?;
+        if kind == EntryKind::Dir {
+            self.enclosing.push((rel.to_vec(), blocks));
+        }
         let text = |b: &Option<Vec<u8>>| b.as_deref().and_then(|b| std::str::from_utf8(b).ok()).map(String::from);
         let mut entry = IndexEntry {
             path: None,

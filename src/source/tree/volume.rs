@@ -5,6 +5,13 @@
 //! symlink target must be stored byte for byte. Names of 100 bytes or more use GNU long-name (`L`) and
 //! long-link (`K`) records, which GNU tar, bsdtar and the `tar` crate all read.
 //!
+//! Directories across volumes: when a directory's contents continue in a later volume, extracting
+//! that volume adds entries to the directory and so moves its mtime. Each volume after the first
+//! therefore starts with the headers of the directories that enclose its first entry (repeated, not
+//! indexed): GNU tar re-applies their mode and mtime at the end of that volume, so extracting the
+//! volumes one by one (`for v in vol-*; do gpg -d $v | zstd -d | tar -x; done`) reproduces the tree,
+//! directory times included. Offsite's restore skips these repeats.
+//!
 //! Sizing: a new volume starts when the next entry (headers + padded data) plus the end-of-archive
 //! blocks would push the current one past the limit. An entry larger than the limit is not split:
 //! it goes into a volume of its own, which then exceeds the limit. Splitting would need GNU
@@ -70,15 +77,18 @@ impl<'p> Volumes<'p> {
         }
     }
 
-    /// Appends one entry. `data` must write exactly `header.size` bytes (checked: a wrong count would
-    /// corrupt every later entry of the volume). Returns the key of the volume that holds the entry.
+    /// Appends one entry: `blocks` from [`header_blocks`], then `size` bytes that `data` writes
+    /// (checked: a wrong count would corrupt every later entry of the volume). `enclosing` are the
+    /// header blocks of the directories that contain the entry, outermost first; a new volume repeats
+    /// them before its first entry (see the module doc). Returns the key of the volume written to.
     pub fn append(
         &mut self,
-        header: &EntryHeader<'_>,
+        blocks: &[u8],
+        size: u64,
+        enclosing: &[&[u8]],
         data: impl FnOnce(&mut ObjectSink) -> Result<()>,
     ) -> Result<String> {
-        let blocks = header_blocks(header)?;
-        let entry_bytes = blocks.len() as u64 + padded(header.size);
+        let entry_bytes = blocks.len() as u64 + padded(size);
         let rotate = match &self.current {
             Some(c) => c.entries > 0 && c.sink.plain_size() + entry_bytes + TRAILER > self.limit,
             None => false,
@@ -89,26 +99,24 @@ impl<'p> Volumes<'p> {
         if self.current.is_none() {
             self.number += 1;
             let name = format!("files/{}/vol-{:05}.tar", self.tree, self.number);
-            let sink =
+            let mut sink =
                 self.pipeline.create(&name, ObjectKind::TreeVolume, &format!("tree/{}", self.tree))?;
+            for dir in enclosing {
+                sink.write_all(dir).with_context(|| format!("writing {}", sink.key()))?;
+            }
             self.current = Some(Current { sink, entries: 0 });
         }
         let Some(cur) = self.current.as_mut() else { bail!("no open volume") };
         let key = cur.sink.key().to_string();
         let what = || format!("writing {key}");
-        cur.sink.write_all(&blocks).with_context(what)?;
+        cur.sink.write_all(blocks).with_context(what)?;
         let start = cur.sink.plain_size();
         data(&mut cur.sink)?;
         let written = cur.sink.plain_size() - start;
-        if written != header.size {
-            bail!(
-                "internal error: {} bytes written for a tar entry of {} bytes ({})",
-                written,
-                header.size,
-                String::from_utf8_lossy(header.path)
-            );
+        if written != size {
+            bail!("internal error: {written} bytes written for a tar entry of {size} bytes in {key}");
         }
-        write_zeros(&mut cur.sink, padded(header.size) - header.size).with_context(what)?;
+        write_zeros(&mut cur.sink, padded(size) - size).with_context(what)?;
         cur.entries += 1;
         Ok(key)
     }
