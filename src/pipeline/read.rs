@@ -30,5 +30,25 @@ pub fn open_object(
     let plain = decrypt_reader(Box::new(checked), keys)
         .with_context(|| format!("decrypting {full_key}"))?;
     let plain = decompressor(plain, entry.compression)?;
-    Ok(Box::new(VerifyingReader::new(plain, entry.plain(), format!("plaintext of {full_key}"))))
+    let checked = VerifyingReader::new(plain, entry.plain(), format!("plaintext of {full_key}"));
+    Ok(Box::new(Named { inner: checked, key: full_key }))
+}
+
+/// Puts the object's key into every read error: sequoia's "Message has been manipulated" alone would
+/// not tell which of a snapshot's objects is bad.
+struct Named<R> {
+    inner: R,
+    key: String,
+}
+
+impl<R: Read> Read for Named<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf).map_err(|e| {
+            if e.to_string().contains(&self.key) {
+                e
+            } else {
+                std::io::Error::new(e.kind(), format!("object {}: {e}", self.key))
+            }
+        })
+    }
 }
