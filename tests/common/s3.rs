@@ -103,7 +103,12 @@ pub fn raw_client(endpoint: &str, access_key: &str, secret_key: &str) -> Client 
 pub fn delete_bucket(client: &Client, bucket: &str) {
     let res: Result<(), String> = runtime().block_on(async {
         let err = |e: &dyn std::fmt::Display| e.to_string();
-        let uploads = client.list_multipart_uploads().bucket(bucket).send().await.map_err(|e| err(&e))?;
+        let uploads = client
+            .list_multipart_uploads()
+            .bucket(bucket)
+            .send()
+            .await
+            .map_err(|e| err(&e))?;
         for u in uploads.uploads() {
             let _ = client
                 .abort_multipart_upload()
@@ -113,12 +118,22 @@ pub fn delete_bucket(client: &Client, bucket: &str) {
                 .send()
                 .await;
         }
-        let versions = client.list_object_versions().bucket(bucket).send().await.map_err(|e| err(&e))?;
+        let versions = client
+            .list_object_versions()
+            .bucket(bucket)
+            .send()
+            .await
+            .map_err(|e| err(&e))?;
         let all = versions
             .versions()
             .iter()
             .map(|v| (v.key(), v.version_id()))
-            .chain(versions.delete_markers().iter().map(|m| (m.key(), m.version_id())));
+            .chain(
+                versions
+                    .delete_markers()
+                    .iter()
+                    .map(|m| (m.key(), m.version_id())),
+            );
         for (key, version) in all {
             let _ = client
                 .delete_object()
@@ -129,7 +144,12 @@ pub fn delete_bucket(client: &Client, bucket: &str) {
                 .send()
                 .await;
         }
-        client.delete_bucket().bucket(bucket).send().await.map_err(|e| err(&e))?;
+        client
+            .delete_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .map_err(|e| err(&e))?;
         Ok(())
     });
     if let Err(e) = res {
@@ -160,7 +180,10 @@ impl TestBucket {
         store(cfg).ensure_bucket().unwrap_or_else(|e| {
             panic!("creating test bucket {name} at {}: {e:#}\n(is the S3 test server running? scripts/s3-test-server)", endpoint())
         });
-        Self { client: raw_client(&endpoint(), ACCESS_KEY, SECRET_KEY), name }
+        Self {
+            client: raw_client(&endpoint(), ACCESS_KEY, SECRET_KEY),
+            name,
+        }
     }
 
     pub fn config(&self) -> S3Config {
@@ -224,10 +247,16 @@ impl PrivateMoto {
             .stderr(log)
             .spawn()
             .expect("starting a private moto server");
-        let me = Self { endpoint: format!("http://127.0.0.1:{port}"), child };
+        let me = Self {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            child,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !me.answers() {
-            assert!(Instant::now() < deadline, "private moto on port {port} did not start in 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "private moto on port {port} did not start in 30 s"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
         me
@@ -245,16 +274,28 @@ impl PrivateMoto {
     /// response body. `params` are form fields besides `Action` and `Version`.
     pub fn iam(&self, action: &str, params: &[(&str, &str)]) -> String {
         let mut cmd = Command::new("curl");
-        cmd.args(["-sS", "--fail-with-body", "--aws-sigv4", "aws:amz:us-east-1:iam"])
-            .args(["-u", &format!("{ACCESS_KEY}:{SECRET_KEY}")])
-            .args(["--data-urlencode", &format!("Action={action}")])
-            .args(["--data-urlencode", "Version=2010-05-08"]);
+        cmd.args([
+            "-sS",
+            "--fail-with-body",
+            "--aws-sigv4",
+            "aws:amz:us-east-1:iam",
+        ])
+        .args(["-u", &format!("{ACCESS_KEY}:{SECRET_KEY}")])
+        .args(["--data-urlencode", &format!("Action={action}")])
+        .args(["--data-urlencode", "Version=2010-05-08"]);
         for (k, v) in params {
             cmd.args(["--data-urlencode", &format!("{k}={v}")]);
         }
-        let out = cmd.arg(format!("{}/", self.endpoint)).output().expect("running curl");
+        let out = cmd
+            .arg(format!("{}/", self.endpoint))
+            .output()
+            .expect("running curl");
         let body = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(out.status.success(), "IAM {action} failed: {body}{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "IAM {action} failed: {body}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         body
     }
 
@@ -263,16 +304,33 @@ impl PrivateMoto {
         self.iam("CreateUser", &[("UserName", name)]);
         self.iam(
             "PutUserPolicy",
-            &[("UserName", name), ("PolicyName", "offsite-test"), ("PolicyDocument", &policy.to_string())],
+            &[
+                ("UserName", name),
+                ("PolicyName", "offsite-test"),
+                ("PolicyDocument", &policy.to_string()),
+            ],
         );
         let body = self.iam("CreateAccessKey", &[("UserName", name)]);
-        (xml_field(&body, "AccessKeyId"), xml_field(&body, "SecretAccessKey"))
+        (
+            xml_field(&body, "AccessKeyId"),
+            xml_field(&body, "SecretAccessKey"),
+        )
     }
 
     /// From now on every request must be signed by an IAM user's key and allowed by its policy.
     pub fn enforce_iam(&self) {
         let status = Command::new("curl")
-            .args(["-sSf", "-o", "/dev/null", "-X", "POST", "-H", "Content-Type: text/plain", "--data", "0"])
+            .args([
+                "-sSf",
+                "-o",
+                "/dev/null",
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: text/plain",
+                "--data",
+                "0",
+            ])
             .arg(format!("{}/moto-api/reset-auth", self.endpoint))
             .status()
             .expect("running curl");
@@ -294,5 +352,12 @@ fn xml_field(body: &str, name: &str) -> String {
     match (start, end) {
         (Some(s), Some(e)) if s <= e => body[s..e].to_string(),
         _ => panic!("no <{name}> in IAM response: {body}"),
+    }
+}
+
+impl PrivateMoto {
+    /// The server's process id, for tests that stop the server mid-run (kill by PID only).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
