@@ -68,7 +68,19 @@ pub struct PushSummary {
     pub plain_bytes: u64,
     pub stored_bytes: u64,
     pub seconds: f64,
+    /// Peak resident memory of this process (its own, not the dump tools'), for capacity planning.
+    pub peak_rss_bytes: u64,
     pub warnings: Vec<String>,
+}
+
+/// The largest resident set this process has had, from getrusage(2).
+pub fn peak_rss_bytes() -> u64 {
+    // SAFETY: getrusage only writes into the zeroed struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return 0;
+    }
+    (usage.ru_maxrss as u64) * 1024
 }
 
 pub fn push(cfg: &Config, store: Arc<dyn Store>, rt: &tokio::runtime::Handle, progress: &Progress) -> Result<PushSummary> {
@@ -165,6 +177,7 @@ pub fn push(cfg: &Config, store: Arc<dyn Store>, rt: &tokio::runtime::Handle, pr
         stored_bytes: m.stored_bytes() + sealed.len() as u64,
         sources,
         seconds: started.elapsed().as_secs_f64(),
+        peak_rss_bytes: peak_rss_bytes(),
         warnings: m.warnings,
     })
 }
