@@ -21,10 +21,16 @@ pub struct PushKeys {
 /// read its own output, a thief on production can read every old backup.
 pub fn push_keys(cfg: &Config) -> Result<PushKeys> {
     let enc = cfg.encryption.as_ref().ok_or_else(|| {
-        usage(format!("{}: encryption: (recipients, signing_key) is required for push", cfg.path.display()))
+        usage(format!(
+            "{}: encryption: (recipients, signing_key) is required for push",
+            cfg.path.display()
+        ))
     })?;
     let signing_path = enc.signing_key.as_ref().ok_or_else(|| {
-        usage(format!("{}: encryption.signing_key is required for push", cfg.path.display()))
+        usage(format!(
+            "{}: encryption.signing_key is required for push",
+            cfg.path.display()
+        ))
     })?;
     let mut recipients = Vec::new();
     for path in &enc.recipients {
@@ -41,11 +47,18 @@ pub fn push_keys(cfg: &Config) -> Result<PushKeys> {
     }
     let signer = load_one(signing_path)?;
     refuse_decryptable(&recipients, &signer, signing_path)?;
-    Ok(PushKeys { encryption: Encryption::new(recipients)?, signing: Signing::from_cert(&signer)? })
+    Ok(PushKeys {
+        encryption: Encryption::new(recipients)?,
+        signing: Signing::from_cert(&signer)?,
+    })
 }
 
 fn refuse_decryptable(recipients: &[Cert], signer: &Cert, signing_path: &Path) -> Result<()> {
-    let secret: HashSet<_> = signer.keys().secret().map(|k| k.key().fingerprint()).collect();
+    let secret: HashSet<_> = signer
+        .keys()
+        .secret()
+        .map(|k| k.key().fingerprint())
+        .collect();
     for r in recipients {
         if r.keys().any(|k| secret.contains(&k.key().fingerprint())) {
             return Err(usage(format!(
@@ -66,7 +79,12 @@ pub struct ReadKeys {
 }
 
 /// `key` / `signer` override the config's `office.decryption_key` / `office.hosts[host]`.
-pub fn read_keys(cfg: Option<&Config>, host: &str, key: Option<&Path>, signer: Option<&Path>) -> Result<ReadKeys> {
+pub fn read_keys(
+    cfg: Option<&Config>,
+    host: &str,
+    key: Option<&Path>,
+    signer: Option<&Path>,
+) -> Result<ReadKeys> {
     let office = cfg.and_then(|c| c.office.as_ref());
     let key_path: PathBuf = match (key, office.and_then(|o| o.decryption_key.clone())) {
         (Some(k), _) => k.to_path_buf(),
@@ -86,5 +104,8 @@ pub fn read_keys(cfg: Option<&Config>, host: &str, key: Option<&Path>, signer: O
             )))
         }
     };
-    Ok(ReadKeys { decryption: DecryptionKeys::new(load_certs(&key_path)?)?, signers: load_certs(&signer_path)? })
+    Ok(ReadKeys {
+        decryption: DecryptionKeys::new(load_certs(&key_path)?)?,
+        signers: load_certs(&signer_path)?,
+    })
 }

@@ -16,7 +16,8 @@ fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("OFFSITE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+            tracing_subscriber::EnvFilter::try_from_env("OFFSITE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -26,7 +27,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(if offsite::error::is_usage(&e) { cli::EXIT_USAGE } else { cli::EXIT_FAILED })
+            ExitCode::from(if offsite::error::is_usage(&e) {
+                cli::EXIT_USAGE
+            } else {
+                cli::EXIT_FAILED
+            })
         }
     }
 }

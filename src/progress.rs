@@ -35,7 +35,12 @@ impl Progress {
         if bar.is_none() {
             tracing::info!("{what}: started");
         }
-        Task { what: what.to_string(), bar, bytes: AtomicU64::new(0), started: Instant::now() }
+        Task {
+            what: what.to_string(),
+            bar,
+            bytes: AtomicU64::new(0),
+            started: Instant::now(),
+        }
     }
 }
 
@@ -52,7 +57,11 @@ impl Task {
         let total = self.bytes.fetch_add(n, Ordering::Relaxed) + n;
         if let Some(bar) = &self.bar {
             let secs = self.started.elapsed().as_secs_f64().max(0.001);
-            bar.set_message(format!("{} read, {}/s", human(total), human((total as f64 / secs) as u64)));
+            bar.set_message(format!(
+                "{} read, {}/s",
+                human(total),
+                human((total as f64 / secs) as u64)
+            ));
         }
     }
 

@@ -83,7 +83,12 @@ pub fn peak_rss_bytes() -> u64 {
     (usage.ru_maxrss as u64) * 1024
 }
 
-pub fn push(cfg: &Config, store: Arc<dyn Store>, rt: &tokio::runtime::Handle, progress: &Progress) -> Result<PushSummary> {
+pub fn push(
+    cfg: &Config,
+    store: Arc<dyn Store>,
+    rt: &tokio::runtime::Handle,
+    progress: &Progress,
+) -> Result<PushSummary> {
     let started = Instant::now();
     let started_at = OffsetDateTime::now_utc();
     let keys = push_keys(cfg)?;
@@ -96,7 +101,12 @@ pub fn push(cfg: &Config, store: Arc<dyn Store>, rt: &tokio::runtime::Handle, pr
     }
     let id = SnapshotId::new(started_at);
     let snapshot_dir = crate::snapshot::dir(&cfg.host, id.as_str());
-    tracing::info!("push: snapshot {} of {} sources to {}", id, jobs.len(), store.location());
+    tracing::info!(
+        "push: snapshot {} of {} sources to {}",
+        id,
+        jobs.len(),
+        store.location()
+    );
     let pipeline = Pipeline {
         store: store.clone(),
         encryption: keys.encryption.clone(),
@@ -112,7 +122,10 @@ pub fn push(cfg: &Config, store: Arc<dyn Store>, rt: &tokio::runtime::Handle, pr
         match result {
             Some(Ok(p)) => produced.push(p),
             Some(Err(e)) => failures.push(format!("{}: {e:#}", job.name())),
-            None => failures.push(format!("{}: not started because another source failed", job.name())),
+            None => failures.push(format!(
+                "{}: not started because another source failed",
+                job.name()
+            )),
         }
     }
     if !failures.is_empty() {
@@ -149,7 +162,8 @@ pub fn push(cfg: &Config, store: Arc<dyn Store>, rt: &tokio::runtime::Handle, pr
             warnings.extend(t.warnings.iter().cloned());
             m.trees.push(t);
         }
-        m.warnings.extend(warnings.iter().map(|w| format!("{}: {w}", job.name())));
+        m.warnings
+            .extend(warnings.iter().map(|w| format!("{}: {w}", job.name())));
         sources.push(SourceSummary {
             source: job.name(),
             plain_bytes: p.objects.iter().map(|o| o.plain_size).sum(),
@@ -167,7 +181,8 @@ pub fn push(cfg: &Config, store: Arc<dyn Store>, rt: &tokio::runtime::Handle, pr
     let key = format!("{snapshot_dir}{MANIFEST_NAME}");
     let mut w = store.create(&key)?;
     std::io::Write::write_all(&mut w, &sealed).with_context(|| format!("writing {key}"))?;
-    w.commit().with_context(|| format!("committing the manifest {key}"))?;
+    w.commit()
+        .with_context(|| format!("committing the manifest {key}"))?;
 
     Ok(PushSummary {
         host: cfg.host.clone(),
@@ -186,14 +201,26 @@ pub fn push(cfg: &Config, store: Arc<dyn Store>, rt: &tokio::runtime::Handle, pr
 fn plan(cfg: &Config, rt: &tokio::runtime::Handle) -> Result<Vec<Job>> {
     let mut jobs = Vec::new();
     for server in &cfg.postgres {
-        jobs.extend(rt.block_on(postgres::plan(server))?.into_iter().map(Job::Postgres));
+        jobs.extend(
+            rt.block_on(postgres::plan(server))?
+                .into_iter()
+                .map(Job::Postgres),
+        );
     }
     for server in &cfg.mysql {
-        jobs.extend(rt.block_on(mysql::plan(server))?.into_iter().map(Job::Mysql));
+        jobs.extend(
+            rt.block_on(mysql::plan(server))?
+                .into_iter()
+                .map(Job::Mysql),
+        );
     }
     for t in &cfg.trees {
         if !t.path.is_dir() {
-            return Err(crate::error::usage(format!("trees[{}]: {} is not a directory", t.name, t.path.display())));
+            return Err(crate::error::usage(format!(
+                "trees[{}]: {} is not a directory",
+                t.name,
+                t.path.display()
+            )));
         }
         jobs.push(Job::Tree(tree::TreeSpec {
             name: t.name.clone(),
@@ -205,11 +232,19 @@ fn plan(cfg: &Config, rt: &tokio::runtime::Handle) -> Result<Vec<Job>> {
     Ok(jobs)
 }
 
+/// A job's outcome: `None` when it never started.
+type JobResult = Option<Result<(Produced, Duration)>>;
+
 /// Runs jobs on `parallel` worker threads. After the first failure no new job starts (`None`).
-fn run_jobs(jobs: &[Job], parallel: usize, pipeline: &Pipeline, progress: &Progress) -> Vec<Option<Result<(Produced, Duration)>>> {
+fn run_jobs(
+    jobs: &[Job],
+    parallel: usize,
+    pipeline: &Pipeline,
+    progress: &Progress,
+) -> Vec<JobResult> {
     let next = Mutex::new(0usize);
     let failed = AtomicBool::new(false);
-    let results: Mutex<Vec<Option<Result<(Produced, Duration)>>>> = Mutex::new(jobs.iter().map(|_| None).collect());
+    let results: Mutex<Vec<JobResult>> = Mutex::new(jobs.iter().map(|_| None).collect());
     std::thread::scope(|scope| {
         for _ in 0..parallel.min(jobs.len()) {
             scope.spawn(|| loop {
@@ -248,22 +283,35 @@ fn run_jobs(jobs: &[Job], parallel: usize, pipeline: &Pipeline, progress: &Progr
             });
         }
     });
-    results.into_inner().unwrap_or_default()
+    // A poisoned lock still holds every result written before the panic; missing ones count as failed.
+    results.into_inner().unwrap_or_else(|p| p.into_inner())
 }
 
 fn run_one(job: &Job, pipeline: &Pipeline, on_bytes: &(dyn Fn(u64) + Sync)) -> Result<Produced> {
     Ok(match job {
         Job::Postgres(j) => {
             let (object, db) = postgres::dump(j, pipeline, on_bytes)?;
-            Produced { objects: vec![object], database: Some(db), tree: None }
+            Produced {
+                objects: vec![object],
+                database: Some(db),
+                tree: None,
+            }
         }
         Job::Mysql(j) => {
             let (object, db) = mysql::dump(j, pipeline, on_bytes)?;
-            Produced { objects: vec![object], database: Some(db), tree: None }
+            Produced {
+                objects: vec![object],
+                database: Some(db),
+                tree: None,
+            }
         }
         Job::Tree(spec) => {
             let r = tree::backup_tree(spec, pipeline, on_bytes)?;
-            Produced { objects: r.objects, database: None, tree: Some(r.entry) }
+            Produced {
+                objects: r.objects,
+                database: None,
+                tree: Some(r.entry),
+            }
         }
     })
 }

@@ -12,10 +12,16 @@ use common::db::{fixture, PgDb, PG_URL};
 /// real pg_dump, "$@" its arguments).
 fn fake_pg_dump(s: &Setup, body: &str) -> String {
     let path = s.path("fake-pg_dump");
-    let real = String::from_utf8(std::process::Command::new("sh").args(["-c", "command -v pg_dump"]).output().unwrap().stdout)
-        .unwrap()
-        .trim()
-        .to_string();
+    let real = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v pg_dump"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
     let script = format!(
         "#!/bin/bash\nREAL={real}\nif [ \"$1\" = --version ]; then exec $REAL --version; fi\n{body}\n"
     );
@@ -25,8 +31,12 @@ fn fake_pg_dump(s: &Setup, body: &str) -> String {
 }
 
 fn pg_config(s: &Setup, db: &str, pg_dump: Option<&str>) {
-    let tool = pg_dump.map(|p| format!(", pg_dump: '{p}'")).unwrap_or_default();
-    s.config(&format!("postgres: [{{ url: '{PG_URL}', databases: [{db}]{tool} }}]\n"));
+    let tool = pg_dump
+        .map(|p| format!(", pg_dump: '{p}'"))
+        .unwrap_or_default();
+    s.config(&format!(
+        "postgres: [{{ url: '{PG_URL}', databases: [{db}]{tool} }}]\n"
+    ));
 }
 
 #[test]
@@ -48,7 +58,11 @@ fn a_dump_killed_midway_commits_nothing_and_keeps_older_snapshots() {
     ));
     let run = s.offsite(&["push"]).expect(1);
     assert!(run.stderr.contains("killed by signal 9"), "{}", run.stderr);
-    assert!(run.stderr.contains("no snapshot was committed"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("no snapshot was committed"),
+        "{}",
+        run.stderr
+    );
 
     let snaps = s.local_snapshots();
     assert_eq!(snaps.len(), 2, "{snaps:?}");
@@ -60,10 +74,26 @@ fn a_dump_killed_midway_commits_nothing_and_keeps_older_snapshots() {
     assert_eq!(v[1]["complete"], false);
     // `latest` is the last complete one, never the broken one.
     let restored = PgDb::named(&format!("{}_latest", pg.name));
-    s.offsite(&["restore", "latest", "--db", &format!("postgres/{}", pg.name), "--into", &restored.name]).expect(0);
+    s.offsite(&[
+        "restore",
+        "latest",
+        "--db",
+        &format!("postgres/{}", pg.name),
+        "--into",
+        &restored.name,
+    ])
+    .expect(0);
     assert_eq!(restored.dump(), pg.dump());
     let broken = &snaps[1].0;
-    let refused = s.offsite(&["restore", broken, "--db", &format!("postgres/{}", pg.name), "--stdout"]).expect(2);
+    let refused = s
+        .offsite(&[
+            "restore",
+            broken,
+            "--db",
+            &format!("postgres/{}", pg.name),
+            "--stdout",
+        ])
+        .expect(2);
     assert!(refused.stderr.contains("incomplete"), "{}", refused.stderr);
 }
 
@@ -83,7 +113,10 @@ fn a_dump_without_its_end_marker_is_a_failure_even_with_exit_0() {
 fn bad_setups_exit_2_and_write_nothing() {
     let pg = PgDb::new("badsetup");
     let s = Setup::new("bad-host");
-    let db = format!("postgres: [{{ url: '{PG_URL}', databases: [{}] }}]", pg.name);
+    let db = format!(
+        "postgres: [{{ url: '{PG_URL}', databases: [{}] }}]",
+        pg.name
+    );
     // Each case: (config text, what the message must mention).
     let office_secret = s.path("keys/office.secret.asc").display().to_string();
     let cases: Vec<(String, &str)> = vec![
@@ -98,8 +131,16 @@ fn bad_setups_exit_2_and_write_nothing() {
         std::fs::write(s.config_path(), &text).unwrap();
         let run = s.offsite(&["push"]);
         assert_eq!(run.code, 2, "config:\n{text}\nstderr: {}", run.stderr);
-        assert!(run.stderr.contains(needle), "expected {needle:?} in: {}", run.stderr);
-        assert!(s.store_files().is_empty(), "nothing may be written: {:?}", s.store_files());
+        assert!(
+            run.stderr.contains(needle),
+            "expected {needle:?} in: {}",
+            run.stderr
+        );
+        assert!(
+            s.store_files().is_empty(),
+            "nothing may be written: {:?}",
+            s.store_files()
+        );
     }
 
     // The signing key file also holding the office's secret key: push could decrypt its own output.
@@ -120,7 +161,11 @@ fn bad_setups_exit_2_and_write_nothing() {
 #[test]
 fn unknown_config_keys_name_file_line_and_key() {
     let s = Setup::new("cfg-host");
-    std::fs::write(s.config_path(), "host: cfg-host\nstore:\n  local: store\n  bukket: x\n").unwrap();
+    std::fs::write(
+        s.config_path(),
+        "host: cfg-host\nstore:\n  local: store\n  bukket: x\n",
+    )
+    .unwrap();
     let run = s.offsite(&["config", "check"]).expect(2);
     assert!(run.stderr.contains("config.yaml"), "{}", run.stderr);
     assert!(run.stderr.contains("bukket"), "{}", run.stderr);
@@ -130,13 +175,17 @@ fn unknown_config_keys_name_file_line_and_key() {
 #[test]
 fn secrets_never_reach_output() {
     let s = Setup::new("secret-host");
-    s.config(&format!("postgres: [{{ url: 'postgres://postgres:TopSecret123@127.0.0.1:5432/', databases: [no_such_db_xyz] }}]\n"));
+    s.config("postgres: [{ url: 'postgres://postgres:TopSecret123@127.0.0.1:5432/', databases: [no_such_db_xyz] }]\n");
     let check = s.offsite(&["config", "check"]).expect(0);
     assert!(!check.stdout.contains("TopSecret123"), "{}", check.stdout);
     assert!(check.stdout.contains("***"), "{}", check.stdout);
     let push = s.offsite(&["push"]);
     assert_ne!(push.code, 0);
-    assert!(!push.stderr.contains("TopSecret123") && !push.stdout.contains("TopSecret123"), "{}", push.stderr);
+    assert!(
+        !push.stderr.contains("TopSecret123") && !push.stdout.contains("TopSecret123"),
+        "{}",
+        push.stderr
+    );
 }
 
 #[test]
@@ -147,16 +196,39 @@ fn a_flipped_byte_aborts_restore_naming_the_object() {
     pg_config(&s, &pg.name, None);
     s.offsite(&["push"]).expect(0);
     let (id, _) = s.local_snapshots().remove(0);
-    let obj = s.path(&format!("store/{}/{id}/db/postgres/{}.sql.zst.pgp", s.host, pg.name));
+    let obj = s.path(&format!(
+        "store/{}/{id}/db/postgres/{}.sql.zst.pgp",
+        s.host, pg.name
+    ));
     let mut bytes = std::fs::read(&obj).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x01;
     std::fs::write(&obj, bytes).unwrap();
 
     let target = PgDb::named(&format!("{}_flipped", pg.name));
-    let run = s.offsite(&["restore", "latest", "--db", &format!("postgres/{}", pg.name), "--into", &target.name]).expect(1);
-    assert!(run.stderr.contains(&format!("db/postgres/{}.sql.zst.pgp", pg.name)), "{}", run.stderr);
+    let run = s
+        .offsite(&[
+            "restore",
+            "latest",
+            "--db",
+            &format!("postgres/{}", pg.name),
+            "--into",
+            &target.name,
+        ])
+        .expect(1);
+    assert!(
+        run.stderr
+            .contains(&format!("db/postgres/{}.sql.zst.pgp", pg.name)),
+        "{}",
+        run.stderr
+    );
     assert!(!target.exists(), "the half-restored database is dropped");
-    let out = s.offsite(&["restore", "latest", "--db", &format!("postgres/{}", pg.name), "--stdout"]);
+    let out = s.offsite(&[
+        "restore",
+        "latest",
+        "--db",
+        &format!("postgres/{}", pg.name),
+        "--stdout",
+    ]);
     assert_eq!(out.code, 1, "{}", out.stderr);
 }

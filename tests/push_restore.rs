@@ -27,20 +27,64 @@ fn postgres_and_mysql_round_trip_equal_the_source() {
     assert!(s.local_snapshots()[0].1, "snapshot committed");
 
     let pg_back = PgDb::named(&format!("{}_back", pg.name));
-    s.offsite(&["restore", "latest", "--db", &format!("postgres/{}", pg.name), "--into", &pg_back.name]).expect(0);
-    assert_eq!(pg_back.dump(), pg.dump(), "restored PostgreSQL database differs from the source");
+    s.offsite(&[
+        "restore",
+        "latest",
+        "--db",
+        &format!("postgres/{}", pg.name),
+        "--into",
+        &pg_back.name,
+    ])
+    .expect(0);
+    assert_eq!(
+        pg_back.dump(),
+        pg.dump(),
+        "restored PostgreSQL database differs from the source"
+    );
 
     let my_back = MyDb::named(&format!("{}_back", my.name));
-    s.offsite(&["restore", "latest", "--db", &format!("mysql/{}", my.name), "--into", &my_back.name]).expect(0);
-    assert_eq!(my_back.dump(), my.dump(), "restored MariaDB database differs from the source");
+    s.offsite(&[
+        "restore",
+        "latest",
+        "--db",
+        &format!("mysql/{}", my.name),
+        "--into",
+        &my_back.name,
+    ])
+    .expect(0);
+    assert_eq!(
+        my_back.dump(),
+        my.dump(),
+        "restored MariaDB database differs from the source"
+    );
 
     // An existing target is refused without --replace, and left alone.
-    let again = s.offsite(&["restore", "latest", "--db", &format!("postgres/{}", pg.name), "--into", &pg_back.name]);
+    let again = s.offsite(&[
+        "restore",
+        "latest",
+        "--db",
+        &format!("postgres/{}", pg.name),
+        "--into",
+        &pg_back.name,
+    ]);
     assert_eq!(again.code, 2, "{}", again.stderr);
     assert!(again.stderr.contains("--replace"), "{}", again.stderr);
     pg_back.exec("CREATE TABLE public.marker (x int)");
-    s.offsite(&["restore", "latest", "--db", &format!("postgres/{}", pg.name), "--into", &pg_back.name, "--replace"]).expect(0);
-    assert_eq!(pg_back.dump(), pg.dump(), "--replace swaps in an exact copy");
+    s.offsite(&[
+        "restore",
+        "latest",
+        "--db",
+        &format!("postgres/{}", pg.name),
+        "--into",
+        &pg_back.name,
+        "--replace",
+    ])
+    .expect(0);
+    assert_eq!(
+        pg_back.dump(),
+        pg.dump(),
+        "--replace swaps in an exact copy"
+    );
 }
 
 #[test]
@@ -59,21 +103,42 @@ fn stock_tools_restore_every_object_without_offsite() {
     let manifest = s
         .sh(&format!("gpg --batch --import keys/{}.cert.asc 2>/dev/null; gpg --batch --decrypt {snap}/manifest.json.pgp", s.host))
         .expect(0);
-    assert!(manifest.stderr.contains("Good signature"), "{}", manifest.stderr);
+    assert!(
+        manifest.stderr.contains("Good signature"),
+        "{}",
+        manifest.stderr
+    );
     let m: serde_json::Value = serde_json::from_str(&manifest.stdout).expect("manifest is JSON");
     assert_eq!(m["host"], s.host.as_str());
 
     // Row counts in the manifest equal the source's.
     let dbs = m["databases"].as_array().expect("databases");
-    let pgm = dbs.iter().find(|d| d["engine"] == "postgres").expect("postgres entry");
+    let pgm = dbs
+        .iter()
+        .find(|d| d["engine"] == "postgres")
+        .expect("postgres entry");
     assert_eq!(pgm["tables"]["sales.orders"], 300);
     assert_eq!(pgm["tables"]["\"Odd Schema\".empty_table"], 0);
     assert_eq!(pgm["end_marker_seen"], true);
-    let count: u64 = pg.exec("SELECT count(*) FROM public.customers").trim().parse().unwrap();
+    let count: u64 = pg
+        .exec("SELECT count(*) FROM public.customers")
+        .trim()
+        .parse()
+        .unwrap();
     assert_eq!(pgm["tables"]["public.customers"], count);
-    let mym = dbs.iter().find(|d| d["engine"] == "mysql").expect("mysql entry");
+    let mym = dbs
+        .iter()
+        .find(|d| d["engine"] == "mysql")
+        .expect("mysql entry");
     for (table, rows) in mym["tables"].as_object().expect("mysql tables") {
-        let n: u64 = my.exec(&format!("SELECT count(*) FROM `{}`", table.replace('`', "``"))).trim().parse().unwrap();
+        let n: u64 = my
+            .exec(&format!(
+                "SELECT count(*) FROM `{}`",
+                table.replace('`', "``")
+            ))
+            .trim()
+            .parse()
+            .unwrap();
         assert_eq!(rows.as_u64(), Some(n), "rows of {table}");
     }
     assert!(mym["tables"].as_object().unwrap().len() >= 3);
@@ -96,9 +161,25 @@ fn stock_tools_restore_every_object_without_offsite() {
     assert_eq!(my2.dump(), my.dump());
 
     // `restore --stdout` gives exactly what the stock pipeline gives.
-    let ours = s.offsite(&["restore", "latest", "--db", &format!("postgres/{}", pg.name), "--stdout"]).expect(0);
-    let theirs = s.sh(&format!("gpg --batch -q -d {snap}/db/postgres/{}.sql.zst.pgp | zstd -dc", pg.name)).expect(0);
-    assert!(ours.stdout == theirs.stdout, "restore --stdout differs from gpg | zstd");
+    let ours = s
+        .offsite(&[
+            "restore",
+            "latest",
+            "--db",
+            &format!("postgres/{}", pg.name),
+            "--stdout",
+        ])
+        .expect(0);
+    let theirs = s
+        .sh(&format!(
+            "gpg --batch -q -d {snap}/db/postgres/{}.sql.zst.pgp | zstd -dc",
+            pg.name
+        ))
+        .expect(0);
+    assert!(
+        ours.stdout == theirs.stdout,
+        "restore --stdout differs from gpg | zstd"
+    );
 }
 
 #[test]
@@ -123,7 +204,10 @@ fn snapshots_lists_sources_and_signature() {
     let pg = PgDb::new("list");
     pg.exec("CREATE TABLE t (x int); INSERT INTO t VALUES (1), (2)");
     let s = Setup::new("list-host");
-    s.config(&format!("postgres: [{{ url: '{PG_URL}', databases: [{}] }}]\n", pg.name));
+    s.config(&format!(
+        "postgres: [{{ url: '{PG_URL}', databases: [{}] }}]\n",
+        pg.name
+    ));
     s.offsite(&["push"]).expect(0);
     let out = s.offsite(&["snapshots", "--json"]).expect(0);
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
@@ -135,7 +219,12 @@ fn snapshots_lists_sources_and_signature() {
     // Another host's certificate as signer: the signature check fails, visibly.
     let other = Setup::new("someone-else");
     let bad = s
-        .offsite(&["snapshots", "--json", "--signer", other.path("keys/someone-else.cert.asc").to_str().unwrap()])
+        .offsite(&[
+            "snapshots",
+            "--json",
+            "--signer",
+            other.path("keys/someone-else.cert.asc").to_str().unwrap(),
+        ])
         .expect(0);
     assert!(bad.stdout.contains("INVALID"), "{}", bad.stdout);
 }

@@ -30,7 +30,9 @@ fn push_works_with_a_credential_that_cannot_delete() {
     let moto = PrivateMoto::start();
     let bucket = "offsite-iam-push";
     let admin = raw_client(&moto.endpoint, ACCESS_KEY, SECRET_KEY);
-    runtime().block_on(admin.create_bucket().bucket(bucket).send()).expect("create bucket");
+    runtime()
+        .block_on(admin.create_bucket().bucket(bucket).send())
+        .expect("create bucket");
     let (key, secret) = moto.iam_user("push-web1", &push_policy(bucket));
     // A read-only auditor, made before enforcement (after it, the test credentials are unknown).
     let (audit_key, audit_secret) = moto.iam_user(
@@ -44,7 +46,10 @@ fn push_works_with_a_credential_that_cannot_delete() {
     let s = Setup::new("iam-host");
     s.config_with_store(
         &s3_store_yaml(&moto.endpoint, bucket, &key, &secret),
-        &format!("postgres: [{{ url: '{PG_URL}', databases: [{}] }}]", pg.name),
+        &format!(
+            "postgres: [{{ url: '{PG_URL}', databases: [{}] }}]",
+            pg.name
+        ),
     );
     s.offsite(&["push"]).expect(0);
     let listed = s.offsite(&["snapshots", "--json"]).expect(0);
@@ -52,15 +57,32 @@ fn push_works_with_a_credential_that_cannot_delete() {
     assert_eq!(v[0]["complete"], true, "{}", listed.stdout);
     assert_eq!(v[0]["signature"], "valid");
     let back = PgDb::named(&format!("{}_back", pg.name));
-    s.offsite(&["restore", "latest", "--db", &format!("postgres/{}", pg.name), "--into", &back.name]).expect(0);
+    s.offsite(&[
+        "restore",
+        "latest",
+        "--db",
+        &format!("postgres/{}", pg.name),
+        "--into",
+        &back.name,
+    ])
+    .expect(0);
     assert_eq!(back.dump(), pg.dump());
 
     // The same credential cannot delete what it wrote.
     let push_client = raw_client(&moto.endpoint, &key, &secret);
     let id = v[0]["id"].as_str().unwrap();
     let victim = format!("prod/iam-host/{id}/manifest.json.pgp");
-    let denied = runtime().block_on(push_client.delete_object().bucket(bucket).key(&victim).send());
-    assert!(denied.is_err(), "the push credential must not be able to delete");
+    let denied = runtime().block_on(
+        push_client
+            .delete_object()
+            .bucket(bucket)
+            .key(&victim)
+            .send(),
+    );
+    assert!(
+        denied.is_err(),
+        "the push credential must not be able to delete"
+    );
     let auditor = raw_client(&moto.endpoint, &audit_key, &audit_secret);
     let still = runtime().block_on(auditor.get_object().bucket(bucket).key(&victim).send());
     assert!(still.is_ok(), "the manifest is still there");
@@ -77,14 +99,31 @@ fn a_dump_larger_than_several_parts_round_trips() {
     let s = Setup::new("big-host");
     s.config_with_store(
         &s3_store_yaml(&endpoint(), &bucket.name, ACCESS_KEY, SECRET_KEY),
-        &format!("postgres: [{{ url: '{PG_URL}', databases: [{}] }}]", pg.name),
+        &format!(
+            "postgres: [{{ url: '{PG_URL}', databases: [{}] }}]",
+            pg.name
+        ),
     );
     let run = s.offsite(&["push", "--json"]).expect(0);
     let summary: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-    assert!(summary["stored_bytes"].as_u64().unwrap() > 15 << 20, "{summary}");
+    assert!(
+        summary["stored_bytes"].as_u64().unwrap() > 15 << 20,
+        "{summary}"
+    );
     let back = PgDb::named(&format!("{}_back", pg.name));
-    s.offsite(&["restore", "latest", "--db", &format!("postgres/{}", pg.name), "--into", &back.name]).expect(0);
-    assert_eq!(back.exec("SELECT count(*), md5(string_agg(t, '' ORDER BY id)) FROM big"), pg.exec("SELECT count(*), md5(string_agg(t, '' ORDER BY id)) FROM big"));
+    s.offsite(&[
+        "restore",
+        "latest",
+        "--db",
+        &format!("postgres/{}", pg.name),
+        "--into",
+        &back.name,
+    ])
+    .expect(0);
+    assert_eq!(
+        back.exec("SELECT count(*), md5(string_agg(t, '' ORDER BY id)) FROM big"),
+        pg.exec("SELECT count(*), md5(string_agg(t, '' ORDER BY id)) FROM big")
+    );
 }
 
 #[test]
@@ -92,7 +131,9 @@ fn s3_server_stopped_mid_upload_fails_without_a_manifest() {
     let moto = PrivateMoto::start();
     let bucket = "offsite-dies";
     let admin = raw_client(&moto.endpoint, ACCESS_KEY, SECRET_KEY);
-    runtime().block_on(admin.create_bucket().bucket(bucket).send()).expect("create bucket");
+    runtime()
+        .block_on(admin.create_bucket().bucket(bucket).send())
+        .expect("create bucket");
     let pg = PgDb::new("dies");
     pg.exec("CREATE TABLE big AS SELECT g AS id, md5(random()::text) || md5(random()::text) AS t FROM generate_series(1, 200000) g");
     let s = Setup::new("dies-host");
@@ -109,10 +150,26 @@ fn s3_server_stopped_mid_upload_fails_without_a_manifest() {
     std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     s.config_with_store(
         &s3_store_yaml(&moto.endpoint, bucket, ACCESS_KEY, SECRET_KEY),
-        &format!("postgres: [{{ url: '{PG_URL}', databases: [{}], pg_dump: '{}' }}]", pg.name, fake.display()),
+        &format!(
+            "postgres: [{{ url: '{PG_URL}', databases: [{}], pg_dump: '{}' }}]",
+            pg.name,
+            fake.display()
+        ),
     );
     let run = s.offsite(&["push"]).expect(1);
-    assert!(run.stderr.contains("no snapshot was committed"), "{}", run.stderr);
-    assert!(run.stderr.contains("s3://offsite-dies/prod"), "the message names the store: {}", run.stderr);
-    assert!(!run.stderr.contains("manifest.json.pgp\n"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("no snapshot was committed"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("s3://offsite-dies/prod"),
+        "the message names the store: {}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("manifest.json.pgp\n"),
+        "{}",
+        run.stderr
+    );
 }

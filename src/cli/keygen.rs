@@ -24,7 +24,10 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
             })
         );
     } else {
-        println!("secret key:  {} (mode 0600: keep it where it belongs)", files.secret.display());
+        println!(
+            "secret key:  {} (mode 0600: keep it where it belongs)",
+            files.secret.display()
+        );
         println!("certificate: {}", files.cert.display());
         println!("fingerprint: {}", files.fingerprint);
     }

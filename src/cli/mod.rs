@@ -39,7 +39,13 @@ Config: -c FILE, else $OFFSITE_CONFIG, else /etc/offsite/config.yaml. See config
 #[command(name = "offsite", version, after_help = EXIT_HELP)]
 pub struct Cli {
     /// Config file.
-    #[arg(short, long, global = true, env = "OFFSITE_CONFIG", value_name = "FILE")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "OFFSITE_CONFIG",
+        value_name = "FILE"
+    )]
     pub config: Option<PathBuf>,
     /// Read snapshots from this local store directory instead of the config's store.
     #[arg(long, global = true, value_name = "DIR")]
@@ -89,7 +95,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
 
 impl Cli {
     pub fn config_path(&self) -> PathBuf {
-        self.config.clone().unwrap_or_else(|| PathBuf::from(offsite::config::DEFAULT_PATH))
+        self.config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(offsite::config::DEFAULT_PATH))
     }
 
     pub fn load_config(&self) -> Result<Config> {
@@ -107,10 +115,17 @@ impl Cli {
 }
 
 /// The store to read from: `--store DIR`, else the config's.
-pub fn reading_store(cli: &Cli, cfg: Option<&Config>, rt: &tokio::runtime::Handle) -> Result<Arc<dyn Store>> {
+pub fn reading_store(
+    cli: &Cli,
+    cfg: Option<&Config>,
+    rt: &tokio::runtime::Handle,
+) -> Result<Arc<dyn Store>> {
     if let Some(dir) = &cli.store {
         if !dir.is_dir() {
-            return Err(offsite::error::usage(format!("--store {} is not a directory", dir.display())));
+            return Err(offsite::error::usage(format!(
+                "--store {} is not a directory",
+                dir.display()
+            )));
         }
         return Ok(Arc::new(offsite::store::local::LocalStore::new(dir)?));
     }
@@ -125,5 +140,8 @@ pub fn reading_store(cli: &Cli, cfg: Option<&Config>, rt: &tokio::runtime::Handl
 
 /// A runtime for the drivers and the S3 client; the pipelines themselves run on plain threads.
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
 }

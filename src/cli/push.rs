@@ -18,7 +18,11 @@ pub fn run(cli: &Cli, _a: &Args) -> Result<ExitCode> {
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {
-        let ratio = if s.stored_bytes > 0 { s.plain_bytes as f64 / s.stored_bytes as f64 } else { 0.0 };
+        let ratio = if s.stored_bytes > 0 {
+            s.plain_bytes as f64 / s.stored_bytes as f64
+        } else {
+            0.0
+        };
         eprintln!(
             "snapshot {}/{} committed to {}: {} sources, {} read, {} stored (ratio {:.1}), {:.1}s",
             s.host,
@@ -34,5 +38,9 @@ pub fn run(cli: &Cli, _a: &Args) -> Result<ExitCode> {
             eprintln!("warning: {w}");
         }
     }
-    Ok(if s.warnings.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_WARNINGS) })
+    Ok(if s.warnings.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_WARNINGS)
+    })
 }

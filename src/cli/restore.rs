@@ -65,16 +65,50 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         if a.stdout {
             let stdout = std::io::stdout();
             let mut lock = stdout.lock();
-            dump_to(store.as_ref(), &dir, &manifest, source, &keys.decryption, &mut lock)?;
+            dump_to(
+                store.as_ref(),
+                &dir,
+                &manifest,
+                source,
+                &keys.decryption,
+                &mut lock,
+            )?;
             return Ok(ExitCode::SUCCESS);
         }
-        let into = a.into.clone().ok_or_else(|| usage("--db needs --into NEWDB or --stdout"))?;
+        let into = a
+            .into
+            .clone()
+            .ok_or_else(|| usage("--db needs --into NEWDB or --stdout"))?;
         let (server_url, password) = server_for(cfg.as_ref(), source, a.server.as_deref())?;
-        let target = DbTarget { server_url, password, database: into.clone(), replace: a.replace };
-        let n = restore_db(rt.handle(), store.as_ref(), &dir, &manifest, source, &keys.decryption, &target)?;
-        eprintln!("restored {source} of {host}/{} into {into} ({} of SQL)", snap.id, human(n));
+        let target = DbTarget {
+            server_url,
+            password,
+            database: into.clone(),
+            replace: a.replace,
+        };
+        let n = restore_db(
+            rt.handle(),
+            store.as_ref(),
+            &dir,
+            &manifest,
+            source,
+            &keys.decryption,
+            &target,
+        )?;
+        eprintln!(
+            "restored {source} of {host}/{} into {into} ({} of SQL)",
+            snap.id,
+            human(n)
+        );
     } else if let (Some(tree), Some(to)) = (&a.tree, &a.to) {
-        let stats = offsite::restore::tree::restore_tree(store.as_ref(), &dir, &manifest, tree, to, &keys.decryption)?;
+        let stats = offsite::restore::tree::restore_tree(
+            store.as_ref(),
+            &dir,
+            &manifest,
+            tree,
+            to,
+            &keys.decryption,
+        )?;
         eprintln!(
             "restored tree {tree} of {host}/{} into {}: {} files ({}), {} directories, {} links",
             snap.id,
@@ -88,15 +122,27 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn server_for(cfg: Option<&Config>, source: &str, flag: Option<&str>) -> Result<(String, Option<offsite::config::Secret>)> {
+fn server_for(
+    cfg: Option<&Config>,
+    source: &str,
+    flag: Option<&str>,
+) -> Result<(String, Option<offsite::config::Secret>)> {
     if let Some(url) = flag {
         return Ok((url.to_string(), None));
     }
     let servers = match (source.split('/').next(), cfg) {
         (Some("postgres"), Some(c)) => &c.postgres,
         (Some("mysql"), Some(c)) => &c.mysql,
-        _ => return Err(usage(format!("pass --server URL to say where to restore {source}"))),
+        _ => {
+            return Err(usage(format!(
+                "pass --server URL to say where to restore {source}"
+            )))
+        }
     };
-    let s = servers.first().ok_or_else(|| usage(format!("pass --server URL to say where to restore {source}")))?;
+    let s = servers.first().ok_or_else(|| {
+        usage(format!(
+            "pass --server URL to say where to restore {source}"
+        ))
+    })?;
     Ok((s.url.clone(), s.password.clone()))
 }

@@ -41,17 +41,32 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     let rt = runtime()?;
     let store = reading_store(cli, cfg.as_ref(), rt.handle())?;
     let snaps = list(store.as_ref(), a.host.as_deref())?;
-    let can_open = a.key.is_some() || cfg.as_ref().and_then(|c| c.office.as_ref()).and_then(|o| o.decryption_key.as_ref()).is_some();
+    let can_open = a.key.is_some()
+        || cfg
+            .as_ref()
+            .and_then(|c| c.office.as_ref())
+            .and_then(|o| o.decryption_key.as_ref())
+            .is_some();
     let mut rows = Vec::new();
     for s in snaps {
-        let mut row = Row { info: s.clone(), signature: None, sources: Vec::new(), finished_at: None };
+        let mut row = Row {
+            info: s.clone(),
+            signature: None,
+            sources: Vec::new(),
+            finished_at: None,
+        };
         if can_open && s.complete {
             match read_keys(cfg.as_ref(), &s.host, a.key.as_deref(), a.signer.as_deref())
                 .and_then(|k| load_manifest(store.as_ref(), &s, &k.decryption, &k.signers))
             {
                 Ok(m) => {
                     row.signature = Some("valid".into());
-                    row.sources = m.databases.iter().map(|d| d.source.clone()).chain(m.trees.iter().map(|t| format!("tree/{}", t.name))).collect();
+                    row.sources = m
+                        .databases
+                        .iter()
+                        .map(|d| d.source.clone())
+                        .chain(m.trees.iter().map(|t| format!("tree/{}", t.name)))
+                        .collect();
                     row.finished_at = Some(m.finished_at);
                 }
                 Err(e) => row.signature = Some(format!("INVALID: {e:#}")),
@@ -67,9 +82,16 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         println!("no snapshots in {}", store.location());
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{:<14} {:<22} {:<11} {:>10} {:>8}  {:<10} SOURCES", "HOST", "SNAPSHOT", "STATUS", "SIZE", "OBJECTS", "SIGNATURE");
+    println!(
+        "{:<14} {:<22} {:<11} {:>10} {:>8}  {:<10} SOURCES",
+        "HOST", "SNAPSHOT", "STATUS", "SIZE", "OBJECTS", "SIGNATURE"
+    );
     for r in &rows {
-        let status = if r.info.complete { "complete" } else { "incomplete" };
+        let status = if r.info.complete {
+            "complete"
+        } else {
+            "incomplete"
+        };
         println!(
             "{:<14} {:<22} {:<11} {:>10} {:>8}  {:<10} {}",
             r.info.host,
@@ -77,12 +99,23 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
             status,
             human(r.info.stored_bytes),
             r.info.objects,
-            r.signature.as_deref().map(|s| if s == "valid" { "valid" } else { "INVALID" }).unwrap_or("-"),
+            r.signature
+                .as_deref()
+                .map(|s| if s == "valid" { "valid" } else { "INVALID" })
+                .unwrap_or("-"),
             r.sources.join(", ")
         );
     }
-    for r in rows.iter().filter(|r| r.signature.as_deref().is_some_and(|s| s != "valid")) {
-        eprintln!("{}/{}: {}", r.info.host, r.info.id, r.signature.as_deref().unwrap_or_default());
+    for r in rows
+        .iter()
+        .filter(|r| r.signature.as_deref().is_some_and(|s| s != "valid"))
+    {
+        eprintln!(
+            "{}/{}: {}",
+            r.info.host,
+            r.info.id,
+            r.signature.as_deref().unwrap_or_default()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

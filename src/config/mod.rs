@@ -117,7 +117,13 @@ impl Config {
         };
         let base = path
             .parent()
-            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
             .unwrap_or(Path::new("."));
         let base = std::fs::canonicalize(base).unwrap_or_else(|_| base.to_path_buf());
         check(raw, path, &base).map_err(|e| {
@@ -138,7 +144,10 @@ impl Config {
 
     pub fn office(&self) -> Result<&OfficeConfig> {
         self.office.as_ref().ok_or_else(|| {
-            usage(format!("{} has no office: section (decryption_key, hosts)", self.path.display()))
+            usage(format!(
+                "{} has no office: section (decryption_key, hosts)",
+                self.path.display()
+            ))
         })
     }
 }
@@ -155,11 +164,21 @@ fn check(raw: RawConfig, path: &Path, base: &Path) -> Result<Config> {
     check_name("host", &host)?;
 
     let store = match raw.store {
-        None => return Err(usage(format!("{}: store: is required (local: DIR or s3: ...)", path.display()))),
+        None => {
+            return Err(usage(format!(
+                "{}: store: is required (local: DIR or s3: ...)",
+                path.display()
+            )))
+        }
         Some(s) => match (s.local, s.s3) {
             (Some(dir), None) => StoreConfig::Local(resolve(base, &dir)),
             (None, Some(s3)) => StoreConfig::S3(check_s3(s3, base)?),
-            _ => return Err(usage(format!("{}: store: needs exactly one of local: or s3:", path.display()))),
+            _ => {
+                return Err(usage(format!(
+                    "{}: store: needs exactly one of local: or s3:",
+                    path.display()
+                )))
+            }
         },
     };
 
@@ -174,7 +193,11 @@ fn check(raw: RawConfig, path: &Path, base: &Path) -> Result<Config> {
             let algorithm = match c.algorithm.as_deref().unwrap_or("zstd") {
                 "zstd" => Algorithm::Zstd,
                 "gzip" => Algorithm::Gzip,
-                other => return Err(usage(format!("compression.algorithm {other:?}: use zstd or gzip"))),
+                other => {
+                    return Err(usage(format!(
+                        "compression.algorithm {other:?}: use zstd or gzip"
+                    )))
+                }
             };
             let level = c.level.unwrap_or(match algorithm {
                 Algorithm::Zstd => 3,
@@ -185,9 +208,15 @@ fn check(raw: RawConfig, path: &Path, base: &Path) -> Result<Config> {
                 Algorithm::Gzip => (1..=9).contains(&level),
             };
             if !ok {
-                return Err(usage(format!("compression.level {level} is out of range (zstd 1-19, gzip 1-9)")));
+                return Err(usage(format!(
+                    "compression.level {level} is out of range (zstd 1-19, gzip 1-9)"
+                )));
             }
-            Compression { algorithm, level, threads: c.threads.unwrap_or_else(default_threads) }
+            Compression {
+                algorithm,
+                level,
+                threads: c.threads.unwrap_or_else(default_threads),
+            }
         }
     };
 
@@ -199,12 +228,28 @@ fn check(raw: RawConfig, path: &Path, base: &Path) -> Result<Config> {
     let mut postgres = Vec::new();
     for (i, p) in raw.postgres.into_iter().enumerate() {
         let what = format!("postgres[{i}]");
-        postgres.push(db_server(&what, &p.url, p.password, p.databases, p.exclude, p.pg_dump, base)?);
+        postgres.push(db_server(
+            &what,
+            &p.url,
+            p.password,
+            p.databases,
+            p.exclude,
+            p.pg_dump,
+            base,
+        )?);
     }
     let mut mysql = Vec::new();
     for (i, m) in raw.mysql.into_iter().enumerate() {
         let what = format!("mysql[{i}]");
-        mysql.push(db_server(&what, &m.url, m.password, m.databases, m.exclude, m.dump_command, base)?);
+        mysql.push(db_server(
+            &what,
+            &m.url,
+            m.password,
+            m.databases,
+            m.exclude,
+            m.dump_command,
+            base,
+        )?);
     }
 
     let mut trees: Vec<TreeConfig> = Vec::new();
@@ -214,21 +259,36 @@ fn check(raw: RawConfig, path: &Path, base: &Path) -> Result<Config> {
             return Err(usage(format!("trees: the name {:?} is used twice", t.name)));
         }
         let volume_size = match t.volume_size {
-            Some(s) => parse_size(&s).map_err(|e| usage(format!("trees[{}].volume_size: {e}", t.name)))?,
+            Some(s) => {
+                parse_size(&s).map_err(|e| usage(format!("trees[{}].volume_size: {e}", t.name)))?
+            }
             None => DEFAULT_VOLUME_SIZE,
         };
         if volume_size < 1 << 20 {
-            return Err(usage(format!("trees[{}].volume_size must be at least 1MiB", t.name)));
+            return Err(usage(format!(
+                "trees[{}].volume_size must be at least 1MiB",
+                t.name
+            )));
         }
         for g in &t.exclude {
-            globset::Glob::new(g).map_err(|e| usage(format!("trees[{}].exclude {g:?}: {e}", t.name)))?;
+            globset::Glob::new(g)
+                .map_err(|e| usage(format!("trees[{}].exclude {g:?}: {e}", t.name)))?;
         }
-        trees.push(TreeConfig { name: t.name, path: resolve(base, &t.path), exclude: t.exclude, volume_size });
+        trees.push(TreeConfig {
+            name: t.name,
+            path: resolve(base, &t.path),
+            exclude: t.exclude,
+            volume_size,
+        });
     }
 
     let office = raw.office.map(|o| OfficeConfig {
         decryption_key: o.decryption_key.map(|k| resolve(base, &k)),
-        hosts: o.hosts.into_iter().map(|(h, c)| (h, resolve(base, &c))).collect(),
+        hosts: o
+            .hosts
+            .into_iter()
+            .map(|(h, c)| (h, resolve(base, &c)))
+            .collect(),
     });
 
     Ok(Config {
@@ -266,14 +326,18 @@ fn check_s3(s3: raw::RawS3, base: &Path) -> Result<S3Settings> {
         None => 8 << 20,
     };
     if part_size < 5 << 20 {
-        return Err(usage("store.s3.part_size must be at least 5MiB (the S3 minimum)"));
+        return Err(usage(
+            "store.s3.part_size must be at least 5MiB (the S3 minimum)",
+        ));
     }
     let object_lock = match s3.object_lock {
         None => None,
         Some(l) => {
             let mode = l.mode.to_ascii_lowercase();
             if mode != "compliance" && mode != "governance" {
-                return Err(usage("store.s3.object_lock.mode: use compliance or governance"));
+                return Err(usage(
+                    "store.s3.object_lock.mode: use compliance or governance",
+                ));
             }
             Some((mode, l.days))
         }
@@ -302,8 +366,11 @@ fn db_server(
     dump_command: Option<String>,
     base: &Path,
 ) -> Result<DbServer> {
-    let mut parsed = url::Url::parse(url)
-        .map_err(|e| usage(format!("{what}.url is not a URL ({e}); e.g. postgres://backup@127.0.0.1:5432/")))?;
+    let mut parsed = url::Url::parse(url).map_err(|e| {
+        usage(format!(
+            "{what}.url is not a URL ({e}); e.g. postgres://backup@127.0.0.1:5432/"
+        ))
+    })?;
     // A password in the URL is accepted but moved into a Secret, so the URL can be printed.
     let mut secret = parsed.password().map(|p| Secret::new(percent_decode(p)));
     let _ = parsed.set_password(None);
@@ -314,27 +381,43 @@ fn db_server(
         None => Databases::All,
         Some(RawDatabases::Keyword(k)) if k == "all" => Databases::All,
         Some(RawDatabases::Keyword(k)) => {
-            return Err(usage(format!("{what}.databases: {k:?} is neither `all` nor a list")))
+            return Err(usage(format!(
+                "{what}.databases: {k:?} is neither `all` nor a list"
+            )))
         }
         Some(RawDatabases::List(l)) if l.is_empty() => {
             return Err(usage(format!("{what}.databases: the list is empty")))
         }
         Some(RawDatabases::List(l)) => Databases::List(l),
     };
-    Ok(DbServer { url: parsed.to_string(), password: secret, databases, exclude, dump_command: dump_command.map(|c| {
-        if c.contains('/') { resolve(base, &c).display().to_string() } else { c }
-    }) })
+    Ok(DbServer {
+        url: parsed.to_string(),
+        password: secret,
+        databases,
+        exclude,
+        dump_command: dump_command.map(|c| {
+            if c.contains('/') {
+                resolve(base, &c).display().to_string()
+            } else {
+                c
+            }
+        }),
+    })
 }
 
 fn percent_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Names that become path components and S3 key parts.
 pub fn check_name(what: &str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 128
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         && !name.starts_with('.');
     if ok {
         Ok(())

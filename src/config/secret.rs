@@ -31,13 +31,15 @@ impl SecretSpec {
     pub fn resolve(&self, what: &str, base: &Path) -> Result<Secret> {
         let value = match self {
             SecretSpec::Inline(s) => s.clone(),
-            SecretSpec::Env { env } => std::env::var(env).map_err(|_| {
-                usage(format!("{what}: environment variable {env} is not set"))
-            })?,
+            SecretSpec::Env { env } => std::env::var(env)
+                .map_err(|_| usage(format!("{what}: environment variable {env} is not set")))?,
             SecretSpec::File { file } => {
                 let path = base.join(file);
                 let data = std::fs::read_to_string(&path).map_err(|e| {
-                    usage(format!("{what}: cannot read secret file {}: {e}", path.display()))
+                    usage(format!(
+                        "{what}: cannot read secret file {}: {e}",
+                        path.display()
+                    ))
                 })?;
                 data.lines().next().unwrap_or_default().to_string()
             }
@@ -49,10 +51,17 @@ impl SecretSpec {
                     .output()
                     .map_err(|e| usage(format!("{what}: cannot run the secret command: {e}")))?;
                 if !out.status.success() {
-                    return Err(usage(format!("{what}: the secret command failed ({})", out.status)));
+                    return Err(usage(format!(
+                        "{what}: the secret command failed ({})",
+                        out.status
+                    )));
                 }
                 String::from_utf8(out.stdout)
-                    .map_err(|_| usage(format!("{what}: the secret command printed non-UTF-8 output")))?
+                    .map_err(|_| {
+                        usage(format!(
+                            "{what}: the secret command printed non-UTF-8 output"
+                        ))
+                    })?
                     .trim_end_matches(['\n', '\r'])
                     .to_string()
             }
@@ -110,13 +119,23 @@ mod tests {
     fn secrets_from_env_file_command() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("pw"), "from-file\nignored\n").unwrap();
-        let f = SecretSpec::File { file: "pw".into() }.resolve("t", dir.path()).unwrap();
+        let f = SecretSpec::File { file: "pw".into() }
+            .resolve("t", dir.path())
+            .unwrap();
         assert_eq!(f.expose(), "from-file");
-        let c = SecretSpec::Command { command: "echo from-command".into() }.resolve("t", dir.path()).unwrap();
+        let c = SecretSpec::Command {
+            command: "echo from-command".into(),
+        }
+        .resolve("t", dir.path())
+        .unwrap();
         assert_eq!(c.expose(), "from-command");
-        let err = SecretSpec::Env { env: "OFFSITE_TEST_SURELY_UNSET_VAR".into() }
-            .resolve("postgres[0].password", dir.path())
-            .unwrap_err();
-        assert!(err.to_string().contains("OFFSITE_TEST_SURELY_UNSET_VAR is not set"));
+        let err = SecretSpec::Env {
+            env: "OFFSITE_TEST_SURELY_UNSET_VAR".into(),
+        }
+        .resolve("postgres[0].password", dir.path())
+        .unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("OFFSITE_TEST_SURELY_UNSET_VAR is not set"));
     }
 }

@@ -6,7 +6,9 @@ pub fn parse_size(s: &str) -> Result<u64> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| anyhow!("{s:?} is not a size (e.g. 256MiB)"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| anyhow!("{s:?} is not a size (e.g. 256MiB)"))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kib" => 1 << 10,
@@ -17,9 +19,14 @@ pub fn parse_size(s: &str) -> Result<u64> {
         "mb" => 1_000_000,
         "gb" => 1_000_000_000,
         "tb" => 1_000_000_000_000,
-        other => return Err(anyhow!("{s:?}: unknown size unit {other:?} (use KiB, MiB, GiB)")),
+        other => {
+            return Err(anyhow!(
+                "{s:?}: unknown size unit {other:?} (use KiB, MiB, GiB)"
+            ))
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| anyhow!("{s:?} is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| anyhow!("{s:?} is too large"))
 }
 
 /// Human-readable size for output: `1.5 GiB`.

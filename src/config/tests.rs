@@ -21,13 +21,19 @@ fn relative_paths_resolve_against_the_config_folder() {
         StoreConfig::Local(p) => assert_eq!(p, Path::new("/etc/offsite/store")),
         other => panic!("{other:?}"),
     }
-    assert_eq!(c.encryption.unwrap().recipients[0], Path::new("/etc/offsite/k/o.asc"));
+    assert_eq!(
+        c.encryption.unwrap().recipients[0],
+        Path::new("/etc/offsite/k/o.asc")
+    );
     assert_eq!(c.trees[0].volume_size, 2 << 20);
 }
 
 #[test]
 fn passwords_in_urls_are_redacted() {
-    let c = parse("host: a\nstore: { local: s }\npostgres: [{ url: 'postgres://u:s3cret@db:5432/' }]\n").unwrap();
+    let c = parse(
+        "host: a\nstore: { local: s }\npostgres: [{ url: 'postgres://u:s3cret@db:5432/' }]\n",
+    )
+    .unwrap();
     assert_eq!(c.postgres[0].password.as_ref().unwrap().expose(), "s3cret");
     assert!(!c.postgres[0].url.contains("s3cret"));
     let printed = serde_json::to_string(&c).unwrap();

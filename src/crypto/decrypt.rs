@@ -4,7 +4,6 @@ use std::io::Read;
 use std::sync::Mutex;
 
 use anyhow::{anyhow, bail, Context, Result};
-use sequoia_openpgp as openpgp;
 use openpgp::packet::{PKESK, SKESK};
 use openpgp::parse::stream::{
     DecryptionHelper, DecryptorBuilder, MessageLayer, MessageStructure, VerificationHelper,
@@ -12,6 +11,7 @@ use openpgp::parse::stream::{
 use openpgp::parse::Parse;
 use openpgp::types::SymmetricAlgorithm;
 use openpgp::{Cert, KeyHandle};
+use sequoia_openpgp as openpgp;
 
 use super::policy;
 use crate::error::usage;
@@ -36,7 +36,10 @@ impl DecryptionKeys {
     }
 
     pub fn fingerprints(&self) -> Vec<String> {
-        self.certs.iter().map(|c| c.fingerprint().to_hex()).collect()
+        self.certs
+            .iter()
+            .map(|c| c.fingerprint().to_hex())
+            .collect()
     }
 }
 
@@ -45,7 +48,10 @@ struct SyncRead(Mutex<Box<dyn Read + Send>>);
 
 impl Read for SyncRead {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.0.get_mut().map_err(|_| std::io::Error::other("reader lock poisoned"))?.read(buf)
+        self.0
+            .get_mut()
+            .map_err(|_| std::io::Error::other("reader lock poisoned"))?
+            .read(buf)
     }
 }
 
@@ -98,13 +104,22 @@ impl DecryptionHelper for Helper {
     ) -> openpgp::Result<Option<Cert>> {
         for pkesk in pkesks {
             for cert in &self.keys.certs {
-                let Ok(valid) = cert.with_policy(policy(), None) else { continue };
-                for ka in valid.keys().secret().for_storage_encryption().key_handles(pkesk.recipient()) {
+                let Ok(valid) = cert.with_policy(policy(), None) else {
+                    continue;
+                };
+                for ka in valid
+                    .keys()
+                    .secret()
+                    .for_storage_encryption()
+                    .key_handles(pkesk.recipient())
+                {
                     let key = ka.key().clone();
                     if key.secret().is_encrypted() {
                         continue;
                     }
-                    let Ok(mut pair) = key.into_keypair() else { continue };
+                    let Ok(mut pair) = key.into_keypair() else {
+                        continue;
+                    };
                     if pkesk
                         .decrypt(&mut pair, sym_algo)
                         .map(|(algo, sk)| decrypt(algo, &sk))
@@ -145,7 +160,11 @@ pub fn decrypt_reader(
 
 /// Decrypts a small signed document and checks that one of `signers` signed it. Returns the plaintext
 /// and the fingerprint of the signer.
-pub fn open_signed(data: &[u8], keys: &DecryptionKeys, signers: &[Cert]) -> Result<(Vec<u8>, String)> {
+pub fn open_signed(
+    data: &[u8],
+    keys: &DecryptionKeys,
+    signers: &[Cert],
+) -> Result<(Vec<u8>, String)> {
     if signers.is_empty() {
         bail!("no signer certificate to check the signature against");
     }

@@ -3,11 +3,11 @@
 use std::io::Write;
 
 use anyhow::{Context, Result};
-use sequoia_openpgp as openpgp;
 use openpgp::crypto::KeyPair;
 use openpgp::serialize::stream::{Encryptor, LiteralWriter, Message, Recipient, Signer};
 use openpgp::types::Features;
 use openpgp::{Cert, KeyHandle};
+use sequoia_openpgp as openpgp;
 
 use super::policy;
 use crate::error::usage;
@@ -26,7 +26,9 @@ impl Encryption {
     /// Checks that every cert can receive encrypted data today and keeps it.
     pub fn new(certs: Vec<Cert>) -> Result<Self> {
         if certs.is_empty() {
-            return Err(usage("no recipients: encryption.recipients must name at least one certificate"));
+            return Err(usage(
+                "no recipients: encryption.recipients must name at least one certificate",
+            ));
         }
         for cert in &certs {
             let n = cert
@@ -44,7 +46,9 @@ impl Encryption {
                 )));
             }
         }
-        Ok(Self { certs: Box::leak(certs.into_boxed_slice()) })
+        Ok(Self {
+            certs: Box::leak(certs.into_boxed_slice()),
+        })
     }
 
     pub fn certs(&self) -> &'static [Cert] {
@@ -53,7 +57,10 @@ impl Encryption {
 
     /// Fingerprints of the recipients, for the manifest.
     pub fn fingerprints(&self) -> Vec<String> {
-        self.certs.iter().map(|c| c.fingerprint().to_hex()).collect()
+        self.certs
+            .iter()
+            .map(|c| c.fingerprint().to_hex())
+            .collect()
     }
 
     fn recipients(&self) -> Vec<Recipient<'static>> {
@@ -70,7 +77,11 @@ impl Encryption {
             {
                 // Force SEIPDv1 + MDC: GnuPG 2.2 cannot read SEIPDv2 (AEAD).
                 let key = ka.key();
-                out.push(Recipient::new(Features::empty().set_seipdv1(), KeyHandle::from(key.keyid()), key));
+                out.push(Recipient::new(
+                    Features::empty().set_seipdv1(),
+                    KeyHandle::from(key.keyid()),
+                    key,
+                ));
             }
         }
         out
@@ -93,7 +104,9 @@ impl Encryption {
                 .context("starting OpenPGP signature")?,
             None => message,
         };
-        LiteralWriter::new(message).build().context("starting OpenPGP literal data")
+        LiteralWriter::new(message)
+            .build()
+            .context("starting OpenPGP literal data")
     }
 
     /// Signs and encrypts a small document (the manifest) in memory.
@@ -101,7 +114,8 @@ impl Encryption {
         let buf = crate::pipeline::Shared::new(Vec::new());
         let mut w = self.writer(buf.clone(), Some(signer))?;
         w.write_all(data)?;
-        w.finalize().context("finishing the signed and encrypted document")?;
+        w.finalize()
+            .context("finishing the signed and encrypted document")?;
         Ok(buf.take()?)
     }
 }
@@ -139,7 +153,10 @@ impl Signing {
             )));
         }
         let keypair = key.into_keypair().context("loading the signing key")?;
-        Ok(Self { keypair, fingerprint: cert.fingerprint().to_hex() })
+        Ok(Self {
+            keypair,
+            fingerprint: cert.fingerprint().to_hex(),
+        })
     }
 
     pub fn fingerprint(&self) -> &str {

@@ -5,12 +5,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use sequoia_openpgp as openpgp;
 use openpgp::cert::prelude::*;
 use openpgp::parse::Parse;
 use openpgp::serialize::SerializeInto;
 use openpgp::types::Features;
 use openpgp::Cert;
+use sequoia_openpgp as openpgp;
 
 use crate::error::usage;
 
@@ -24,7 +24,11 @@ pub struct KeyFiles {
 /// Generates a v4 key (Ed25519 primary for signing, Cv25519 subkey for encryption) that GnuPG 2.2 can
 /// import, and writes `NAME.secret.asc` (mode 0600, created exclusively) and `NAME.cert.asc`.
 pub fn generate(name: &str, out: &Path) -> Result<KeyFiles> {
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
         return Err(usage(format!(
             "key name {name:?} must be letters, digits, '-', '_' or '.'; it becomes a file name"
         )));
@@ -41,12 +45,19 @@ pub fn generate(name: &str, out: &Path) -> Result<KeyFiles> {
     let cert_path = out.join(format!("{name}.cert.asc"));
     for p in [&secret, &cert_path] {
         if p.exists() {
-            return Err(usage(format!("{} exists already; keygen never overwrites a key", p.display())));
+            return Err(usage(format!(
+                "{} exists already; keygen never overwrites a key",
+                p.display()
+            )));
         }
     }
     write_new(&secret, &cert.as_tsk().armored().to_vec()?, 0o600)?;
     write_new(&cert_path, &cert.armored().to_vec()?, 0o644)?;
-    Ok(KeyFiles { secret, cert: cert_path, fingerprint: cert.fingerprint().to_hex() })
+    Ok(KeyFiles {
+        secret,
+        cert: cert_path,
+        fingerprint: cert.fingerprint().to_hex(),
+    })
 }
 
 fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<()> {
@@ -57,21 +68,34 @@ fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<()> {
         .mode(mode)
         .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(data).with_context(|| format!("writing {}", path.display()))?;
-    f.sync_all().with_context(|| format!("fsync {}", path.display()))?;
+    f.write_all(data)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.sync_all()
+        .with_context(|| format!("fsync {}", path.display()))?;
     Ok(())
 }
 
 /// Loads every certificate (or key) in an armored or binary OpenPGP file.
 pub fn load_certs(path: &Path) -> Result<Vec<Cert>> {
     let data = fs::read(path).map_err(|e| {
-        usage(format!("cannot read OpenPGP key file {}: {e}", path.display()))
+        usage(format!(
+            "cannot read OpenPGP key file {}: {e}",
+            path.display()
+        ))
     })?;
     let certs: Vec<Cert> = CertParser::from_bytes(&data)
         .and_then(|p| p.collect::<openpgp::Result<Vec<Cert>>>())
-        .map_err(|e| usage(format!("{} is not an OpenPGP key or certificate: {e}", path.display())))?;
+        .map_err(|e| {
+            usage(format!(
+                "{} is not an OpenPGP key or certificate: {e}",
+                path.display()
+            ))
+        })?;
     if certs.is_empty() {
-        return Err(usage(format!("{} holds no OpenPGP certificate", path.display())));
+        return Err(usage(format!(
+            "{} holds no OpenPGP certificate",
+            path.display()
+        )));
     }
     Ok(certs)
 }

@@ -32,13 +32,20 @@ pub struct Compression {
 
 impl Default for Compression {
     fn default() -> Self {
-        Self { algorithm: Algorithm::Zstd, level: 3, threads: default_threads() }
+        Self {
+            algorithm: Algorithm::Zstd,
+            level: 3,
+            threads: default_threads(),
+        }
     }
 }
 
 /// zstd workers: one per core, at least one so compression overlaps reading the dump.
 pub fn default_threads() -> u32 {
-    std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1).max(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1)
+        .max(1)
 }
 
 pub enum Compressor<W: Write> {
@@ -53,14 +60,18 @@ impl<W: Write> Compressor<W> {
                 let mut enc = zstd::stream::write::Encoder::new(inner, c.level)
                     .context("starting zstd compression")?;
                 if c.threads > 0 {
-                    enc.multithread(c.threads).context("starting zstd worker threads")?;
+                    enc.multithread(c.threads)
+                        .context("starting zstd worker threads")?;
                 }
                 enc.include_checksum(true).context("configuring zstd")?;
                 Compressor::Zstd(enc)
             }
             Algorithm::Gzip => {
                 let level = c.level.clamp(0, 9) as u32;
-                Compressor::Gzip(flate2::write::GzEncoder::new(inner, flate2::Compression::new(level)))
+                Compressor::Gzip(flate2::write::GzEncoder::new(
+                    inner,
+                    flate2::Compression::new(level),
+                ))
             }
         })
     }
@@ -89,9 +100,14 @@ impl<W: Write> Write for Compressor<W> {
 }
 
 /// The matching decompressor for reading an object back.
-pub fn decompressor<'a, R: Read + Send + 'a>(inner: R, algorithm: Algorithm) -> Result<Box<dyn Read + Send + 'a>> {
+pub fn decompressor<'a, R: Read + Send + 'a>(
+    inner: R,
+    algorithm: Algorithm,
+) -> Result<Box<dyn Read + Send + 'a>> {
     Ok(match algorithm {
-        Algorithm::Zstd => Box::new(zstd::stream::read::Decoder::new(inner).context("starting zstd decompression")?),
+        Algorithm::Zstd => Box::new(
+            zstd::stream::read::Decoder::new(inner).context("starting zstd decompression")?,
+        ),
         Algorithm::Gzip => Box::new(flate2::read::MultiGzDecoder::new(inner)),
     })
 }

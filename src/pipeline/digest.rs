@@ -20,12 +20,22 @@ pub struct HashWriter<W> {
 
 impl<W: Write> HashWriter<W> {
     pub fn new(inner: W) -> Self {
-        Self { inner, hasher: Sha256::new(), size: 0 }
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            size: 0,
+        }
     }
 
     pub fn finish(self) -> (W, Measured) {
         let sha256 = hex::encode(self.hasher.finalize());
-        (self.inner, Measured { size: self.size, sha256 })
+        (
+            self.inner,
+            Measured {
+                size: self.size,
+                sha256,
+            },
+        )
     }
 
     pub fn get_mut(&mut self) -> &mut W {
@@ -62,7 +72,14 @@ pub struct VerifyingReader<R> {
 
 impl<R: Read> VerifyingReader<R> {
     pub fn new(inner: R, expected: Measured, what: impl Into<String>) -> Self {
-        Self { inner, hasher: Sha256::new(), size: 0, expected, what: what.into(), done: false }
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            size: 0,
+            expected,
+            what: what.into(),
+            done: false,
+        }
     }
 }
 
@@ -89,7 +106,10 @@ impl<R: Read> Read for VerifyingReader<R> {
         if self.size + n as u64 > self.expected.size {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("{} is corrupt: longer than the {} bytes recorded", self.what, self.expected.size),
+                format!(
+                    "{} is corrupt: longer than the {} bytes recorded",
+                    self.what, self.expected.size
+                ),
             ));
         }
         self.hasher.update(&buf[..n]);
@@ -113,15 +133,21 @@ mod tests {
         let data = b"some backup bytes".to_vec();
         let m = measure(&data);
         let mut out = Vec::new();
-        VerifyingReader::new(&data[..], m.clone(), "x").read_to_end(&mut out).unwrap();
+        VerifyingReader::new(&data[..], m.clone(), "x")
+            .read_to_end(&mut out)
+            .unwrap();
         assert_eq!(out, data);
 
         let mut bad = data.clone();
         bad[3] ^= 1;
-        let err = VerifyingReader::new(&bad[..], m.clone(), "db/x").read_to_end(&mut out).unwrap_err();
+        let err = VerifyingReader::new(&bad[..], m.clone(), "db/x")
+            .read_to_end(&mut out)
+            .unwrap_err();
         assert!(err.to_string().contains("db/x is corrupt"), "{err}");
 
-        let err = VerifyingReader::new(&data[..5], m, "t").read_to_end(&mut out).unwrap_err();
+        let err = VerifyingReader::new(&data[..5], m, "t")
+            .read_to_end(&mut out)
+            .unwrap_err();
         assert!(err.to_string().contains("corrupt"));
     }
 }

@@ -25,13 +25,18 @@ pub fn open_object(
     keys: &DecryptionKeys,
 ) -> Result<Box<dyn Read + Send>> {
     let full_key = format!("{snapshot_dir}{}", entry.key);
-    let raw = store.open(&full_key).with_context(|| format!("opening {full_key}"))?;
+    let raw = store
+        .open(&full_key)
+        .with_context(|| format!("opening {full_key}"))?;
     let checked = VerifyingReader::new(raw, entry.stored(), format!("stored object {full_key}"));
     let plain = decrypt_reader(Box::new(checked), keys)
         .with_context(|| format!("decrypting {full_key}"))?;
     let plain = decompressor(plain, entry.compression)?;
     let checked = VerifyingReader::new(plain, entry.plain(), format!("plaintext of {full_key}"));
-    Ok(Box::new(Named { inner: checked, key: full_key }))
+    Ok(Box::new(Named {
+        inner: checked,
+        key: full_key,
+    }))
 }
 
 /// Puts the object's key into every read error: sequoia's "Message has been manipulated" alone would

@@ -32,14 +32,20 @@ impl<W> Shared<W> {
 
 impl<W: Write> Write for Shared<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut guard = self.0.lock().map_err(|_| io::Error::other("pipeline lock poisoned"))?;
+        let mut guard = self
+            .0
+            .lock()
+            .map_err(|_| io::Error::other("pipeline lock poisoned"))?;
         match guard.as_mut() {
             Some(w) => w.write(buf),
             None => Err(io::Error::other("pipeline sink already finished")),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
-        let mut guard = self.0.lock().map_err(|_| io::Error::other("pipeline lock poisoned"))?;
+        let mut guard = self
+            .0
+            .lock()
+            .map_err(|_| io::Error::other("pipeline lock poisoned"))?;
         match guard.as_mut() {
             Some(w) => w.flush(),
             None => Ok(()),

@@ -29,26 +29,58 @@ pub struct DbTarget {
 }
 
 /// Streams the verified plaintext of a database dump into `out` (for `--stdout`).
-pub fn dump_to(store: &dyn Store, snapshot_dir: &str, manifest: &Manifest, source: &str, keys: &DecryptionKeys, out: &mut dyn Write) -> Result<u64> {
+pub fn dump_to(
+    store: &dyn Store,
+    snapshot_dir: &str,
+    manifest: &Manifest,
+    source: &str,
+    keys: &DecryptionKeys,
+    out: &mut dyn Write,
+) -> Result<u64> {
     let (_, mut reader) = open_dump(store, snapshot_dir, manifest, source, keys)?;
     let n = std::io::copy(&mut reader, out).with_context(|| format!("restoring {source}"))?;
     out.flush()?;
     Ok(n)
 }
 
-fn open_dump<'m>(store: &dyn Store, snapshot_dir: &str, manifest: &'m Manifest, source: &str, keys: &DecryptionKeys) -> Result<(&'m DatabaseEntry, Box<dyn Read + Send>)> {
+fn open_dump<'m>(
+    store: &dyn Store,
+    snapshot_dir: &str,
+    manifest: &'m Manifest,
+    source: &str,
+    keys: &DecryptionKeys,
+) -> Result<(&'m DatabaseEntry, Box<dyn Read + Send>)> {
     let db = manifest.database(source).ok_or_else(|| {
-        let have: Vec<&str> = manifest.databases.iter().map(|d| d.source.as_str()).collect();
-        usage(format!("snapshot {} has no database {source} (it has: {})", manifest.snapshot, have.join(", ")))
+        let have: Vec<&str> = manifest
+            .databases
+            .iter()
+            .map(|d| d.source.as_str())
+            .collect();
+        usage(format!(
+            "snapshot {} has no database {source} (it has: {})",
+            manifest.snapshot,
+            have.join(", ")
+        ))
     })?;
-    let object = manifest
-        .object(&db.object)
-        .with_context(|| format!("the manifest lists {source} but not its object {}", db.object))?;
+    let object = manifest.object(&db.object).with_context(|| {
+        format!(
+            "the manifest lists {source} but not its object {}",
+            db.object
+        )
+    })?;
     Ok((db, open_object(store, snapshot_dir, object, keys)?))
 }
 
 /// Restores `source` (`postgres/NAME` or `mysql/NAME`) into a new database.
-pub fn restore_db(rt: &tokio::runtime::Handle, store: &dyn Store, snapshot_dir: &str, manifest: &Manifest, source: &str, keys: &DecryptionKeys, target: &DbTarget) -> Result<u64> {
+pub fn restore_db(
+    rt: &tokio::runtime::Handle,
+    store: &dyn Store,
+    snapshot_dir: &str,
+    manifest: &Manifest,
+    source: &str,
+    keys: &DecryptionKeys,
+    target: &DbTarget,
+) -> Result<u64> {
     crate::config::check_name("target database", &target.database)?;
     let (db, reader) = open_dump(store, snapshot_dir, manifest, source, keys)?;
     match db.engine {
@@ -66,10 +98,17 @@ fn quote_my(name: &str) -> String {
 }
 
 async fn pg_exists(client: &tokio_postgres::Client, name: &str) -> Result<bool> {
-    Ok(client.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name]).await?.is_some())
+    Ok(client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await?
+        .is_some())
 }
 
-fn restore_postgres(rt: &tokio::runtime::Handle, reader: Box<dyn Read + Send>, t: &DbTarget) -> Result<u64> {
+fn restore_postgres(
+    rt: &tokio::runtime::Handle,
+    reader: Box<dyn Read + Send>,
+    t: &DbTarget,
+) -> Result<u64> {
     let admin = rt.block_on(connect(&t.server_url, t.password.as_ref(), None))?;
     let exists = rt.block_on(pg_exists(&admin, &t.database))?;
     if exists && !t.replace {
@@ -79,14 +118,21 @@ fn restore_postgres(rt: &tokio::runtime::Handle, reader: Box<dyn Read + Send>, t
         )));
     }
     // Restore into a fresh name first; with --replace the swap happens only after success.
-    let work = if exists { format!("{}_offsite_{:04x}", t.database, rand::random::<u16>()) } else { t.database.clone() };
+    let work = if exists {
+        format!("{}_offsite_{:04x}", t.database, rand::random::<u16>())
+    } else {
+        t.database.clone()
+    };
     rt.block_on(admin.batch_execute(&format!("CREATE DATABASE {}", quote_pg(&work))))
         .with_context(|| format!("creating database {work} on {}", t.server_url))?;
     let result = run_psql(reader, &t.server_url, t.password.as_ref(), &work);
     let bytes = match result {
         Ok(b) => b,
         Err(e) => {
-            if let Err(drop_err) = rt.block_on(admin.batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_pg(&work)))) {
+            if let Err(drop_err) = rt.block_on(admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                quote_pg(&work)
+            ))) {
                 tracing::warn!("could not drop the half-restored database {work}: {drop_err}");
             }
             return Err(e);
@@ -95,15 +141,32 @@ fn restore_postgres(rt: &tokio::runtime::Handle, reader: Box<dyn Read + Send>, t
     if exists {
         let old = quote_pg(&t.database);
         rt.block_on(async {
-            admin.batch_execute(&format!("DROP DATABASE {old} WITH (FORCE)")).await?;
-            admin.batch_execute(&format!("ALTER DATABASE {} RENAME TO {old}", quote_pg(&work))).await
+            admin
+                .batch_execute(&format!("DROP DATABASE {old} WITH (FORCE)"))
+                .await?;
+            admin
+                .batch_execute(&format!(
+                    "ALTER DATABASE {} RENAME TO {old}",
+                    quote_pg(&work)
+                ))
+                .await
         })
-        .with_context(|| format!("swapping the restored database {work} in for {}", t.database))?;
+        .with_context(|| {
+            format!(
+                "swapping the restored database {work} in for {}",
+                t.database
+            )
+        })?;
     }
     Ok(bytes)
 }
 
-fn run_psql(mut reader: Box<dyn Read + Send>, url: &str, password: Option<&Secret>, db: &str) -> Result<u64> {
+fn run_psql(
+    mut reader: Box<dyn Read + Send>,
+    url: &str,
+    password: Option<&Secret>,
+    db: &str,
+) -> Result<u64> {
     let mut cmd = Command::new("psql");
     cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password"])
         .arg(format!("--dbname={}", url_with_db(url, db)?));
@@ -114,7 +177,11 @@ fn run_psql(mut reader: Box<dyn Read + Send>, url: &str, password: Option<&Secre
     feed_child(child, &mut reader, &format!("psql into {db}"))
 }
 
-fn restore_mysql(rt: &tokio::runtime::Handle, reader: Box<dyn Read + Send>, t: &DbTarget) -> Result<u64> {
+fn restore_mysql(
+    rt: &tokio::runtime::Handle,
+    reader: Box<dyn Read + Send>,
+    t: &DbTarget,
+) -> Result<u64> {
     let conn = Conn::from_server(&t.server_url, t.password.as_ref())?;
     let mut c = rt.block_on(conn.connect(None))?;
     use mysql_async::prelude::Queryable;
@@ -123,7 +190,10 @@ fn restore_mysql(rt: &tokio::runtime::Handle, reader: Box<dyn Read + Send>, t: &
         (t.database.clone(),),
     ))?;
     if exists.is_some() && !t.replace {
-        return Err(usage(format!("database {} exists on {}; pass --replace to replace it", t.database, t.server_url)));
+        return Err(usage(format!(
+            "database {} exists on {}; pass --replace to replace it",
+            t.database, t.server_url
+        )));
     }
     let q = quote_my(&t.database);
     if exists.is_some() {
@@ -135,13 +205,22 @@ fn restore_mysql(rt: &tokio::runtime::Handle, reader: Box<dyn Read + Send>, t: &
         .with_context(|| format!("creating database {} on {}", t.database, t.server_url))?;
     let (args, _defaults) = conn.client_args()?;
     let mut cmd = Command::new("mariadb");
-    cmd.args(&args).args(["--default-character-set=utf8mb4", "--binary-mode", "--batch"]).arg(&t.database);
+    cmd.args(&args)
+        .args([
+            "--default-character-set=utf8mb4",
+            "--binary-mode",
+            "--batch",
+        ])
+        .arg(&t.database);
     let mut reader = reader;
     let result = Child::spawn(format!("mariadb into {}", t.database), cmd, Stdio::piped())
         .and_then(|child| feed_child(child, &mut reader, &format!("mariadb into {}", t.database)));
     if result.is_err() {
         if let Err(e) = rt.block_on(c.query_drop(format!("DROP DATABASE IF EXISTS {q}"))) {
-            tracing::warn!("could not drop the half-restored database {}: {e}", t.database);
+            tracing::warn!(
+                "could not drop the half-restored database {}: {e}",
+                t.database
+            );
         }
     }
     rt.block_on(c.disconnect()).ok();

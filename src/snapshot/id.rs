@@ -9,7 +9,8 @@ use time::format_description::FormatItem;
 use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
-const FORMAT: &[FormatItem<'static>] = format_description!("[year][month][day]T[hour][minute][second]Z");
+const FORMAT: &[FormatItem<'static>] =
+    format_description!("[year][month][day]T[hour][minute][second]Z");
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SnapshotId(String);
@@ -17,7 +18,9 @@ pub struct SnapshotId(String);
 impl SnapshotId {
     pub fn new(at: OffsetDateTime) -> Self {
         let at = at.to_offset(time::UtcOffset::UTC);
-        let stamp = at.format(FORMAT).unwrap_or_else(|_| "19700101T000000Z".into());
+        let stamp = at
+            .format(FORMAT)
+            .unwrap_or_else(|_| "19700101T000000Z".into());
         Self(format!("{stamp}-{:04x}", rand::random::<u16>()))
     }
 
@@ -44,7 +47,9 @@ impl FromStr for SnapshotId {
         if ok {
             Ok(Self(s.to_string()))
         } else {
-            Err(anyhow!("{s:?} is not a snapshot id (expected e.g. 20261123T020000Z-1a2b)"))
+            Err(anyhow!(
+                "{s:?} is not a snapshot id (expected e.g. 20261123T020000Z-1a2b)"
+            ))
         }
     }
 }
@@ -67,7 +72,10 @@ mod tests {
         assert!(a < b);
         let parsed: SnapshotId = a.as_str().parse().unwrap();
         assert_eq!(parsed, a);
-        assert_eq!(parsed.time().unwrap(), time::macros::datetime!(2026-11-23 02:00:00 UTC));
+        assert_eq!(
+            parsed.time().unwrap(),
+            time::macros::datetime!(2026-11-23 02:00:00 UTC)
+        );
         assert!("latest".parse::<SnapshotId>().is_err());
         assert!("20261123T020000Z-zzzz".parse::<SnapshotId>().is_err());
     }

@@ -102,10 +102,16 @@ pub struct ObjectEntry {
 
 impl ObjectEntry {
     pub fn stored(&self) -> Measured {
-        Measured { size: self.stored_size, sha256: self.stored_sha256.clone() }
+        Measured {
+            size: self.stored_size,
+            sha256: self.stored_sha256.clone(),
+        }
     }
     pub fn plain(&self) -> Measured {
-        Measured { size: self.plain_size, sha256: self.plain_sha256.clone() }
+        Measured {
+            size: self.plain_size,
+            sha256: self.plain_sha256.clone(),
+        }
     }
 }
 

@@ -35,7 +35,8 @@ impl PgCounter {
                 self.head.extend_from_slice(&line[..take]);
             }
             // The last bytes of a line tell a COPY header ("... FROM stdin;") however long its column list.
-            self.tail.extend_from_slice(&line[line.len().saturating_sub(16)..]);
+            self.tail
+                .extend_from_slice(&line[line.len().saturating_sub(16)..]);
             if self.tail.len() > 16 {
                 self.tail.drain(..self.tail.len() - 16);
             }

@@ -52,7 +52,8 @@ pub fn stream_dump(
             Err(e) => return Err(e).with_context(|| format!("reading the output of {name}")),
         };
         counter.feed(&buf[..n]);
-        sink.write_all(&buf[..n]).with_context(|| format!("storing the output of {name}"))?;
+        sink.write_all(&buf[..n])
+            .with_context(|| format!("storing the output of {name}"))?;
         on_bytes(n as u64);
     })();
     if let Err(e) = copied {

@@ -56,7 +56,11 @@ pub struct Conn {
 impl Conn {
     pub fn from_server(url: &str, password: Option<&Secret>) -> Result<Self> {
         let u = url::Url::parse(url).with_context(|| format!("invalid MySQL URL {url}"))?;
-        let user = if u.username().is_empty() { "root".to_string() } else { u.username().to_string() };
+        let user = if u.username().is_empty() {
+            "root".to_string()
+        } else {
+            u.username().to_string()
+        };
         Ok(Self {
             url: url.to_string(),
             host: u.host_str().unwrap_or("127.0.0.1").to_string(),
@@ -90,7 +94,8 @@ impl Conn {
                 .tempfile()
                 .context("creating a private MySQL defaults file")?;
             let escaped = p.expose().replace('\\', "\\\\").replace('"', "\\\"");
-            writeln!(f, "[client]\npassword=\"{escaped}\"").context("writing the MySQL defaults file")?;
+            writeln!(f, "[client]\npassword=\"{escaped}\"")
+                .context("writing the MySQL defaults file")?;
             f.flush()?;
             // --defaults-extra-file must come first.
             args.push(format!("--defaults-extra-file={}", f.path().display()));
@@ -131,7 +136,10 @@ pub async fn plan(server: &DbServer) -> Result<Vec<MysqlJob>> {
         .await
         .context("asking the server version")?
         .unwrap_or_default();
-    let existing: Vec<String> = c.query("SHOW DATABASES").await.context("listing databases")?;
+    let existing: Vec<String> = c
+        .query("SHOW DATABASES")
+        .await
+        .context("listing databases")?;
     let names: Vec<String> = match &server.databases {
         Databases::All => existing
             .iter()
@@ -172,18 +180,28 @@ pub async fn plan(server: &DbServer) -> Result<Vec<MysqlJob>> {
             dump_command: tool.clone(),
             dump_version: dump_version.clone(),
             server_version: server_version.clone(),
-            non_innodb: non_innodb.into_iter().map(|(t, e)| format!("{t} ({e})")).collect(),
+            non_innodb: non_innodb
+                .into_iter()
+                .map(|(t, e)| format!("{t} ({e})"))
+                .collect(),
         });
     }
     c.disconnect().await.ok();
     Ok(jobs)
 }
 
-pub fn dump(job: &MysqlJob, pipeline: &Pipeline, on_bytes: &(dyn Fn(u64) + Sync)) -> Result<(ObjectEntry, DatabaseEntry)> {
+pub fn dump(
+    job: &MysqlJob,
+    pipeline: &Pipeline,
+    on_bytes: &(dyn Fn(u64) + Sync),
+) -> Result<(ObjectEntry, DatabaseEntry)> {
     let source = format!("mysql/{}", job.database);
     let (args, _defaults) = job.conn.client_args()?;
     let mut cmd = Command::new(&job.dump_command);
-    cmd.args(&args).args(DUMP_OPTIONS).arg("--").arg(&job.database);
+    cmd.args(&args)
+        .args(DUMP_OPTIONS)
+        .arg("--")
+        .arg(&job.database);
     let name = format!("{} of {}", job.dump_command, job.database);
     let child = Child::spawn(name.clone(), cmd, Stdio::null())?;
     let sink = pipeline.create(&format!("db/{source}.sql"), ObjectKind::MysqlDump, &source)?;
@@ -192,9 +210,16 @@ pub fn dump(job: &MysqlJob, pipeline: &Pipeline, on_bytes: &(dyn Fn(u64) + Sync)
     let mut warnings: Vec<String> = job
         .non_innodb
         .iter()
-        .map(|t| format!("table {t} is not InnoDB: --single-transaction cannot make its dump consistent"))
+        .map(|t| {
+            format!("table {t} is not InnoDB: --single-transaction cannot make its dump consistent")
+        })
         .collect();
-    warnings.extend(stderr.lines().filter(|l| !l.trim().is_empty()).map(|l| format!("{}: {l}", job.dump_command)));
+    warnings.extend(
+        stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| format!("{}: {l}", job.dump_command)),
+    );
     let db = DatabaseEntry {
         engine: Engine::Mysql,
         name: job.database.clone(),

@@ -28,7 +28,11 @@ pub struct PgJob {
 }
 
 /// Connects to a server with tokio-postgres. `database` replaces the URL's database.
-pub async fn connect(url: &str, password: Option<&Secret>, database: Option<&str>) -> Result<tokio_postgres::Client> {
+pub async fn connect(
+    url: &str,
+    password: Option<&Secret>,
+    database: Option<&str>,
+) -> Result<tokio_postgres::Client> {
     let mut cfg: tokio_postgres::Config = url
         .parse()
         .with_context(|| format!("invalid PostgreSQL URL {url}"))?;
@@ -58,13 +62,18 @@ pub async fn connect(url: &str, password: Option<&Secret>, database: Option<&str
 /// The URL with its database set (for pg_dump/psql's --dbname).
 pub fn url_with_db(url: &str, db: &str) -> Result<String> {
     let mut u = url::Url::parse(url).with_context(|| format!("invalid URL {url}"))?;
-    u.set_path(&format!("/{}", percent_encoding::utf8_percent_encode(db, percent_encoding::NON_ALPHANUMERIC)));
+    u.set_path(&format!(
+        "/{}",
+        percent_encoding::utf8_percent_encode(db, percent_encoding::NON_ALPHANUMERIC)
+    ));
     Ok(u.to_string())
 }
 
 /// Major version from `pg_dump (PostgreSQL) 15.20 (Debian ...)`.
 fn tool_major(version: &str) -> Option<u32> {
-    version.split_whitespace().find_map(|w| w.split('.').next()?.parse().ok())
+    version
+        .split_whitespace()
+        .find_map(|w| w.split('.').next()?.parse().ok())
 }
 
 /// Lists the databases of a server to dump and checks that pg_dump can dump them.
@@ -77,7 +86,10 @@ pub async fn plan(server: &DbServer) -> Result<Vec<PgJob>> {
         .get(0);
     let server_version: String = client.query_one("SHOW server_version", &[]).await?.get(0);
     let server_major = num.parse::<u32>().unwrap_or(0) / 10000;
-    let pg_dump = server.dump_command.clone().unwrap_or_else(|| "pg_dump".into());
+    let pg_dump = server
+        .dump_command
+        .clone()
+        .unwrap_or_else(|| "pg_dump".into());
     let mut cmd = Command::new(&pg_dump);
     cmd.arg("--version");
     let pg_dump_version = output(&pg_dump, cmd)?;
@@ -89,14 +101,21 @@ pub async fn plan(server: &DbServer) -> Result<Vec<PgJob>> {
         )));
     }
     let existing: Vec<String> = client
-        .query("SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1", &[])
+        .query(
+            "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1",
+            &[],
+        )
         .await
         .context("listing databases")?
         .iter()
         .map(|r| r.get(0))
         .collect();
     let names = match &server.databases {
-        Databases::All => existing.iter().filter(|d| !server.exclude.contains(d)).cloned().collect(),
+        Databases::All => existing
+            .iter()
+            .filter(|d| !server.exclude.contains(d))
+            .cloned()
+            .collect(),
         Databases::List(list) => {
             for d in list {
                 if !existing.contains(d) {
@@ -127,18 +146,39 @@ pub async fn plan(server: &DbServer) -> Result<Vec<PgJob>> {
 }
 
 /// Dumps one database into the snapshot.
-pub fn dump(job: &PgJob, pipeline: &Pipeline, on_bytes: &(dyn Fn(u64) + Sync)) -> Result<(ObjectEntry, DatabaseEntry)> {
+pub fn dump(
+    job: &PgJob,
+    pipeline: &Pipeline,
+    on_bytes: &(dyn Fn(u64) + Sync),
+) -> Result<(ObjectEntry, DatabaseEntry)> {
     let source = format!("postgres/{}", job.database);
     let mut cmd = Command::new(&job.pg_dump);
-    cmd.args(DUMP_OPTIONS).arg(format!("--dbname={}", url_with_db(&job.url, &job.database)?));
+    cmd.args(DUMP_OPTIONS).arg(format!(
+        "--dbname={}",
+        url_with_db(&job.url, &job.database)?
+    ));
     if let Some(p) = &job.password {
         cmd.env("PGPASSWORD", p.expose());
     }
     let child = Child::spawn(format!("pg_dump of {}", job.database), cmd, Stdio::null())?;
-    let sink = pipeline.create(&format!("db/{source}.sql"), ObjectKind::PostgresDump, &source)?;
+    let sink = pipeline.create(
+        &format!("db/{source}.sql"),
+        ObjectKind::PostgresDump,
+        &source,
+    )?;
     let mut counter = PgCounter::default();
-    let (object, stderr) = stream_dump(&format!("pg_dump of {}", job.database), child, sink, &mut counter, on_bytes)?;
-    let warnings = stderr.lines().filter(|l| !l.trim().is_empty()).map(|l| format!("pg_dump: {l}")).collect();
+    let (object, stderr) = stream_dump(
+        &format!("pg_dump of {}", job.database),
+        child,
+        sink,
+        &mut counter,
+        on_bytes,
+    )?;
+    let warnings = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| format!("pg_dump: {l}"))
+        .collect();
     let db = DatabaseEntry {
         engine: Engine::Postgres,
         name: job.database.clone(),

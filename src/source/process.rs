@@ -23,11 +23,16 @@ impl Child {
     /// Starts `cmd` with stdout piped (taken by the caller with [`Child::stdout`]), stderr captured.
     pub fn spawn(name: impl Into<String>, mut cmd: Command, stdin: Stdio) -> Result<Self> {
         let name = name.into();
-        cmd.stdin(stdin).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
             .with_context(|| format!("starting {name} (is it installed and on PATH?)"))?;
-        let mut err = child.stderr.take().context("child stderr was not captured")?;
+        let mut err = child
+            .stderr
+            .take()
+            .context("child stderr was not captured")?;
         let stderr = std::thread::Builder::new()
             .name(format!("{name}-stderr"))
             .spawn(move || {
@@ -47,11 +52,18 @@ impl Child {
                 kept
             })
             .context("starting the stderr reader thread")?;
-        Ok(Self { name, child, stderr: Some(stderr) })
+        Ok(Self {
+            name,
+            child,
+            stderr: Some(stderr),
+        })
     }
 
     pub fn stdout(&mut self) -> Result<std::process::ChildStdout> {
-        self.child.stdout.take().context("child stdout already taken")
+        self.child
+            .stdout
+            .take()
+            .context("child stdout already taken")
     }
 
     pub fn stdin(&mut self) -> Result<std::process::ChildStdin> {
@@ -60,7 +72,10 @@ impl Child {
 
     /// Waits for the child; fails on a non-zero exit or a signal, with the child's stderr.
     pub fn finish(mut self) -> Result<String> {
-        let status = self.child.wait().with_context(|| format!("waiting for {}", self.name))?;
+        let status = self
+            .child
+            .wait()
+            .with_context(|| format!("waiting for {}", self.name))?;
         let stderr = self.take_stderr();
         check_status(&self.name, status, &stderr)?;
         Ok(stderr)
@@ -74,11 +89,17 @@ impl Child {
     }
 
     fn take_stderr(&mut self) -> String {
-        let bytes = self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
+        let bytes = self
+            .stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
         let text = String::from_utf8_lossy(&bytes);
         let text = text.trim();
         let start = text.len().saturating_sub(STDERR_KEEP);
-        let start = (start..text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(text.len());
+        let start = (start..text.len())
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(text.len());
         text[start..].to_string()
     }
 }
@@ -97,7 +118,10 @@ fn check_status(name: &str, status: ExitStatus, stderr: &str) -> Result<()> {
     if status.success() {
         return Ok(());
     }
-    let how = match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {
+    let how = match (
+        status.code(),
+        std::os::unix::process::ExitStatusExt::signal(&status),
+    ) {
         (Some(code), _) => format!("exited with code {code}"),
         (None, Some(sig)) => format!("was killed by signal {sig}"),
         _ => "failed".to_string(),
@@ -114,7 +138,11 @@ pub fn output(name: &str, mut cmd: Command) -> Result<String> {
         .stdin(Stdio::null())
         .output()
         .with_context(|| format!("running {name} (is it installed and on PATH?)"))?;
-    check_status(name, out.status, String::from_utf8_lossy(&out.stderr).trim())?;
+    check_status(
+        name,
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim(),
+    )?;
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
@@ -125,7 +153,10 @@ mod tests {
     #[test]
     fn failing_child_reports_exit_and_stderr() {
         let mut cmd = Command::new("sh");
-        cmd.args(["-c", "echo partial; echo 'pg_dump: error: connection lost' >&2; exit 3"]);
+        cmd.args([
+            "-c",
+            "echo partial; echo 'pg_dump: error: connection lost' >&2; exit 3",
+        ]);
         let mut child = Child::spawn("pg_dump", cmd, Stdio::null()).unwrap();
         let mut out = String::new();
         child.stdout().unwrap().read_to_string(&mut out).unwrap();

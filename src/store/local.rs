@@ -43,9 +43,14 @@ impl Store for LocalStore {
     fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
         let path = self.path(key)?;
         if path.exists() {
-            bail!("object {key} already exists in {}; refusing to overwrite it", self.location());
+            bail!(
+                "object {key} already exists in {}; refusing to overwrite it",
+                self.location()
+            );
         }
-        let dir = path.parent().context("object key has no parent directory")?;
+        let dir = path
+            .parent()
+            .context("object key has no parent directory")?;
         fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
         let name = path.file_name().context("object key has no file name")?;
         let tmp = dir.join(format!(
@@ -79,13 +84,20 @@ impl Store for LocalStore {
             Some(i) => &prefix[..i],
             None => "",
         };
-        let start = if dir_part.is_empty() { self.root.clone() } else { self.root.join(dir_part) };
+        let start = if dir_part.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(dir_part)
+        };
         let mut out = Vec::new();
         if start.is_dir() {
             walk(&self.root, &start, &mut out)
                 .with_context(|| format!("listing {} under {prefix:?}", self.location()))?;
         } else if !self.root.is_dir() {
-            bail!("local store directory {} does not exist", self.root.display());
+            bail!(
+                "local store directory {} does not exist",
+                self.root.display()
+            );
         }
         out.retain(|o| o.key.starts_with(prefix));
         out.sort_by(|a, b| a.key.cmp(&b.key));
@@ -106,7 +118,9 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectInfo>) -> io::Result<()> {
         if meta.is_dir() {
             walk(root, &path, out)?;
         } else if meta.is_file() {
-            let Ok(rel) = path.strip_prefix(root) else { continue };
+            let Ok(rel) = path.strip_prefix(root) else {
+                continue;
+            };
             let Some(key) = rel.to_str() else { continue };
             out.push(ObjectInfo {
                 key: key.to_string(),
@@ -147,13 +161,17 @@ impl ObjectWriter for LocalWriter {
             .into_inner()
             .map_err(|e| e.into_error())
             .with_context(|| format!("writing {}", self.tmp.display()))?;
-        file.sync_all().with_context(|| format!("fsync {}", self.tmp.display()))?;
+        file.sync_all()
+            .with_context(|| format!("fsync {}", self.tmp.display()))?;
         drop(file);
         // link(2) refuses an existing target: the no-overwrite guarantee holds even against a
         // concurrent writer of the same key.
         fs::hard_link(&self.tmp, &self.path).map_err(|e| {
             if e.kind() == io::ErrorKind::AlreadyExists {
-                anyhow::anyhow!("object {} already exists; refusing to overwrite it", self.key)
+                anyhow::anyhow!(
+                    "object {} already exists; refusing to overwrite it",
+                    self.key
+                )
             } else {
                 anyhow::Error::new(e).context(format!("committing {}", self.path.display()))
             }
@@ -173,7 +191,10 @@ impl Drop for LocalWriter {
         if self.file.take().is_some() {
             // Aborted: the temporary file must not linger. Nothing else to do if removal fails.
             if let Err(e) = fs::remove_file(&self.tmp) {
-                tracing::warn!("could not remove temporary file {}: {e}", self.tmp.display());
+                tracing::warn!(
+                    "could not remove temporary file {}: {e}",
+                    self.tmp.display()
+                );
             }
         }
     }
@@ -189,7 +210,10 @@ mod tests {
         let store = LocalStore::new(dir.path())?;
         let mut w = store.create("h/s1/a.bin")?;
         w.write_all(b"hello")?;
-        assert!(store.list("h/")?.is_empty(), "uncommitted object must not be listed");
+        assert!(
+            store.list("h/")?.is_empty(),
+            "uncommitted object must not be listed"
+        );
         w.commit()?;
         let listed = store.list("h/")?;
         assert_eq!(listed.len(), 1);

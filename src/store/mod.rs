@@ -66,7 +66,9 @@ pub fn check_key(key: &str) -> Result<()> {
         || key.ends_with('/')
         || key.contains('\\')
         || key.contains('\0')
-        || key.split('/').any(|part| part.is_empty() || part == "." || part == "..");
+        || key
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..");
     if bad {
         anyhow::bail!("invalid object key {key:?}: keys are relative, '/'-separated, without '.' or '..' parts");
     }

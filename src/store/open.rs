@@ -14,11 +14,16 @@ pub fn open(cfg: &Config, handle: &tokio::runtime::Handle) -> Result<Arc<dyn Sto
     Ok(match &cfg.store {
         StoreConfig::Local(dir) => Arc::new(LocalStore::new(dir)?),
         StoreConfig::S3(s) => {
-            let expose = |s: &Option<crate::config::Secret>| s.as_ref().map(|v| v.expose().to_string());
+            let expose =
+                |s: &Option<crate::config::Secret>| s.as_ref().map(|v| v.expose().to_string());
             let (lock_days, lock_mode) = match &s.object_lock {
                 Some((mode, days)) => (
                     Some(*days),
-                    if mode == "governance" { LockMode::Governance } else { LockMode::Compliance },
+                    if mode == "governance" {
+                        LockMode::Governance
+                    } else {
+                        LockMode::Compliance
+                    },
                 ),
                 None => (None, LockMode::Compliance),
             };

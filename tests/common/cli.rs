@@ -26,7 +26,11 @@ impl Run {
 
     /// Asserts the exit code, showing the output when it differs.
     pub fn expect(self, code: i32) -> Self {
-        assert_eq!(self.code, code, "exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, code,
+            "exit code\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 }
@@ -40,11 +44,22 @@ pub struct Setup {
 impl Setup {
     pub fn new(host: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let s = Self { dir, host: host.to_string() };
+        let s = Self {
+            dir,
+            host: host.to_string(),
+        };
         let keys = s.path("keys");
         for name in ["office", host] {
-            let out = Command::new(bin()).args(["keygen", name, "--out"]).arg(&keys).output().expect("keygen");
-            assert!(out.status.success(), "keygen: {}", String::from_utf8_lossy(&out.stderr));
+            let out = Command::new(bin())
+                .args(["keygen", name, "--out"])
+                .arg(&keys)
+                .output()
+                .expect("keygen");
+            assert!(
+                out.status.success(),
+                "keygen: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         s
     }
@@ -78,7 +93,10 @@ impl Setup {
 
     pub fn offsite_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut cmd = Command::new(bin());
-        cmd.arg("-c").arg(self.config_path()).args(args).stdin(Stdio::null());
+        cmd.arg("-c")
+            .arg(self.config_path())
+            .args(args)
+            .stdin(Stdio::null());
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -136,7 +154,11 @@ impl Setup {
                 .arg(self.path("keys/office.secret.asc"))
                 .output()
                 .expect("gpg --import");
-            assert!(out.status.success(), "gpg import: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "gpg import: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         home
     }

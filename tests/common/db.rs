@@ -10,30 +10,64 @@ pub const MY_URL: &str = "mysql://root@127.0.0.1:3306";
 
 /// `t_<tag>_<pid>_<hex>`: unique across parallel tests and test binaries.
 pub fn unique(tag: &str) -> String {
-    format!("t_{tag}_{}_{:06x}", std::process::id(), rand::random::<u32>() & 0xff_ffff)
+    format!(
+        "t_{tag}_{}_{:06x}",
+        std::process::id(),
+        rand::random::<u32>() & 0xff_ffff
+    )
 }
 
 fn run(mut cmd: Command, what: &str) -> String {
-    let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(out.status.success(), "{what} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn run_stdin(mut cmd: Command, input: &Path, what: &str) {
     let f = std::fs::File::open(input).unwrap_or_else(|e| panic!("{}: {e}", input.display()));
-    let out = cmd.stdin(f).output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(out.status.success(), "{what} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = cmd
+        .stdin(f)
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 pub fn psql(db: &str) -> Command {
     let mut c = Command::new("psql");
-    c.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-d", db]);
+    c.args([
+        "-X",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-h",
+        "127.0.0.1",
+        "-U",
+        "postgres",
+        "-d",
+        db,
+    ]);
     c
 }
 
 pub fn mariadb(db: Option<&str>) -> Command {
     let mut c = Command::new("mariadb");
-    c.args(["-h", "127.0.0.1", "-uroot", "--default-character-set=utf8mb4"]);
+    c.args([
+        "-h",
+        "127.0.0.1",
+        "-uroot",
+        "--default-character-set=utf8mb4",
+    ]);
     if let Some(d) = db {
         c.arg(d);
     }
@@ -55,7 +89,9 @@ impl PgDb {
 
     /// A handle for a database some command will create; dropped (if it exists) at the end.
     pub fn named(name: &str) -> Self {
-        Self { name: name.to_string() }
+        Self {
+            name: name.to_string(),
+        }
     }
 
     pub fn load(&self, sql: &Path) -> &Self {
@@ -71,7 +107,11 @@ impl PgDb {
 
     pub fn exists(&self) -> bool {
         let mut c = psql("postgres");
-        c.args(["-At", "-c", &format!("SELECT 1 FROM pg_database WHERE datname = '{}'", self.name)]);
+        c.args([
+            "-At",
+            "-c",
+            &format!("SELECT 1 FROM pg_database WHERE datname = '{}'", self.name),
+        ]);
         run(c, "checking a database").trim() == "1"
     }
 
@@ -79,7 +119,14 @@ impl PgDb {
     /// same content (comments, the per-dump \restrict key).
     pub fn dump(&self) -> String {
         let mut c = Command::new("pg_dump");
-        c.args(["-h", "127.0.0.1", "-U", "postgres", "--no-owner", &self.name]);
+        c.args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "--no-owner",
+            &self.name,
+        ]);
         normalize(&run(c, "pg_dump for comparison"))
     }
 }
@@ -87,7 +134,10 @@ impl PgDb {
 impl Drop for PgDb {
     fn drop(&mut self) {
         let _ = psql("postgres")
-            .args(["-c", &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)])
+            .args([
+                "-c",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
             .stdin(Stdio::null())
             .output();
     }
@@ -101,13 +151,18 @@ impl MyDb {
     pub fn new(tag: &str) -> Self {
         let name = unique(tag);
         let mut c = mariadb(None);
-        c.args(["-e", &format!("CREATE DATABASE {name} CHARACTER SET utf8mb4")]);
+        c.args([
+            "-e",
+            &format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"),
+        ]);
         run(c, "creating a MariaDB test database");
         Self { name }
     }
 
     pub fn named(name: &str) -> Self {
-        Self { name: name.to_string() }
+        Self {
+            name: name.to_string(),
+        }
     }
 
     pub fn load(&self, sql: &Path) -> &Self {
@@ -124,7 +179,18 @@ impl MyDb {
     /// Schema, routines and data as mariadb-dump sees them.
     pub fn dump(&self) -> String {
         let mut c = Command::new("mariadb-dump");
-        c.args(["-h", "127.0.0.1", "-uroot", "--skip-comments", "--skip-dump-date", "--routines", "--triggers", "--events", "--hex-blob", &self.name]);
+        c.args([
+            "-h",
+            "127.0.0.1",
+            "-uroot",
+            "--skip-comments",
+            "--skip-dump-date",
+            "--routines",
+            "--triggers",
+            "--events",
+            "--hex-blob",
+            &self.name,
+        ]);
         run(c, "mariadb-dump for comparison")
     }
 }
@@ -140,11 +206,15 @@ impl Drop for MyDb {
 
 fn normalize(dump: &str) -> String {
     dump.lines()
-        .filter(|l| !l.starts_with("--") && !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .filter(|l| {
+            !l.starts_with("--") && !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict")
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
 
 pub fn fixture(rel: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(rel)
 }
