@@ -4,7 +4,7 @@ mod common;
 
 use std::io::{Read, Write};
 
-use aws_sdk_s3::types::{ChecksumMode, ObjectLockRetentionMode};
+use aws_sdk_s3::types::{ChecksumMode, ObjectLockMode};
 use common::s3::{runtime, PrivateMoto, TestBucket, PART_SIZE};
 use offsite::store::s3::LockMode;
 use offsite::store::{read_all, Store};
@@ -54,7 +54,13 @@ fn sha256_of(store: &dyn Store, key: &str) -> (u64, Vec<u8>) {
 
 fn pending_uploads(bucket: &TestBucket) -> usize {
     let out = runtime()
-        .block_on(bucket.client().list_multipart_uploads().bucket(&bucket.name).send())
+        .block_on(
+            bucket
+                .client()
+                .list_multipart_uploads()
+                .bucket(&bucket.name)
+                .send(),
+        )
         .unwrap();
     out.uploads().len()
 }
@@ -66,9 +72,12 @@ fn small_object_round_trip() {
     assert_eq!(store.location(), format!("s3://{}/site/a", bucket.name));
 
     put(&store, "h/s1/db.sql.zst.pgp", b"hello s3").unwrap();
-    assert_eq!(read_all(&store, "h/s1/db.sql.zst.pgp").unwrap(), b"hello s3");
+    assert_eq!(
+        read_all(&store, "h/s1/db.sql.zst.pgp").unwrap(),
+        b"hello s3"
+    );
 
-    // The CRC32C went with the PutObject: S3 stored it and hands it back.
+    // The CRC32C went with the PutObject: the server kept the value we sent and hands it back.
     let head = runtime()
         .block_on(
             bucket
@@ -80,16 +89,26 @@ fn small_object_round_trip() {
                 .send(),
         )
         .unwrap();
-    assert!(head.checksum_crc32_c().is_some(), "no CRC32C stored: {head:?}");
+    // CRC-32C of "hello s3", computed independently (bitwise, in Python).
+    assert_eq!(head.checksum_crc32_c(), Some("2UrQ/A=="), "{head:?}");
 
     // An empty object is an object too (an empty table's dump can be tiny).
     put(&store, "h/s1/empty", b"").unwrap();
     assert_eq!(read_all(&store, "h/s1/empty").unwrap(), b"");
 
-    let err = store.open("h/s1/missing").err().expect("opening a missing key must fail");
+    let err = store
+        .open("h/s1/missing")
+        .err()
+        .expect("opening a missing key must fail");
     let msg = format!("{err:#}");
-    assert!(msg.contains("h/s1/missing") && msg.contains("not found"), "{msg}");
-    assert!(msg.contains(&format!("s3://{}/site/a", bucket.name)), "{msg}");
+    assert!(
+        msg.contains("h/s1/missing") && msg.contains("not found"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("s3://{}/site/a", bucket.name)),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -101,10 +120,14 @@ fn large_object_round_trip_in_parts() {
 
     let (len, digest) = sha256_of(&store, "h/s1/big");
     assert_eq!(len, data.len() as u64);
-    assert_eq!(digest, Sha256::digest(&data).to_vec(), "content differs after the round trip");
+    assert_eq!(
+        digest,
+        Sha256::digest(&data).to_vec(),
+        "content differs after the round trip"
+    );
 
-    // 18 MiB in 5 MiB parts: a multipart object of 4 parts (its ETag says how many), each part sent
-    // with its CRC32C (the object's checksum is the composite of the parts').
+    // 18 MiB in 5 MiB parts: a multipart object of 4 parts (its ETag says how many). The parts'
+    // CRC32Cs cannot be checked here: moto neither validates nor keeps them (it recomputes its own).
     let head = runtime()
         .block_on(
             bucket
@@ -112,17 +135,68 @@ fn large_object_round_trip_in_parts() {
                 .head_object()
                 .bucket(&bucket.name)
                 .key("h/s1/big")
-                .checksum_mode(ChecksumMode::Enabled)
                 .send(),
         )
         .unwrap();
-    assert!(head.e_tag().unwrap_or_default().trim_matches('"').ends_with("-4"), "{head:?}");
-    assert!(head.checksum_crc32_c().is_some(), "no CRC32C stored: {head:?}");
+    assert!(
+        head.e_tag()
+            .unwrap_or_default()
+            .trim_matches('"')
+            .ends_with("-4"),
+        "{head:?}"
+    );
     assert_eq!(pending_uploads(&bucket), 0);
 
     let listed = store.list("h/").unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].size, data.len() as u64);
+}
+
+/// One or two part buffers per writer must still make progress: the writer waits for a slot to
+/// come back instead of deadlocking on its own buffer.
+#[test]
+fn few_parts_in_flight_still_complete() {
+    let bucket = TestBucket::new("inflight");
+    let data = pseudo_random(3 * PART_SIZE as usize + 7, 8);
+    for n in [1, 2] {
+        let store = bucket.store_with(|c| c.parts_in_flight = n);
+        let key = format!("h/s1/inflight-{n}");
+        put(&store, &key, &data).unwrap();
+        assert_eq!(sha256_of(&store, &key).1, Sha256::digest(&data).to_vec());
+    }
+}
+
+/// Failures name the key and the store, and end the object: later writes and the commit fail too.
+#[test]
+fn errors_name_key_and_location() {
+    let bucket = TestBucket::new("errors");
+    let missing = format!("{}-missing", bucket.name);
+    let store = common::s3::store(common::s3::config(&missing));
+    let location = format!("s3://{missing}");
+
+    let err = put(&store, "h/s1/small", b"x").unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("h/s1/small") && msg.contains(&location),
+        "{msg}"
+    );
+    assert!(msg.contains("NoSuchBucket"), "{msg}");
+
+    let mut w = store.create("h/s1/big").unwrap();
+    let err = w
+        .write_all(&pseudo_random(PART_SIZE as usize, 9))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("h/s1/big") && err.to_string().contains(&location),
+        "{err}"
+    );
+    assert!(w.write_all(b"more").is_err());
+    assert!(w.commit().is_err());
+
+    assert!(
+        store.list("").is_err(),
+        "listing a missing bucket must fail, not come back empty"
+    );
 }
 
 #[test]
@@ -133,10 +207,16 @@ fn existing_key_is_never_overwritten() {
     put(&store, "h/s1/manifest.json.pgp", b"first").unwrap();
     let err = put(&store, "h/s1/manifest.json.pgp", b"second").unwrap_err();
     let msg = format!("{err:#}");
-    assert!(msg.contains("already exists") && msg.contains("never overwrites"), "{msg}");
+    assert!(
+        msg.contains("already exists") && msg.contains("never overwrites"),
+        "{msg}"
+    );
     assert!(msg.contains("h/s1/manifest.json.pgp"), "{msg}");
     assert!(msg.contains(&format!("s3://{}/p", bucket.name)), "{msg}");
-    assert_eq!(read_all(&store, "h/s1/manifest.json.pgp").unwrap(), b"first");
+    assert_eq!(
+        read_all(&store, "h/s1/manifest.json.pgp").unwrap(),
+        b"first"
+    );
 
     // The same through the multipart path, whose guard is on CompleteMultipartUpload.
     let first = pseudo_random(PART_SIZE as usize + 1_000, 2);
@@ -144,14 +224,20 @@ fn existing_key_is_never_overwritten() {
     put(&store, "h/s1/big", &first).unwrap();
     let err = put(&store, "h/s1/big", &second).unwrap_err();
     assert!(format!("{err:#}").contains("already exists"), "{err:#}");
-    assert_eq!(sha256_of(&store, "h/s1/big").1, Sha256::digest(&first).to_vec());
+    assert_eq!(
+        sha256_of(&store, "h/s1/big").1,
+        Sha256::digest(&first).to_vec()
+    );
     // The refused upload was aborted, not left behind.
     assert_eq!(pending_uploads(&bucket), 0);
 
     // A small object over a big one, and a big one over a small one.
     assert!(put(&store, "h/s1/big", b"small").is_err());
     assert!(put(&store, "h/s1/manifest.json.pgp", &second).is_err());
-    assert_eq!(read_all(&store, "h/s1/manifest.json.pgp").unwrap(), b"first");
+    assert_eq!(
+        read_all(&store, "h/s1/manifest.json.pgp").unwrap(),
+        b"first"
+    );
 }
 
 #[test]
@@ -165,11 +251,24 @@ fn list_with_prefix() {
     let client = bucket.client();
     runtime().block_on(async {
         for key in ["rootless/x", "other/h1/y"] {
-            client.put_object().bucket(&bucket.name).key(key).send().await.unwrap();
+            client
+                .put_object()
+                .bucket(&bucket.name)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
         }
     });
 
-    let keys = |p: &str| store.list(p).unwrap().into_iter().map(|o| o.key).collect::<Vec<_>>();
+    let keys = |p: &str| {
+        store
+            .list(p)
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect::<Vec<_>>()
+    };
     assert_eq!(keys("h1/"), ["h1/s1/a", "h1/s2/b"]);
     assert_eq!(keys("h1"), ["h1/s1/a", "h1/s2/b", "h10/s1/d"]);
     assert_eq!(keys(""), ["h1/s1/a", "h1/s2/b", "h10/s1/d", "h2/s1/c"]);
@@ -177,8 +276,15 @@ fn list_with_prefix() {
 
     let info = &store.list("h2/").unwrap()[0];
     assert_eq!(info.size, "h2/s1/c".len() as u64);
-    let modified = info.modified.expect("S3 listings carry a modification time");
-    assert!((time::OffsetDateTime::now_utc() - modified).whole_minutes().abs() < 10);
+    let modified = info
+        .modified
+        .expect("S3 listings carry a modification time");
+    assert!(
+        (time::OffsetDateTime::now_utc() - modified)
+            .whole_minutes()
+            .abs()
+            < 10
+    );
 
     // More than one page (S3 returns at most 1,000 keys per ListObjectsV2 call).
     runtime().block_on(async {
@@ -187,7 +293,13 @@ fn list_with_prefix() {
             let (client, bucket) = (client.clone(), bucket.name.clone());
             puts.spawn(async move {
                 let key = format!("root/many/{i:05}");
-                client.put_object().bucket(bucket).key(key).send().await.unwrap();
+                client
+                    .put_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .send()
+                    .await
+                    .unwrap();
             });
         }
         while let Some(r) = puts.join_next().await {
@@ -206,7 +318,8 @@ fn dropped_writer_leaves_nothing() {
     let store = bucket.store();
 
     let mut w = store.create("h/s1/partial").unwrap();
-    w.write_all(&pseudo_random(2 * PART_SIZE as usize + 100, 4)).unwrap();
+    w.write_all(&pseudo_random(2 * PART_SIZE as usize + 100, 4))
+        .unwrap();
     // Two full parts went out, so a multipart upload is pending; dropping must abort it.
     assert_eq!(pending_uploads(&bucket), 1);
     drop(w);
@@ -229,18 +342,41 @@ fn object_lock_sets_retention() {
         c.object_lock_mode = LockMode::Governance;
     });
     put(&store, "h/s1/small", b"locked").unwrap();
-    put(&store, "h/s1/big", &pseudo_random(PART_SIZE as usize + 10, 5)).unwrap();
+    put(
+        &store,
+        "h/s1/big",
+        &pseudo_random(PART_SIZE as usize + 10, 5),
+    )
+    .unwrap();
 
-    for key in ["h/s1/small", "h/s1/big"] {
-        let out = runtime()
-            .block_on(bucket.client().get_object_retention().bucket(&bucket.name).key(key).send())
-            .unwrap();
-        let retention = out.retention().expect("object has a retention");
-        assert_eq!(retention.mode(), Some(&ObjectLockRetentionMode::Governance), "{key}");
-        let until = retention.retain_until_date().expect("retain-until date").secs();
-        let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        assert!((until - now - 2 * 86_400).abs() < 3_600, "{key}: retained until {until}, now {now}");
-    }
+    // HeadObject rather than GetObjectRetention: moto answers the latter with the object's body. Only
+    // the small object: moto 5.2.5 drops the lock settings of CreateMultipartUpload when it completes
+    // the upload (real S3 keeps them), so for "big" this test only shows that the upload succeeds.
+    let key = "h/s1/small";
+    let head = runtime()
+        .block_on(
+            bucket
+                .client()
+                .head_object()
+                .bucket(&bucket.name)
+                .key(key)
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(
+        head.object_lock_mode(),
+        Some(&ObjectLockMode::Governance),
+        "{key}"
+    );
+    let until = head
+        .object_lock_retain_until_date()
+        .expect("retain-until date")
+        .secs();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    assert!(
+        (until - now - 2 * 86_400).abs() < 3_600,
+        "{key}: retained until {until}, now {now}"
+    );
 }
 
 /// What push's credential can do: write, read and list, and abort its own uploads; never delete.
@@ -252,9 +388,14 @@ fn push_credential_can_write_but_not_delete() {
     let arn = format!("arn:aws:s3:::{bucket}");
 
     // Set-up while moto still accepts anything: the bucket, a push user and an admin user.
-    common::s3::store(common::s3::config_at(&moto.endpoint, &bucket, "test", "test"))
-        .ensure_bucket()
-        .unwrap();
+    common::s3::store(common::s3::config_at(
+        &moto.endpoint,
+        &bucket,
+        "test",
+        "test",
+    ))
+    .ensure_bucket()
+    .unwrap();
     let push_policy = json!({
         "Version": "2012-10-17",
         "Statement": [
@@ -273,37 +414,67 @@ fn push_credential_can_write_but_not_delete() {
     let (admin_id, admin_secret) = moto.iam_user("offsite-office", &admin_policy);
     moto.enforce_iam();
 
-    let push = common::s3::store(common::s3::config_at(&moto.endpoint, &bucket, &push_id, &push_secret));
+    let push = common::s3::store(common::s3::config_at(
+        &moto.endpoint,
+        &bucket,
+        &push_id,
+        &push_secret,
+    ));
     let data = pseudo_random(PART_SIZE as usize + 4_321, 6);
     put(&push, "h/s1/small", b"from push").unwrap();
     put(&push, "h/s1/big", &data).unwrap();
     assert_eq!(read_all(&push, "h/s1/small").unwrap(), b"from push");
-    assert_eq!(sha256_of(&push, "h/s1/big").1, Sha256::digest(&data).to_vec());
-    let keys: Vec<_> = push.list("h/").unwrap().into_iter().map(|o| o.key).collect();
+    assert_eq!(
+        sha256_of(&push, "h/s1/big").1,
+        Sha256::digest(&data).to_vec()
+    );
+    let keys: Vec<_> = push
+        .list("h/")
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
     assert_eq!(keys, ["h/s1/big", "h/s1/small"]);
     assert!(put(&push, "h/s1/small", b"overwrite").is_err());
 
     // An abandoned upload is aborted with push's own rights.
     let mut w = push.create("h/s1/abandoned").unwrap();
-    w.write_all(&pseudo_random(PART_SIZE as usize + 1, 7)).unwrap();
+    w.write_all(&pseudo_random(PART_SIZE as usize + 1, 7))
+        .unwrap();
     drop(w);
 
     let admin = common::s3::raw_client(&moto.endpoint, &admin_id, &admin_secret);
-    let pending = runtime().block_on(admin.list_multipart_uploads().bucket(&bucket).send()).unwrap();
+    let pending = runtime()
+        .block_on(admin.list_multipart_uploads().bucket(&bucket).send())
+        .unwrap();
     assert!(pending.uploads().is_empty(), "{pending:?}");
 
     // The point of it all: push's key cannot delete, while the office's can.
     let raw_push = common::s3::raw_client(&moto.endpoint, &push_id, &push_secret);
     let denied = runtime()
-        .block_on(raw_push.delete_object().bucket(&bucket).key("h/s1/small").send())
+        .block_on(
+            raw_push
+                .delete_object()
+                .bucket(&bucket)
+                .key("h/s1/small")
+                .send(),
+        )
         .expect_err("push must not be able to delete");
     let denied = format!("{}", aws_sdk_s3::error::DisplayErrorContext(&denied));
     assert!(denied.contains("AccessDenied"), "{denied}");
     assert_eq!(read_all(&push, "h/s1/small").unwrap(), b"from push");
     // And the check is real: the default test key no longer works at all.
     let anonymous = common::s3::raw_client(&moto.endpoint, "test", "test");
-    assert!(runtime().block_on(anonymous.list_objects_v2().bucket(&bucket).send()).is_err());
+    assert!(runtime()
+        .block_on(anonymous.list_objects_v2().bucket(&bucket).send())
+        .is_err());
     runtime()
-        .block_on(admin.delete_object().bucket(&bucket).key("h/s1/small").send())
+        .block_on(
+            admin
+                .delete_object()
+                .bucket(&bucket)
+                .key("h/s1/small")
+                .send(),
+        )
         .expect("the office credential can delete");
 }

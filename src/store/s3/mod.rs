@@ -24,7 +24,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::Credentials;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration, ObjectLockMode};
 use aws_sdk_s3::Client;
@@ -155,13 +155,18 @@ impl Shared {
     /// Lock settings for an object written now; `None` when Object Lock is off.
     fn lock_until(&self) -> Option<(ObjectLockMode, aws_smithy_types::DateTime)> {
         let (mode, days) = self.object_lock?;
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let until = now.saturating_add(u64::from(days) * 86_400);
         let mode = match mode {
             LockMode::Compliance => ObjectLockMode::Compliance,
             LockMode::Governance => ObjectLockMode::Governance,
         };
-        Some((mode, aws_smithy_types::DateTime::from_secs(i64::try_from(until).unwrap_or(i64::MAX))))
+        Some((
+            mode,
+            aws_smithy_types::DateTime::from_secs(i64::try_from(until).unwrap_or(i64::MAX)),
+        ))
     }
 }
 
@@ -169,6 +174,11 @@ impl S3Store {
     /// Builds the client; makes no request. `handle` must belong to a multi-threaded runtime that
     /// outlives the store.
     pub fn new(cfg: S3Config, handle: Handle) -> Result<Self> {
+        // Handle::block_on from a plain thread cannot drive a current-thread runtime's IO: every
+        // request would hang.
+        if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
+            bail!("S3 store: needs a multi-threaded tokio runtime");
+        }
         if cfg.bucket.is_empty() {
             bail!("S3 store: the bucket name is empty");
         }
@@ -180,14 +190,21 @@ impl S3Store {
             );
         }
         if cfg.parts_in_flight == 0 {
-            bail!("S3 store s3://{}: parts_in_flight must be at least 1", cfg.bucket);
+            bail!(
+                "S3 store s3://{}: parts_in_flight must be at least 1",
+                cfg.bucket
+            );
         }
         if cfg.object_lock_days == Some(0) {
-            bail!("S3 store s3://{}: object_lock_days must be at least 1", cfg.bucket);
+            bail!(
+                "S3 store s3://{}: object_lock_days must be at least 1",
+                cfg.bucket
+            );
         }
         let prefix = cfg.prefix.trim_matches('/').to_string();
         if !prefix.is_empty() {
-            check_key(&prefix).map_err(|e| anyhow!("S3 store s3://{}: bad prefix: {e}", cfg.bucket))?;
+            check_key(&prefix)
+                .map_err(|e| anyhow!("S3 store s3://{}: bad prefix: {e}", cfg.bucket))?;
         }
 
         // Five attempts with the SDK's exponential backoff and jitter ride out throttling (503
@@ -202,7 +219,13 @@ impl S3Store {
         }
         match (&cfg.access_key_id, &cfg.secret_access_key) {
             (Some(id), Some(secret)) => {
-                let creds = Credentials::new(id, secret, cfg.session_token.clone(), None, "offsite-config");
+                let creds = Credentials::new(
+                    id,
+                    secret,
+                    cfg.session_token.clone(),
+                    None,
+                    "offsite-config",
+                );
                 loader = loader.credentials_provider(creds);
             }
             (None, None) => {}
@@ -243,7 +266,7 @@ impl S3Store {
             match s.client.head_bucket().bucket(&s.bucket).send().await {
                 Ok(_) => return Ok(()),
                 Err(e) if http_status(&e) == Some(404) => {}
-                Err(e) => bail!("checking bucket {loc}: {}", DisplayErrorContext(e)),
+                Err(e) => bail!("checking bucket {loc}: {}", describe(&e)),
             }
             let mut req = s.client.create_bucket().bucket(&s.bucket);
             // us-east-1 is the one region that rejects an explicit location constraint.
@@ -262,7 +285,7 @@ impl S3Store {
             match req.send().await {
                 Ok(_) => Ok(()),
                 Err(e) if e.code() == Some("BucketAlreadyOwnedByYou") => Ok(()),
-                Err(e) => bail!("creating bucket {loc}: {}", DisplayErrorContext(e)),
+                Err(e) => bail!("creating bucket {loc}: {}", describe(&e)),
             }
         })
     }
@@ -283,12 +306,18 @@ impl Store for S3Store {
         let s = &self.shared;
         let full_key = s.full_key(key);
         let out = s
-            .block_on(s.client.get_object().bucket(&s.bucket).key(&full_key).send())
+            .block_on(
+                s.client
+                    .get_object()
+                    .bucket(&s.bucket)
+                    .key(&full_key)
+                    .send(),
+            )
             .map_err(|e| {
                 if e.code() == Some("NoSuchKey") || http_status(&e) == Some(404) {
                     anyhow!("object {key} not found in {}", s.location())
                 } else {
-                    anyhow!("opening {key} in {}: {}", s.location(), DisplayErrorContext(e))
+                    anyhow!("opening {key} in {}: {}", s.location(), describe(&e))
                 }
             })?;
         Ok(Box::new(S3Reader {
@@ -305,7 +334,11 @@ impl Store for S3Store {
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
         let s = &self.shared;
-        let root = if s.prefix.is_empty() { String::new() } else { format!("{}/", s.prefix) };
+        let root = if s.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", s.prefix)
+        };
         let full_prefix = format!("{root}{prefix}");
         let mut out = Vec::new();
         s.block_on(async {
@@ -318,16 +351,22 @@ impl Store for S3Store {
                 .send();
             while let Some(page) = pages.next().await {
                 let page = page.map_err(|e| {
-                    anyhow!("listing {} under {prefix:?}: {}", s.location(), DisplayErrorContext(e))
+                    anyhow!(
+                        "listing {} under {prefix:?}: {}",
+                        s.location(),
+                        describe(&e)
+                    )
                 })?;
                 for obj in page.contents() {
-                    let Some(key) = obj.key().and_then(|k| k.strip_prefix(&root)) else { continue };
+                    let Some(key) = obj.key().and_then(|k| k.strip_prefix(&root)) else {
+                        continue;
+                    };
                     out.push(ObjectInfo {
                         key: key.to_string(),
                         size: obj.size().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
-                        modified: obj
-                            .last_modified()
-                            .and_then(|t| OffsetDateTime::from_unix_timestamp_nanos(t.as_nanos()).ok()),
+                        modified: obj.last_modified().and_then(|t| {
+                            OffsetDateTime::from_unix_timestamp_nanos(t.as_nanos()).ok()
+                        }),
                     });
                 }
             }
@@ -389,7 +428,7 @@ impl S3Reader {
                 self.key,
                 s.location(),
                 self.pos,
-                DisplayErrorContext(e)
+                describe(&e)
             ))
         })?;
         self.body = out.body;
@@ -406,7 +445,7 @@ impl Read for S3Reader {
             match self.shared.block_on(self.body.next()) {
                 None => return Ok(0),
                 Some(Ok(chunk)) => self.chunk = chunk,
-                Some(Err(e)) => self.resume(DisplayErrorContext(e))?,
+                Some(Err(e)) => self.resume(chain(&e))?,
             }
         }
         let n = buf.len().min(self.chunk.len());
@@ -418,4 +457,35 @@ impl Read for S3Reader {
 
 fn http_status<E>(e: &SdkError<E, HttpResponse>) -> Option<u16> {
     e.raw_response().map(|r| r.status().as_u16())
+}
+
+/// One line for an SDK error: S3's error code and message, or the transport failure's causes. Not
+/// the SDK's `DisplayErrorContext`, which appends the whole raw response.
+fn describe<E>(e: &SdkError<E, HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match e {
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            match (e.code(), e.message()) {
+                (Some(code), Some(msg)) => format!("{code}: {msg} (HTTP {status})"),
+                (Some(code), None) => format!("{code} (HTTP {status})"),
+                _ => format!("HTTP {status}: {}", chain(service.err())),
+            }
+        }
+        _ => chain(e),
+    }
+}
+
+/// An error and its sources, joined with ": ".
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }

@@ -7,22 +7,24 @@
 //!
 //! Part size: S3 allows 10,000 parts, and the size of a dump is unknown when it starts, so parts
 //! start at `part_size_min` and double every 950 parts (capped at 5 GiB). 950 rather than a round
-//! 1,000 so that even 5 MiB parts cover more than 5 TiB in 10,000 parts (1,000 would stop at 4.9).
+//! 1,000 so that even 5 MiB parts cover more than 5 TiB in 10,000 parts (1,000: only 4.9 TiB).
 
 use std::io::{self, Write};
 use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectLockMode};
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectLockMode,
+};
 use base64::Engine;
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use super::{http_status, Shared, MAX_PART_SIZE};
+use super::{describe, http_status, Shared, MAX_PART_SIZE};
 use crate::store::ObjectWriter;
 
 const MAX_PARTS: i32 = 10_000;
@@ -108,20 +110,29 @@ impl S3Writer {
         self.reap()?;
         let size = usize::try_from(part_size(self.shared.part_size_min, self.next_part))
             .context("part size does not fit in memory on this platform")?;
-        Ok(Filling { data: Vec::with_capacity(size), size, permit })
+        Ok(Filling {
+            data: Vec::with_capacity(size),
+            size,
+            permit,
+        })
     }
 
     /// Collects parts whose upload has ended, failing on the first failed one.
     fn reap(&mut self) -> Result<()> {
-        let Some(up) = &mut self.upload else { return Ok(()) };
+        let Some(up) = &mut self.upload else {
+            return Ok(());
+        };
         while let Some(res) = up.running.try_join_next() {
-            up.finished.push(res.map_err(|e| anyhow!("part upload of {} stopped: {e}", self.key))??);
+            up.finished
+                .push(res.map_err(|e| anyhow!("part upload of {} stopped: {e}", self.key))??);
         }
         Ok(())
     }
 
     fn send_part(&mut self) -> Result<()> {
-        let Some(filling) = self.filling.take() else { return Ok(()) };
+        let Some(filling) = self.filling.take() else {
+            return Ok(());
+        };
         let number = self.next_part;
         if number > MAX_PARTS {
             bail!(
@@ -133,7 +144,9 @@ impl S3Writer {
         if self.upload.is_none() {
             self.upload = Some(self.create_upload()?);
         }
-        let Some(up) = &mut self.upload else { bail!("multipart upload of {} not started", self.key) };
+        let Some(up) = &mut self.upload else {
+            bail!("multipart upload of {} not started", self.key)
+        };
         self.next_part += 1;
         let body = Bytes::from(filling.data);
         let checksum = crc32c(&body);
@@ -159,13 +172,16 @@ impl S3Writer {
                         anyhow!(
                             "uploading part {number} of {key} to {}: {}",
                             s.location(),
-                            DisplayErrorContext(e)
+                            describe(&e)
                         )
                     })?;
                 // The buffer is gone once the request has been sent; free the slot for the next part.
                 drop(permit);
                 let etag = out.e_tag.with_context(|| {
-                    format!("uploading part {number} of {key} to {}: no ETag", s.location())
+                    format!(
+                        "uploading part {number} of {key} to {}: no ETag",
+                        s.location()
+                    )
                 })?;
                 Ok(CompletedPart::builder()
                     .part_number(number)
@@ -187,20 +203,30 @@ impl S3Writer {
             .key(&self.full_key)
             .checksum_algorithm(ChecksumAlgorithm::Crc32C);
         if let Some((mode, until)) = &self.lock {
-            req = req.object_lock_mode(mode.clone()).object_lock_retain_until_date(*until);
+            req = req
+                .object_lock_mode(mode.clone())
+                .object_lock_retain_until_date(*until);
         }
         let out = s.block_on(req.send()).map_err(|e| {
             anyhow!(
                 "starting the multipart upload of {} to {}: {}",
                 self.key,
                 s.location(),
-                DisplayErrorContext(e)
+                describe(&e)
             )
         })?;
         let id = out.upload_id.with_context(|| {
-            format!("starting the multipart upload of {} to {}: no upload id", self.key, s.location())
+            format!(
+                "starting the multipart upload of {} to {}: no upload id",
+                self.key,
+                s.location()
+            )
         })?;
-        Ok(Multipart { id, running: JoinSet::new(), finished: Vec::new() })
+        Ok(Multipart {
+            id,
+            running: JoinSet::new(),
+            finished: Vec::new(),
+        })
     }
 
     fn finish(&mut self) -> Result<()> {
@@ -218,7 +244,9 @@ impl S3Writer {
         let shared = self.shared.clone();
         let s = &shared;
         let key = &self.key;
-        let Some(up) = &mut self.upload else { bail!("multipart upload of {key} not started") };
+        let Some(up) = &mut self.upload else {
+            bail!("multipart upload of {key} not started")
+        };
         let mut parts = std::mem::take(&mut up.finished);
         s.block_on(async {
             while let Some(res) = up.running.join_next().await {
@@ -233,7 +261,11 @@ impl S3Writer {
             .bucket(&s.bucket)
             .key(&self.full_key)
             .upload_id(&up.id)
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
             .if_none_match("*");
         s.block_on(req.send()).map_err(|e| self.commit_error(e))?;
         // Completed: nothing left for Drop to abort.
@@ -254,7 +286,9 @@ impl S3Writer {
             .checksum_crc32_c(checksum)
             .if_none_match("*");
         if let Some((mode, until)) = &self.lock {
-            req = req.object_lock_mode(mode.clone()).object_lock_retain_until_date(*until);
+            req = req
+                .object_lock_mode(mode.clone())
+                .object_lock_retain_until_date(*until);
         }
         s.block_on(req.send()).map_err(|e| self.commit_error(e))?;
         Ok(())
@@ -275,7 +309,7 @@ impl S3Writer {
                  offsite never overwrites an object"
             )
         } else {
-            anyhow!("writing {key} to {loc}: {}", DisplayErrorContext(e))
+            anyhow!("writing {key} to {loc}: {}", describe(&e))
         }
     }
 }
@@ -312,7 +346,9 @@ impl ObjectWriter for S3Writer {
 impl Drop for S3Writer {
     fn drop(&mut self) {
         self.filling = None;
-        let Some(mut up) = self.upload.take() else { return };
+        let Some(mut up) = self.upload.take() else {
+            return;
+        };
         let s = self.shared.clone();
         let res = s.block_on(async {
             // A part still in flight could land after the abort and leave a billed, invisible part.
@@ -332,7 +368,7 @@ impl Drop for S3Writer {
                 up.id,
                 self.key,
                 s.location(),
-                DisplayErrorContext(e)
+                describe(&e)
             );
         }
     }
@@ -352,7 +388,11 @@ mod tests {
     #[test]
     fn ten_thousand_parts_cover_five_tib() {
         for min in [5 * MIB, 8 * MIB, 64 * MIB] {
-            assert!(capacity(min) >= 5 * TIB, "part_size_min {min}: {}", capacity(min));
+            assert!(
+                capacity(min) >= 5 * TIB,
+                "part_size_min {min}: {}",
+                capacity(min)
+            );
         }
         assert_eq!(part_size(8 * MIB, 1), 8 * MIB);
         assert_eq!(part_size(8 * MIB, 950), 8 * MIB);
@@ -363,7 +403,8 @@ mod tests {
     #[test]
     fn crc32c_matches_the_reference_value() {
         // CRC-32C check value of "123456789" is 0xE3069283.
-        let expected = base64::engine::general_purpose::STANDARD.encode(0xE306_9283u32.to_be_bytes());
+        let expected =
+            base64::engine::general_purpose::STANDARD.encode(0xE306_9283u32.to_be_bytes());
         assert_eq!(crc32c(b"123456789"), expected);
     }
 }
