@@ -4,6 +4,8 @@
 //! volume it names, with the same path, type and size, and a file's content must hash to the index's
 //! sha256 (checked while it is written). Each volume is read to its end so the pipeline's stored and
 //! plaintext hashes are checked too; a corrupt object fails the restore with its key in the error.
+//! The directory headers a volume repeats at its start (see [`crate::source::tree::volume`]) are
+//! recognised as such and skipped. A failed restore leaves what it wrote so far in the target.
 //!
 //! Entries are created by hand rather than by `tar::Archive::unpack`, because the archive is not
 //! trusted to stay inside the target: absolute paths and `..` are refused, nothing is written through
@@ -14,7 +16,7 @@
 //! read-only directory does not block its own restore.
 
 use std::collections::HashSet;
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -25,6 +27,8 @@ use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use tar::EntryType;
 
+mod attrs;
+
 use crate::crypto::DecryptionKeys;
 use crate::error::usage;
 use crate::pipeline::read::open_object;
@@ -33,6 +37,7 @@ use crate::source::tree::index::{EntryKind, IndexEntry, IndexReader};
 use crate::source::tree::owners::Ids;
 use crate::source::tree::walk::{display, ROOT};
 use crate::store::Store;
+use attrs::Attrs;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TreeRestoreStats {
@@ -60,20 +65,28 @@ pub fn restore_tree(
         return Err(usage(if names.is_empty() {
             format!("snapshot {} has no file trees", manifest.snapshot)
         } else {
-            format!("snapshot {} has no tree {name:?}; it has: {}", manifest.snapshot, names.join(", "))
+            format!(
+                "snapshot {} has no tree {name:?}; it has: {}",
+                manifest.snapshot,
+                names.join(", ")
+            )
         }));
     };
     prepare_target(to)?;
 
     let index_key = format!("{snapshot_dir}{}", tree.index);
     let index_ctx = || format!("reading tree index {index_key}");
-    let object = manifest
-        .object(&tree.index)
-        .with_context(|| format!("the manifest does not list the index {index_key} of tree {name}"))?;
+    let object = manifest.object(&tree.index).with_context(|| {
+        format!("the manifest does not list the index {index_key} of tree {name}")
+    })?;
     let reader = open_object(store, snapshot_dir, object, keys)?;
-    let mut index = IndexReader::new(BufReader::with_capacity(1 << 16, reader)).with_context(index_ctx)?;
+    let mut index =
+        IndexReader::new(BufReader::with_capacity(1 << 16, reader)).with_context(index_ctx)?;
     if index.header.tree != name {
-        bail!("{index_key} is the index of tree {:?}, not {name:?}", index.header.tree);
+        bail!(
+            "{index_key} is the index of tree {:?}, not {name:?}",
+            index.header.tree
+        );
     }
 
     let mut restorer = Restorer::new(to);
@@ -81,26 +94,34 @@ pub fn restore_tree(
     for volume in &tree.volumes {
         let key = format!("{snapshot_dir}{volume}");
         let read_ctx = || format!("reading tree volume {key}");
-        let object = manifest
-            .object(volume)
-            .with_context(|| format!("the manifest does not list the volume {key} of tree {name}"))?;
+        let object = manifest.object(volume).with_context(|| {
+            format!("the manifest does not list the volume {key} of tree {name}")
+        })?;
         let reader = open_object(store, snapshot_dir, object, keys)?;
         let mut archive = tar::Archive::new(BufReader::with_capacity(1 << 20, reader));
         {
             let mut entries = archive.entries().with_context(read_ctx)?;
             let mut first = true;
-            while let Some(entry) = pending.take_if(|e| e.volume == *volume && e.snapshot.is_none()) {
+            while let Some(entry) = pending.take_if(|e| e.volume == *volume && e.snapshot.is_none())
+            {
                 let path = entry.path_bytes().with_context(index_ctx)?;
                 let mut tar_entry = loop {
                     let next = entries
                         .next()
-                        .with_context(|| format!("{key} ends before {}, which the index puts in it", display(&path)))?
+                        .with_context(|| {
+                            format!(
+                                "{key} ends before {}, which the index puts in it",
+                                display(&path)
+                            )
+                        })?
                         .with_context(read_ctx)?;
                     // A volume starts with repeated headers of directories restored from earlier
                     // volumes (for stock tar's sake); they are not in the index.
                     let repeat = first
                         && next.header().entry_type() == EntryType::Directory
-                        && restorer.restored_dirs.contains(tar_path(&next.path_bytes()));
+                        && restorer
+                            .restored_dirs
+                            .contains(tar_path(&next.path_bytes()));
                     if !repeat {
                         break next;
                     }
@@ -113,7 +134,10 @@ pub fn restore_tree(
             }
             if let Some(extra) = entries.next() {
                 let extra = extra.with_context(read_ctx)?;
-                bail!("{key} holds {}, which the index does not list", display(&extra.path_bytes()));
+                bail!(
+                    "{key} holds {}, which the index does not list",
+                    display(&extra.path_bytes())
+                );
             }
         }
         // The hashes of the object are checked at its end: read past the tar trailer to get there.
@@ -137,8 +161,8 @@ pub fn restore_tree(
 fn prepare_target(to: &Path) -> Result<()> {
     match fs::metadata(to) {
         Ok(m) if m.is_dir() => {
-            let mut entries =
-                fs::read_dir(to).with_context(|| format!("listing the restore target {}", to.display()))?;
+            let mut entries = fs::read_dir(to)
+                .with_context(|| format!("listing the restore target {}", to.display()))?;
             if entries.next().is_some() {
                 return Err(usage(format!(
                     "refusing to restore into {}: the directory is not empty (restore never overwrites)",
@@ -147,20 +171,14 @@ fn prepare_target(to: &Path) -> Result<()> {
             }
             Ok(())
         }
-        Ok(_) => Err(usage(format!("cannot restore into {}: it is not a directory", to.display()))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            fs::create_dir_all(to).with_context(|| format!("creating the restore target {}", to.display()))
-        }
+        Ok(_) => Err(usage(format!(
+            "cannot restore into {}: it is not a directory",
+            to.display()
+        ))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir_all(to)
+            .with_context(|| format!("creating the restore target {}", to.display())),
         Err(e) => Err(e).with_context(|| format!("checking the restore target {}", to.display())),
     }
-}
-
-/// Ownership, mode and mtime of one restored entry.
-struct Attrs {
-    uid: u32,
-    gid: u32,
-    mode: u32,
-    mtime: i64,
 }
 
 struct Restorer<'a> {
@@ -191,14 +209,26 @@ impl<'a> Restorer<'a> {
         }
     }
 
-    fn entry<R: Read>(&mut self, e: &IndexEntry, path: &[u8], t: &mut tar::Entry<'_, R>) -> Result<()> {
+    fn entry<R: Read>(
+        &mut self,
+        e: &IndexEntry,
+        path: &[u8],
+        t: &mut tar::Entry<'_, R>,
+    ) -> Result<()> {
         let in_tar = t.path_bytes();
         if tar_path(&in_tar) != path {
-            bail!("the volume holds {} where the index expects it", display(tar_path(&in_tar)));
+            bail!(
+                "the volume holds {} where the index expects it",
+                display(tar_path(&in_tar))
+            );
         }
-        let expected = tar_type(e.kind);
+        let expected = e.kind.tar_type();
         if t.header().entry_type() != expected {
-            bail!("the volume holds a {:?} entry where the index expects {:?}", t.header().entry_type(), e.kind);
+            bail!(
+                "the volume holds a {:?} entry where the index expects {:?}",
+                t.header().entry_type(),
+                e.kind
+            );
         }
         let link = e.link_bytes()?;
         if link.as_deref() != t.link_name_bytes().as_deref() {
@@ -218,7 +248,10 @@ impl<'a> Restorer<'a> {
             EntryKind::Dir => {
                 if path != ROOT {
                     // Private until `finish` applies the recorded mode.
-                    fs::DirBuilder::new().mode(0o700).create(&full).context("creating the directory")?;
+                    fs::DirBuilder::new()
+                        .mode(0o700)
+                        .create(&full)
+                        .context("creating the directory")?;
                 }
                 self.dirs.push((full, attrs));
                 self.restored_dirs.insert(path.to_vec());
@@ -226,14 +259,15 @@ impl<'a> Restorer<'a> {
             }
             EntryKind::File => {
                 self.write_file(e, &full, t)?;
-                self.apply(&full, &attrs, false)?;
+                attrs::apply(&full, &attrs, false, self.chown)?;
                 self.stats.files += 1;
                 self.stats.bytes += e.size;
             }
             EntryKind::Symlink => {
                 let target = link.context("symlink entry without a target")?;
-                std::os::unix::fs::symlink(OsStr::from_bytes(&target), &full).context("creating the symlink")?;
-                self.apply(&full, &attrs, true)?;
+                std::os::unix::fs::symlink(OsStr::from_bytes(&target), &full)
+                    .context("creating the symlink")?;
+                attrs::apply(&full, &attrs, true, self.chown)?;
                 self.symlinks.insert(path.to_vec());
                 self.stats.links += 1;
             }
@@ -249,8 +283,8 @@ impl<'a> Restorer<'a> {
                 self.stats.links += 1;
             }
             EntryKind::Fifo => {
-                mknod(&full, libc::S_IFIFO, 0)?;
-                self.apply(&full, &attrs, false)?;
+                attrs::mknod(&full, libc::S_IFIFO, 0)?;
+                attrs::apply(&full, &attrs, false, self.chown)?;
             }
             EntryKind::Char | EntryKind::Block => {
                 if !self.chown {
@@ -258,10 +292,14 @@ impl<'a> Restorer<'a> {
                     tracing::warn!("{p}: device nodes can only be created as root; skipped");
                     return Ok(());
                 }
-                let kind = if e.kind == EntryKind::Char { libc::S_IFCHR } else { libc::S_IFBLK };
+                let kind = if e.kind == EntryKind::Char {
+                    libc::S_IFCHR
+                } else {
+                    libc::S_IFBLK
+                };
                 let dev = libc::makedev(e.major.unwrap_or(0), e.minor.unwrap_or(0));
-                mknod(&full, kind, dev)?;
-                self.apply(&full, &attrs, false)?;
+                attrs::mknod(&full, kind, dev)?;
+                attrs::apply(&full, &attrs, false, self.chown)?;
             }
         }
         Ok(())
@@ -274,23 +312,44 @@ impl<'a> Restorer<'a> {
         }
         let unsafe_path = path.first() == Some(&b'/')
             || path.contains(&0)
-            || path.split(|b| *b == b'/').any(|c| c.is_empty() || c == b"." || c == b"..");
+            || path
+                .split(|b| *b == b'/')
+                .any(|c| c.is_empty() || c == b"." || c == b"..");
         if unsafe_path {
-            bail!("unsafe path {} in the index: restore writes only inside its target", display(path));
+            bail!(
+                "unsafe path {} in the index: restore writes only inside its target",
+                display(path)
+            );
         }
         for (i, _) in path.iter().enumerate().filter(|(_, b)| **b == b'/') {
             if self.symlinks.contains(&path[..i]) {
-                bail!("{} passes through the symlink {}: refused", display(path), display(&path[..i]));
+                bail!(
+                    "{} passes through the symlink {}: refused",
+                    display(path),
+                    display(&path[..i])
+                );
             }
         }
         Ok(self.root.join(OsStr::from_bytes(path)))
     }
 
-    fn write_file<R: Read>(&mut self, e: &IndexEntry, full: &Path, t: &mut tar::Entry<'_, R>) -> Result<()> {
+    fn write_file<R: Read>(
+        &mut self,
+        e: &IndexEntry,
+        full: &Path,
+        t: &mut tar::Entry<'_, R>,
+    ) -> Result<()> {
         if t.size() != e.size {
-            bail!("the volume holds {} bytes where the index records {}", t.size(), e.size);
+            bail!(
+                "the volume holds {} bytes where the index records {}",
+                t.size(),
+                e.size
+            );
         }
-        let expected = e.sha256.as_deref().context("file entry without a sha256 in the index")?;
+        let expected = e
+            .sha256
+            .as_deref()
+            .context("file entry without a sha256 in the index")?;
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -317,44 +376,11 @@ impl<'a> Restorer<'a> {
         Ok(())
     }
 
-    /// Sets ownership (as root), mode (not on symlinks, which have none) and mtime, by path without
-    /// following a symlink at the end. Paths are safe to use: `target` checked every parent.
-    fn apply(&self, path: &Path, a: &Attrs, is_symlink: bool) -> Result<()> {
-        let c = CString::new(path.as_os_str().as_bytes()).context("path with a NUL byte")?;
-        if self.chown {
-            // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-            let rc = unsafe { libc::fchownat(libc::AT_FDCWD, c.as_ptr(), a.uid, a.gid, libc::AT_SYMLINK_NOFOLLOW) };
-            if rc != 0 {
-                let err = io::Error::last_os_error();
-                // EPERM/EINVAL: an id this (possibly namespaced) root cannot map. Keep the data.
-                if !matches!(err.raw_os_error(), Some(libc::EPERM | libc::EINVAL)) {
-                    return Err(err).with_context(|| format!("chown {}:{}", a.uid, a.gid));
-                }
-            }
-        }
-        if !is_symlink {
-            // SAFETY: as above.
-            let rc = unsafe { libc::fchmodat(libc::AT_FDCWD, c.as_ptr(), a.mode as libc::mode_t, 0) };
-            if rc != 0 {
-                return Err(io::Error::last_os_error()).with_context(|| format!("chmod {:o}", a.mode));
-            }
-        }
-        let times = [
-            libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
-            libc::timespec { tv_sec: a.mtime as libc::time_t, tv_nsec: 0 },
-        ];
-        // SAFETY: `c` and `times` (two timespecs, as utimensat requires) outlive the call.
-        let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
-        if rc != 0 {
-            return Err(io::Error::last_os_error()).context("setting the mtime");
-        }
-        Ok(())
-    }
-
     fn finish(mut self) -> Result<TreeRestoreStats> {
         let dirs = std::mem::take(&mut self.dirs);
         for (path, attrs) in dirs.iter().rev() {
-            self.apply(path, attrs, false).with_context(|| format!("restoring the attributes of {}", path.display()))?;
+            attrs::apply(path, attrs, false, self.chown)
+                .with_context(|| format!("restoring the attributes of {}", path.display()))?;
         }
         Ok(self.stats)
     }
@@ -367,25 +393,4 @@ fn tar_path(path: &[u8]) -> &[u8] {
     } else {
         path.strip_suffix(b"/").unwrap_or(path)
     }
-}
-
-fn tar_type(kind: EntryKind) -> EntryType {
-    match kind {
-        EntryKind::File => EntryType::Regular,
-        EntryKind::Dir => EntryType::Directory,
-        EntryKind::Symlink => EntryType::Symlink,
-        EntryKind::Hardlink => EntryType::Link,
-        EntryKind::Fifo => EntryType::Fifo,
-        EntryKind::Char => EntryType::Char,
-        EntryKind::Block => EntryType::Block,
-    }
-}
-
-fn mknod(path: &Path, kind: libc::mode_t, dev: libc::dev_t) -> Result<()> {
-    let c = CString::new(path.as_os_str().as_bytes()).context("path with a NUL byte")?;
-    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-    if unsafe { libc::mknod(c.as_ptr(), kind | 0o600, dev) } != 0 {
-        return Err(io::Error::last_os_error()).context("creating the special file");
-    }
-    Ok(())
 }

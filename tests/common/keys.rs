@@ -40,12 +40,22 @@ impl LocalEnv {
             snapshot_dir: "testhost/20260101T000000Z-0001/".to_string(),
         };
         let keys = DecryptionKeys::new(crypto::load_certs(&files.secret)?)?;
-        Ok(Self { secret: files.secret, cert: files.cert, dir, store, pipeline, keys })
+        Ok(Self {
+            secret: files.secret,
+            cert: files.cert,
+            dir,
+            store,
+            pipeline,
+            keys,
+        })
     }
 
     /// The same store and keys, writing into another snapshot.
     pub fn pipeline_for(&self, snapshot: &str) -> Pipeline {
-        Pipeline { snapshot_dir: format!("testhost/{snapshot}/"), ..self.pipeline.clone() }
+        Pipeline {
+            snapshot_dir: format!("testhost/{snapshot}/"),
+            ..self.pipeline.clone()
+        }
     }
 
     /// Where an object of the pipeline's snapshot lives on disk.

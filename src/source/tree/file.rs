@@ -86,7 +86,12 @@ pub fn copy_exact(
             }
         }
     };
-    Ok(Copied { sha256: hex::encode(hasher.finalize()), padded, read_error, grew })
+    Ok(Copied {
+        sha256: hex::encode(hasher.finalize()),
+        padded,
+        read_error,
+        grew,
+    })
 }
 
 #[cfg(test)]
@@ -101,12 +106,18 @@ mod tests {
     fn exact_short_and_long_sources() -> io::Result<()> {
         let mut out = Vec::new();
         let c = copy_exact(&mut &b"hello"[..], 5, &mut out, &|_| {})?;
-        assert_eq!((out.as_slice(), c.padded, c.grew), (&b"hello"[..], 0, false));
+        assert_eq!(
+            (out.as_slice(), c.padded, c.grew),
+            (&b"hello"[..], 0, false)
+        );
         assert_eq!(c.sha256, sha(b"hello"));
 
         out.clear();
         let c = copy_exact(&mut &b"hel"[..], 5, &mut out, &|_| {})?;
-        assert_eq!((out.as_slice(), c.padded, c.grew), (&b"hel\0\0"[..], 2, false));
+        assert_eq!(
+            (out.as_slice(), c.padded, c.grew),
+            (&b"hel\0\0"[..], 2, false)
+        );
         assert_eq!(c.sha256, sha(b"hel\0\0"), "the hash is of what was stored");
 
         out.clear();

@@ -86,6 +86,22 @@ pub struct IndexEntry {
     pub minor: Option<u32>,
 }
 
+impl EntryKind {
+    /// The tar entry type that carries this kind in a volume.
+    pub fn tar_type(self) -> tar::EntryType {
+        use tar::EntryType as T;
+        match self {
+            EntryKind::File => T::Regular,
+            EntryKind::Dir => T::Directory,
+            EntryKind::Symlink => T::Symlink,
+            EntryKind::Hardlink => T::Link,
+            EntryKind::Fifo => T::Fifo,
+            EntryKind::Char => T::Char,
+            EntryKind::Block => T::Block,
+        }
+    }
+}
+
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
@@ -113,7 +129,10 @@ impl IndexEntry {
 fn encode(bytes: &[u8]) -> (Option<String>, Option<String>) {
     match std::str::from_utf8(bytes) {
         Ok(s) => (Some(s.to_string()), None),
-        Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(bytes))),
+        Err(_) => (
+            None,
+            Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        ),
     }
 }
 
@@ -143,7 +162,10 @@ pub struct IndexWriter {
 impl IndexWriter {
     pub fn new(tree: &str, snapshot: &str) -> Result<Self> {
         let file = tempfile::tempfile().context("creating a temporary file for the tree index")?;
-        let mut w = Self { out: BufWriter::with_capacity(1 << 20, file), entries: 0 };
+        let mut w = Self {
+            out: BufWriter::with_capacity(1 << 20, file),
+            entries: 0,
+        };
         let header = IndexHeader {
             format: FORMAT.to_string(),
             version: VERSION,
@@ -161,7 +183,9 @@ impl IndexWriter {
 
     fn line<T: Serialize>(&mut self, value: &T) -> Result<()> {
         serde_json::to_writer(&mut self.out, value).context("writing the tree index")?;
-        self.out.write_all(b"\n").context("writing the tree index")?;
+        self.out
+            .write_all(b"\n")
+            .context("writing the tree index")?;
         Ok(())
     }
 
@@ -191,13 +215,16 @@ pub struct IndexReader<R> {
 impl<R: BufRead> IndexReader<R> {
     pub fn new(mut inner: R) -> Result<Self> {
         let mut line = Vec::new();
-        inner.read_until(b'\n', &mut line).context("reading the index header")?;
+        inner
+            .read_until(b'\n', &mut line)
+            .context("reading the index header")?;
         #[derive(Deserialize)]
         struct Head {
             format: String,
             version: u32,
         }
-        let head: Head = serde_json::from_slice(&line).context("the index header is not valid JSON")?;
+        let head: Head =
+            serde_json::from_slice(&line).context("the index header is not valid JSON")?;
         if head.format != FORMAT {
             bail!("not an offsite tree index (format {:?})", head.format);
         }
@@ -207,14 +234,23 @@ impl<R: BufRead> IndexReader<R> {
                 head.version
             );
         }
-        let header: IndexHeader = serde_json::from_slice(&line).context("reading the index header")?;
-        Ok(Self { inner, line, number: 1, header })
+        let header: IndexHeader =
+            serde_json::from_slice(&line).context("reading the index header")?;
+        Ok(Self {
+            inner,
+            line,
+            number: 1,
+            header,
+        })
     }
 
     /// The next entry; `None` at the end (for a verified object: only once its hashes matched).
     pub fn next_entry(&mut self) -> Result<Option<IndexEntry>> {
         self.line.clear();
-        let n = self.inner.read_until(b'\n', &mut self.line).context("reading the index")?;
+        let n = self
+            .inner
+            .read_until(b'\n', &mut self.line)
+            .context("reading the index")?;
         if n == 0 {
             return Ok(None);
         }

@@ -27,7 +27,6 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use tar::EntryType;
 
 use crate::error::usage;
 use crate::pipeline::Pipeline;
@@ -62,21 +61,33 @@ pub fn backup_tree(
     let name = &spec.name;
     if name.is_empty()
         || name.starts_with('.')
-        || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
     {
         return Err(usage(format!(
             "tree name {name:?} must be letters, digits, '-', '_' or '.'; it becomes part of object keys"
         )));
     }
     if spec.volume_size == 0 {
-        return Err(usage(format!("tree {name}: volume_size must be more than 0")));
+        return Err(usage(format!(
+            "tree {name}: volume_size must be more than 0"
+        )));
     }
     // The manifest holds the root as text; config paths come from YAML, so this only trips on a
     // path built elsewhere.
     let root_text = spec.path.to_str().ok_or_else(|| {
-        usage(format!("tree {name}: the path {:?} is not valid UTF-8", spec.path))
+        usage(format!(
+            "tree {name}: the path {:?} is not valid UTF-8",
+            spec.path
+        ))
     })?;
-    let snapshot = pipeline.snapshot_dir.trim_end_matches('/').rsplit('/').next().unwrap_or("");
+    let snapshot = pipeline
+        .snapshot_dir
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or("");
 
     let mut run = Backup {
         walker: Walker::new(&spec.path, Excludes::new(&spec.exclude)?),
@@ -95,12 +106,22 @@ pub fn backup_tree(
             Ok(Some(item)) => item,
             Ok(None) => break,
             Err(e) => {
-                return Err(usage(format!("tree {name}: cannot back up {root_text}: {e}")));
+                return Err(usage(format!(
+                    "tree {name}: cannot back up {root_text}: {e}"
+                )));
             }
         };
-        run.item(item).with_context(|| format!("backing up tree {name}"))?;
+        run.item(item)
+            .with_context(|| format!("backing up tree {name}"))?;
     }
-    let Backup { volumes, index, warnings, files, bytes, .. } = run;
+    let Backup {
+        volumes,
+        index,
+        warnings,
+        files,
+        bytes,
+        ..
+    } = run;
     let (volume_keys, mut objects) = volumes.finish()?;
     let index_object = index.finish(pipeline, name)?;
     let entry = TreeEntry {
@@ -145,19 +166,26 @@ impl Backup<'_> {
         if ft.is_file() {
             return self.file(item);
         }
-        let (tar_kind, kind) = if ft.is_dir() {
-            (EntryType::Directory, EntryKind::Dir)
+        let kind = if ft.is_dir() {
+            EntryKind::Dir
         } else if ft.is_symlink() {
-            (EntryType::Symlink, EntryKind::Symlink)
+            EntryKind::Symlink
         } else if ft.is_fifo() {
-            (EntryType::Fifo, EntryKind::Fifo)
+            EntryKind::Fifo
         } else if ft.is_char_device() {
-            (EntryType::Char, EntryKind::Char)
+            EntryKind::Char
         } else if ft.is_block_device() {
-            (EntryType::Block, EntryKind::Block)
+            EntryKind::Block
         } else {
-            let what = if ft.is_socket() { "a socket" } else { "of an unknown type" };
-            self.warnings.push(format!("{} is {what}, which tar cannot store: left out", display(&item.rel)));
+            let what = if ft.is_socket() {
+                "a socket"
+            } else {
+                "of an unknown type"
+            };
+            self.warnings.push(format!(
+                "{} is {what}, which tar cannot store: left out",
+                display(&item.rel)
+            ));
             return Ok(());
         };
         let link = if kind == EntryKind::Symlink {
@@ -171,19 +199,15 @@ impl Backup<'_> {
         } else {
             None
         };
-        let device = matches!(kind, EntryKind::Char | EntryKind::Block)
-            .then(|| (libc::major(item.meta.rdev()), libc::minor(item.meta.rdev())));
-        self.store(&item.rel, &item.meta, tar_kind, kind, link.as_deref(), device, |_| Ok(None))?;
-        Ok(())
+        self.store(&item.rel, &item.meta, kind, link.as_deref(), |_| Ok(None))
     }
 
     fn file(&mut self, item: Item) -> Result<()> {
         let Item { rel, meta } = item;
         if meta.nlink() > 1 {
             if let Some(target) = self.hardlinks.get(&(meta.dev(), meta.ino())).cloned() {
-                let kinds = (EntryType::Link, EntryKind::Hardlink);
-                self.store(&rel, &meta, kinds.0, kinds.1, Some(&target), None, |_| Ok(None))?;
-                return Ok(());
+                let link = Some(target.as_slice());
+                return self.store(&rel, &meta, EntryKind::Hardlink, link, |_| Ok(None));
             }
         }
         let (mut file, meta) = match file::open_regular(&self.walker.full_path(&rel)) {
@@ -196,7 +220,7 @@ impl Backup<'_> {
         let on_bytes = self.on_bytes;
         let mut copied = None;
         let size = meta.len();
-        self.store(&rel, &meta, EntryType::Regular, EntryKind::File, None, None, |sink| {
+        self.store(&rel, &meta, EntryKind::File, None, |sink| {
             let c = file::copy_exact(&mut file, size, sink, on_bytes)
                 .with_context(|| format!("writing {}", sink.key()))?;
             let sha = c.sha256.clone();
@@ -210,7 +234,9 @@ impl Backup<'_> {
         }
         let after = file.metadata().ok();
         let changed = after.is_none_or(|a| {
-            a.len() != meta.len() || a.mtime() != meta.mtime() || a.mtime_nsec() != meta.mtime_nsec()
+            a.len() != meta.len()
+                || a.mtime() != meta.mtime()
+                || a.mtime_nsec() != meta.mtime_nsec()
         });
         let p = display(&rel);
         match copied {
@@ -235,21 +261,24 @@ impl Backup<'_> {
 
     /// Writes one tar entry and its index line. `data` writes the entry's content (files only) and
     /// returns its sha256.
-    #[allow(clippy::too_many_arguments)]
     fn store(
         &mut self,
         rel: &[u8],
         meta: &Metadata,
-        tar_kind: EntryType,
         kind: EntryKind,
         link: Option<&[u8]>,
-        device: Option<(u32, u32)>,
         data: impl FnOnce(&mut crate::pipeline::ObjectSink) -> Result<Option<String>>,
-    ) -> Result<Option<String>> {
+    ) -> Result<()> {
+        let device = matches!(kind, EntryKind::Char | EntryKind::Block)
+            .then(|| (libc::major(meta.rdev()), libc::minor(meta.rdev())));
         let owner = self.owner(meta);
-        let size = if kind == EntryKind::File { meta.len() } else { 0 };
+        let size = if kind == EntryKind::File {
+            meta.len()
+        } else {
+            0
+        };
         let header = EntryHeader {
-            kind: tar_kind,
+            kind: kind.tar_type(),
             path: rel,
             link,
             size,
@@ -280,7 +309,11 @@ impl Backup<'_> {
         if kind == EntryKind::Dir {
             self.enclosing.push((rel.to_vec(), blocks));
         }
-        let text = |b: &Option<Vec<u8>>| b.as_deref().and_then(|b| std::str::from_utf8(b).ok()).map(String::from);
+        let text = |b: &Option<Vec<u8>>| {
+            b.as_deref()
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .map(String::from)
+        };
         let mut entry = IndexEntry {
             path: None,
             path_b64: None,
@@ -292,7 +325,7 @@ impl Backup<'_> {
             user: text(&owner.user),
             group: text(&owner.group),
             mtime: header.mtime,
-            sha256: sha256.clone(),
+            sha256,
             volume,
             snapshot: None,
             link: None,
@@ -305,7 +338,7 @@ impl Backup<'_> {
             entry.set_link(link);
         }
         self.index.push(&entry)?;
-        Ok(sha256)
+        Ok(())
     }
 
     fn owner(&mut self, meta: &Metadata) -> Owner {

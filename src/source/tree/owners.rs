@@ -17,11 +17,17 @@ pub struct Names {
 
 impl Names {
     pub fn user(&mut self, uid: u32) -> Option<&[u8]> {
-        self.users.entry(uid).or_insert_with(|| lookup(Db::UserById(uid))).as_deref()
+        self.users
+            .entry(uid)
+            .or_insert_with(|| lookup(Db::UserById(uid)))
+            .as_deref()
     }
 
     pub fn group(&mut self, gid: u32) -> Option<&[u8]> {
-        self.groups.entry(gid).or_insert_with(|| lookup(Db::GroupById(gid))).as_deref()
+        self.groups
+            .entry(gid)
+            .or_insert_with(|| lookup(Db::GroupById(gid)))
+            .as_deref()
     }
 }
 
@@ -36,14 +42,20 @@ impl Ids {
     /// The local uid for `name` if it exists here, else the recorded number.
     pub fn uid(&mut self, name: Option<&str>, recorded: u64) -> u32 {
         let local = name.and_then(|n| {
-            *self.users.entry(n.to_string()).or_insert_with(|| lookup_id(Db::UserByName(n)))
+            *self
+                .users
+                .entry(n.to_string())
+                .or_insert_with(|| lookup_id(Db::UserByName(n)))
         });
         local.unwrap_or(recorded as u32)
     }
 
     pub fn gid(&mut self, name: Option<&str>, recorded: u64) -> u32 {
         let local = name.and_then(|n| {
-            *self.groups.entry(n.to_string()).or_insert_with(|| lookup_id(Db::GroupByName(n)))
+            *self
+                .groups
+                .entry(n.to_string())
+                .or_insert_with(|| lookup_id(Db::GroupByName(n)))
         });
         local.unwrap_or(recorded as u32)
     }
@@ -92,7 +104,9 @@ fn query(db: Db<'_>) -> Option<Record> {
                         (Db::UserById(uid), _) => {
                             libc::getpwuid_r(*uid, &mut pwd, p, buf.len(), &mut result)
                         }
-                        (_, Some(n)) => libc::getpwnam_r(n.as_ptr(), &mut pwd, p, buf.len(), &mut result),
+                        (_, Some(n)) => {
+                            libc::getpwnam_r(n.as_ptr(), &mut pwd, p, buf.len(), &mut result)
+                        }
                         _ => return None,
                     };
                     if rc == 0 && !result.is_null() && !pwd.pw_name.is_null() {
@@ -110,7 +124,9 @@ fn query(db: Db<'_>) -> Option<Record> {
                         (Db::GroupById(gid), _) => {
                             libc::getgrgid_r(*gid, &mut grp, p, buf.len(), &mut result)
                         }
-                        (_, Some(n)) => libc::getgrnam_r(n.as_ptr(), &mut grp, p, buf.len(), &mut result),
+                        (_, Some(n)) => {
+                            libc::getgrnam_r(n.as_ptr(), &mut grp, p, buf.len(), &mut result)
+                        }
                         _ => return None,
                     };
                     if rc == 0 && !result.is_null() && !grp.gr_name.is_null() {

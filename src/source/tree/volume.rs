@@ -99,14 +99,20 @@ impl<'p> Volumes<'p> {
         if self.current.is_none() {
             self.number += 1;
             let name = format!("files/{}/vol-{:05}.tar", self.tree, self.number);
-            let mut sink =
-                self.pipeline.create(&name, ObjectKind::TreeVolume, &format!("tree/{}", self.tree))?;
+            let mut sink = self.pipeline.create(
+                &name,
+                ObjectKind::TreeVolume,
+                &format!("tree/{}", self.tree),
+            )?;
             for dir in enclosing {
-                sink.write_all(dir).with_context(|| format!("writing {}", sink.key()))?;
+                sink.write_all(dir)
+                    .with_context(|| format!("writing {}", sink.key()))?;
             }
             self.current = Some(Current { sink, entries: 0 });
         }
-        let Some(cur) = self.current.as_mut() else { bail!("no open volume") };
+        let Some(cur) = self.current.as_mut() else {
+            bail!("no open volume")
+        };
         let key = cur.sink.key().to_string();
         let what = || format!("writing {key}");
         cur.sink.write_all(blocks).with_context(what)?;
@@ -114,7 +120,9 @@ impl<'p> Volumes<'p> {
         data(&mut cur.sink)?;
         let written = cur.sink.plain_size() - start;
         if written != size {
-            bail!("internal error: {written} bytes written for a tar entry of {size} bytes in {key}");
+            bail!(
+                "internal error: {written} bytes written for a tar entry of {size} bytes in {key}"
+            );
         }
         write_zeros(&mut cur.sink, padded(size) - size).with_context(what)?;
         cur.entries += 1;
@@ -192,8 +200,12 @@ pub fn header_blocks(h: &EntryHeader<'_>) -> Result<Vec<u8>> {
         }
     }
     if let Some((major, minor)) = h.device {
-        header.set_device_major(major).context("device major number")?;
-        header.set_device_minor(minor).context("device minor number")?;
+        header
+            .set_device_major(major)
+            .context("device major number")?;
+        header
+            .set_device_minor(minor)
+            .context("device minor number")?;
     }
     header.set_cksum();
     out.extend_from_slice(header.as_bytes());
@@ -249,9 +261,21 @@ mod tests {
         let long: Vec<u8> = [b"d/".repeat(60), b"caf\xe9 \n".to_vec()].concat();
         let target: Vec<u8> = [b"../".repeat(50), b"x//y/".to_vec()].concat();
         let mut tar = Vec::new();
-        tar.extend(header_blocks(&header(EntryType::Symlink, &long, Some(&target)))?);
-        tar.extend(header_blocks(&header(EntryType::Directory, b"short", None))?);
-        tar.extend(header_blocks(&header(EntryType::Symlink, b"s", Some(b"a//b/")))?);
+        tar.extend(header_blocks(&header(
+            EntryType::Symlink,
+            &long,
+            Some(&target),
+        ))?);
+        tar.extend(header_blocks(&header(
+            EntryType::Directory,
+            b"short",
+            None,
+        ))?);
+        tar.extend(header_blocks(&header(
+            EntryType::Symlink,
+            b"s",
+            Some(b"a//b/"),
+        ))?);
         tar.extend([0u8; 1024]);
         let mut archive = tar::Archive::new(&tar[..]);
         let mut seen = Vec::new();

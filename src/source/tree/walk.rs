@@ -43,16 +43,24 @@ impl Excludes {
                 }
             }
         }
-        let build = |b: GlobSetBuilder| b.build().map_err(|e| usage(format!("exclude patterns: {e}")));
-        Ok(Self { skip: build(skip)?, prune: build(prune)? })
+        let build = |b: GlobSetBuilder| {
+            b.build()
+                .map_err(|e| usage(format!("exclude patterns: {e}")))
+        };
+        Ok(Self {
+            skip: build(skip)?,
+            prune: build(prune)?,
+        })
     }
 
     fn skips(&self, rel: &[u8]) -> bool {
-        self.skip.is_match(Path::new(std::ffi::OsStr::from_bytes(rel)))
+        self.skip
+            .is_match(Path::new(std::ffi::OsStr::from_bytes(rel)))
     }
 
     fn prunes(&self, rel: &[u8]) -> bool {
-        self.prune.is_match(Path::new(std::ffi::OsStr::from_bytes(rel)))
+        self.prune
+            .is_match(Path::new(std::ffi::OsStr::from_bytes(rel)))
     }
 }
 
@@ -85,7 +93,12 @@ pub struct Walker {
 
 impl Walker {
     pub fn new(root: &Path, excludes: Excludes) -> Self {
-        Self { root: root.to_path_buf(), excludes, stack: Vec::new(), root_pending: true }
+        Self {
+            root: root.to_path_buf(),
+            excludes,
+            stack: Vec::new(),
+            root_pending: true,
+        }
     }
 
     /// The absolute path of a walk item.
@@ -104,13 +117,21 @@ impl Walker {
             self.root_pending = false;
             let meta = fs::metadata(&self.root)?;
             if !meta.is_dir() {
-                return Err(io::Error::new(io::ErrorKind::NotADirectory, "not a directory"));
+                return Err(io::Error::new(
+                    io::ErrorKind::NotADirectory,
+                    "not a directory",
+                ));
             }
             self.descend(ROOT.to_vec(), warnings);
-            return Ok(Some(Item { rel: ROOT.to_vec(), meta }));
+            return Ok(Some(Item {
+                rel: ROOT.to_vec(),
+                meta,
+            }));
         }
         loop {
-            let Some(frame) = self.stack.last_mut() else { return Ok(None) };
+            let Some(frame) = self.stack.last_mut() else {
+                return Ok(None);
+            };
             let Some(name) = frame.names.next() else {
                 self.stack.pop();
                 continue;
@@ -165,7 +186,10 @@ impl Walker {
             }
         }
         names.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        self.stack.push(Frame { rel, names: names.into_iter() });
+        self.stack.push(Frame {
+            rel,
+            names: names.into_iter(),
+        });
     }
 }
 
