@@ -1,9 +1,12 @@
 //! Writing one object: one PutObject for a small object, a bounded multipart upload otherwise.
 //!
-//! Memory: every part buffer, including the one being filled, holds a permit of a per-writer
-//! semaphore with `parts_in_flight` permits, and a permit is released only when its part's upload has
-//! finished. When all permits are taken, `write` blocks until a part is done, so a writer never
-//! holds more than `parts_in_flight` × the current part size, however large the object.
+//! Memory: a writer has a budget of `parts_in_flight` × `part_size_min` bytes, as permits of a
+//! per-writer semaphore, one permit per `part_size_min` bytes. Every part buffer, including the one
+//! being filled, holds the permits for its size until its upload has finished; when they are all
+//! taken, `write` blocks until a part is done. So as parts grow, fewer are in flight, and memory stays
+//! at the budget (64 MiB by default) up to ~80 GB objects. Beyond that a part alone can outgrow half
+//! the budget; a part then takes at most half the permits, so two parts (one filling, one uploading)
+//! still overlap: a 1 TB dump with 512 MiB parts holds about 1 GiB.
 //!
 //! Part size: S3 allows 10,000 parts, and the size of a dump is unknown when it starts, so parts
 //! start at `part_size_min` and double every 950 parts (capped at 5 GiB). 950 rather than a round
@@ -34,6 +37,14 @@ const PARTS_PER_DOUBLING: i32 = 950;
 pub(super) fn part_size(min: u64, number: i32) -> u64 {
     let doublings = ((number.max(1) - 1) / PARTS_PER_DOUBLING).min(32) as u32;
     (min << doublings).min(MAX_PART_SIZE)
+}
+
+/// Permits a part of `bytes` takes from a budget of `budget` permits of `min` bytes each: its size in
+/// permits, but never more than half the budget, so that one part can fill while another uploads.
+pub(super) fn permits_for(bytes: u64, min: u64, budget: usize) -> u32 {
+    let want = bytes.div_ceil(min.max(1)).max(1);
+    let cap = (budget / 2).max(1) as u64;
+    want.min(cap).min(u32::MAX as u64) as u32
 }
 
 /// The base64 CRC32C that S3 expects in `x-amz-checksum-crc32c`. CRC32C rather than SHA-256: the
@@ -100,16 +111,22 @@ impl S3Writer {
         Ok(n)
     }
 
-    /// Takes a slot for the next part buffer, blocking while `parts_in_flight` parts are taken.
+    /// Takes the budget for the next part buffer, blocking while the writer's budget is in use.
     fn start_part(&mut self) -> Result<Filling> {
+        let bytes = part_size(self.shared.part_size_min, self.next_part);
+        let permits = permits_for(
+            bytes,
+            self.shared.part_size_min,
+            self.shared.parts_in_flight,
+        );
         let permit = self
             .shared
-            .block_on(self.slots.clone().acquire_owned())
+            .block_on(self.slots.clone().acquire_many_owned(permits))
             .context("the upload's part slots were closed")?;
         // A part that failed while we waited should stop the upload now, not after the whole dump.
         self.reap()?;
-        let size = usize::try_from(part_size(self.shared.part_size_min, self.next_part))
-            .context("part size does not fit in memory on this platform")?;
+        let size =
+            usize::try_from(bytes).context("part size does not fit in memory on this platform")?;
         Ok(Filling {
             data: Vec::with_capacity(size),
             size,
@@ -379,6 +396,26 @@ mod tests {
     use super::*;
 
     const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn memory_budget_holds_as_parts_grow() {
+        let (min, budget) = (8 * MIB, 8usize);
+        // In flight at once: budget / permits per part; bytes held: that times the part size.
+        let held = |part: u64| {
+            let p = permits_for(part, min, budget) as u64;
+            (budget as u64 / p) * part
+        };
+        assert_eq!(held(8 * MIB), 64 * MIB);
+        assert_eq!(held(16 * MIB), 64 * MIB);
+        assert_eq!(held(32 * MIB), 64 * MIB);
+        assert_eq!(held(64 * MIB), 128 * MIB, "two parts still overlap");
+        assert_eq!(held(512 * MIB), 1024 * MIB);
+        assert_eq!(
+            permits_for(5 * MIB, 5 * MIB, 1),
+            1,
+            "a budget of one part still works"
+        );
+    }
     const TIB: u64 = 1 << 40;
 
     fn capacity(min: u64) -> u64 {
