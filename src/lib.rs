@@ -10,6 +10,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod keyring;
+pub mod office;
 pub mod pipeline;
 pub mod progress;
 pub mod push;

@@ -3,9 +3,15 @@
 
 mod config_cmd;
 mod keygen;
+mod office;
+mod prune;
+mod pull;
 mod push;
+mod refresh;
+mod report;
 mod restore;
 mod snapshots;
+mod verify;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -81,6 +87,19 @@ pub enum Command {
     Snapshots(snapshots::Args),
     /// Restore a database or a file tree from a snapshot, checking signature and hashes first.
     Restore(restore::Args),
+    /// Office: copy new snapshots from S3 into the offsite directory, checking every hash.
+    Pull(pull::Args),
+    /// Office: prove a snapshot restorable: restore every database into a scratch database, compare
+    /// row counts, run the checks, read every file of every tree.
+    Verify(verify::Args),
+    /// Office: write the restore-verification report (JSON, Markdown, HTML).
+    Report(report::Args),
+    /// Office: apply the retention policy to S3 and to the offsite copy.
+    Prune(prune::Args),
+    /// Office: restore the newest verified snapshot into each configured dev/test database.
+    Refresh(refresh::Args),
+    /// Office: pull, verify, report, prune, refresh, then notify. For the nightly office timer.
+    Office(office::Args),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -90,6 +109,12 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Push(a) => push::run(&cli, a),
         Command::Snapshots(a) => snapshots::run(&cli, a),
         Command::Restore(a) => restore::run(&cli, a),
+        Command::Pull(a) => pull::run(&cli, a),
+        Command::Verify(a) => verify::run(&cli, a),
+        Command::Report(a) => report::run(&cli, a),
+        Command::Prune(a) => prune::run(&cli, a),
+        Command::Refresh(a) => refresh::run(&cli, a),
+        Command::Office(a) => office::run(&cli, a),
     }
 }
 

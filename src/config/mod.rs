@@ -2,6 +2,7 @@
 //! relative paths resolved against the file's folder, secrets resolved, defaults filled in. Nothing
 //! downstream sees the raw form.
 
+pub mod duration;
 pub mod raw;
 pub mod secret;
 pub mod size;
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+pub use duration::{human_duration, parse_duration};
 pub use secret::{Secret, SecretSpec};
 pub use size::{human, parse_size};
 
@@ -95,9 +97,73 @@ pub struct TreeConfig {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct OfficeConfig {
+    /// The local copy of every snapshot: a store with the same layout as S3.
+    pub offsite_dir: Option<PathBuf>,
     pub decryption_key: Option<PathBuf>,
+    /// Hosts whose snapshots the office accepts, with their signing certificates.
     pub hosts: BTreeMap<String, PathBuf>,
+    pub scratch: Scratch,
+    pub checks: Vec<Check>,
+    pub max_age: std::time::Duration,
+    pub retention: Option<Retention>,
+    pub offsite_retention: Option<Retention>,
+    pub refresh: Vec<Refresh>,
+    pub production_servers: Vec<String>,
+    pub allow_pattern: String,
+    pub notify: Notify,
+    pub parallel_downloads: usize,
 }
+
+/// A database server reference: URL (without password) and password.
+#[derive(Debug, Clone, Serialize)]
+pub struct Server {
+    pub url: String,
+    pub password: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Scratch {
+    pub postgres: Option<Server>,
+    pub mysql: Option<Server>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub host: String,
+    pub database: String,
+    pub sql: String,
+    pub expect: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Retention {
+    pub keep_last: u32,
+    pub keep_hourly: u32,
+    pub keep_daily: u32,
+    pub keep_weekly: u32,
+    pub keep_monthly: u32,
+    pub keep_yearly: u32,
+    pub keep_within: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Refresh {
+    pub host: String,
+    /// `postgres/shop`
+    pub source: String,
+    pub server: Server,
+    pub database: String,
+    pub post_sql: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Notify {
+    pub webhook: Option<String>,
+    pub command: Option<String>,
+}
+
+pub const DEFAULT_ALLOW_PATTERN: &str = "_(dev|test|staging)$";
+pub const DEFAULT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(26 * 3600);
 
 impl Config {
     /// Reads and checks a config file.
@@ -282,14 +348,7 @@ fn check(raw: RawConfig, path: &Path, base: &Path) -> Result<Config> {
         });
     }
 
-    let office = raw.office.map(|o| OfficeConfig {
-        decryption_key: o.decryption_key.map(|k| resolve(base, &k)),
-        hosts: o
-            .hosts
-            .into_iter()
-            .map(|(h, c)| (h, resolve(base, &c)))
-            .collect(),
-    });
+    let office = raw.office.map(|o| check_office(o, base)).transpose()?;
 
     Ok(Config {
         path: path.to_path_buf(),
@@ -303,6 +362,139 @@ fn check(raw: RawConfig, path: &Path, base: &Path) -> Result<Config> {
         trees,
         office,
     })
+}
+
+fn check_office(o: raw::RawOffice, base: &Path) -> Result<OfficeConfig> {
+    for host in o.hosts.keys() {
+        check_name("office.hosts", host)?;
+    }
+    let server = |r: raw::RawServerRef, what: &str| -> Result<Server> {
+        let (url, password) = match r {
+            raw::RawServerRef::Url(u) => (u, None),
+            raw::RawServerRef::Full(f) => (f.url, f.password),
+        };
+        let s = db_server(what, &url, password, None, Vec::new(), None, base)?;
+        Ok(Server {
+            url: s.url,
+            password: s.password,
+        })
+    };
+    let scratch = match o.scratch {
+        None => Scratch::default(),
+        Some(s) => Scratch {
+            postgres: s
+                .postgres
+                .map(|r| server(r, "office.scratch.postgres"))
+                .transpose()?,
+            mysql: s
+                .mysql
+                .map(|r| server(r, "office.scratch.mysql"))
+                .transpose()?,
+        },
+    };
+    let mut checks = Vec::new();
+    for (i, c) in o.checks.into_iter().enumerate() {
+        check_source(&format!("office.checks[{i}].database"), &c.database)?;
+        crate::office::checks::Expectation::parse(&c.expect)
+            .map_err(|e| usage(format!("office.checks[{i}].expect: {e}")))?;
+        checks.push(Check {
+            host: c.host,
+            database: c.database,
+            sql: c.sql,
+            expect: c.expect,
+        });
+    }
+    let max_age = match o.max_age {
+        Some(s) => parse_duration(&s).map_err(|e| usage(format!("office.max_age: {e}")))?,
+        None => DEFAULT_MAX_AGE,
+    };
+    let allow_pattern = o
+        .allow_pattern
+        .unwrap_or_else(|| DEFAULT_ALLOW_PATTERN.to_string());
+    regex::Regex::new(&allow_pattern).map_err(|e| usage(format!("office.allow_pattern: {e}")))?;
+    let mut refresh = Vec::new();
+    for (i, r) in o.refresh.into_iter().enumerate() {
+        let what = format!("office.refresh[{i}]");
+        let (host, source) = r.from.split_once(':').ok_or_else(|| {
+            usage(format!(
+                "{what}.from {:?}: expected HOST:postgres/NAME or HOST:mysql/NAME",
+                r.from
+            ))
+        })?;
+        check_source(&format!("{what}.from"), source)?;
+        check_name(&format!("{what}.database"), &r.database)?;
+        refresh.push(Refresh {
+            host: host.to_string(),
+            source: source.to_string(),
+            server: server(r.server, &format!("{what}.server"))?,
+            database: r.database,
+            post_sql: r.post_sql.iter().map(|p| resolve(base, p)).collect(),
+        });
+    }
+    Ok(OfficeConfig {
+        offsite_dir: o.offsite_dir.map(|d| resolve(base, &d)),
+        decryption_key: o.decryption_key.map(|k| resolve(base, &k)),
+        hosts: o
+            .hosts
+            .into_iter()
+            .map(|(h, c)| (h, resolve(base, &c)))
+            .collect(),
+        scratch,
+        checks,
+        max_age,
+        retention: o
+            .retention
+            .map(|r| retention(r, "office.retention"))
+            .transpose()?,
+        offsite_retention: o
+            .offsite_retention
+            .map(|r| retention(r, "office.offsite_retention"))
+            .transpose()?,
+        refresh,
+        production_servers: o.production_servers,
+        allow_pattern,
+        notify: o
+            .notify
+            .map(|n| Notify {
+                webhook: n.webhook,
+                command: n.command,
+            })
+            .unwrap_or_default(),
+        parallel_downloads: o.parallel_downloads.unwrap_or(4).max(1),
+    })
+}
+
+fn retention(r: raw::RawRetention, what: &str) -> Result<Retention> {
+    let keep_within = r
+        .keep_within
+        .map(|s| parse_duration(&s))
+        .transpose()
+        .map_err(|e| usage(format!("{what}.keep_within: {e}")))?;
+    let ret = Retention {
+        keep_last: r.keep_last.unwrap_or(0),
+        keep_hourly: r.keep_hourly.unwrap_or(0),
+        keep_daily: r.keep_daily.unwrap_or(0),
+        keep_weekly: r.keep_weekly.unwrap_or(0),
+        keep_monthly: r.keep_monthly.unwrap_or(0),
+        keep_yearly: r.keep_yearly.unwrap_or(0),
+        keep_within,
+    };
+    if ret == Retention::default() {
+        return Err(usage(format!(
+            "{what} keeps nothing: set at least one of keep_last, keep_daily, keep_weekly, keep_monthly, keep_within"
+        )));
+    }
+    Ok(ret)
+}
+
+/// `postgres/NAME` or `mysql/NAME`.
+fn check_source(what: &str, source: &str) -> Result<()> {
+    match source.split_once('/') {
+        Some(("postgres" | "mysql", name)) => check_name(what, name),
+        _ => Err(usage(format!(
+            "{what} {source:?}: expected postgres/NAME or mysql/NAME"
+        ))),
+    }
 }
 
 fn check_s3(s3: raw::RawS3, base: &Path) -> Result<S3Settings> {

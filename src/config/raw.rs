@@ -121,7 +121,91 @@ pub struct RawTree {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawOffice {
+    pub offsite_dir: Option<String>,
     pub decryption_key: Option<String>,
     #[serde(default)]
     pub hosts: BTreeMap<String, String>,
+    pub scratch: Option<RawScratch>,
+    #[serde(default)]
+    pub checks: Vec<RawCheck>,
+    /// A snapshot older than this fails verify's freshness check (`26h`).
+    pub max_age: Option<String>,
+    pub retention: Option<RawRetention>,
+    /// Retention for the offsite copy, when it differs from S3's.
+    pub offsite_retention: Option<RawRetention>,
+    #[serde(default)]
+    pub refresh: Vec<RawRefresh>,
+    /// Servers refresh must never write to, besides every push source in this config.
+    #[serde(default)]
+    pub production_servers: Vec<String>,
+    /// Regex a refresh target's database name must match.
+    pub allow_pattern: Option<String>,
+    pub notify: Option<RawNotify>,
+    /// Objects downloaded at once by pull.
+    pub parallel_downloads: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub url: String,
+    pub password: Option<SecretSpec>,
+}
+
+/// `postgres: URL` or `postgres: { url: URL, password: ... }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawServerRef {
+    Url(String),
+    Full(RawServer),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScratch {
+    pub postgres: Option<RawServerRef>,
+    pub mysql: Option<RawServerRef>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheck {
+    pub host: String,
+    /// `postgres/shop`
+    pub database: String,
+    pub sql: String,
+    /// `> 0`, `= 42`, `>= 1000`, `!= 0`, `< 5`, `<= 5`, or a plain value to compare as text.
+    pub expect: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    pub keep_last: Option<u32>,
+    pub keep_hourly: Option<u32>,
+    pub keep_daily: Option<u32>,
+    pub keep_weekly: Option<u32>,
+    pub keep_monthly: Option<u32>,
+    pub keep_yearly: Option<u32>,
+    /// Keep everything younger than this (`14d`).
+    pub keep_within: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRefresh {
+    /// `web1:postgres/shop`
+    pub from: String,
+    pub server: RawServerRef,
+    pub database: String,
+    #[serde(default)]
+    pub post_sql: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotify {
+    pub webhook: Option<String>,
+    /// Run with the report's JSON path as its only argument.
+    pub command: Option<String>,
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use super::{check_key, ObjectInfo, ObjectWriter, Store};
+use super::{check_key, AdminStore, ObjectInfo, ObjectWriter, Store};
 
 pub struct LocalStore {
     root: PathBuf,
@@ -102,6 +102,30 @@ impl Store for LocalStore {
         out.retain(|o| o.key.starts_with(prefix));
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
+    }
+}
+
+impl AdminStore for LocalStore {
+    fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path(key)?;
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("deleting {}", path.display())),
+        }
+        // Remove directories the delete left empty, up to (not including) the root.
+        let mut dir = path.parent();
+        while let Some(d) = dir {
+            if d == self.root || fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+        Ok(())
+    }
+
+    fn as_store(&self) -> &dyn Store {
+        self
     }
 }
 

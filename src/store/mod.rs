@@ -15,7 +15,7 @@ pub mod local;
 pub mod open;
 pub mod s3;
 
-pub use open::open;
+pub use open::{open, open_admin};
 
 use std::io::{Read, Write};
 
@@ -46,6 +46,13 @@ pub trait Store: Send + Sync {
     fn open(&self, key: &str) -> Result<Box<dyn Read + Send>>;
     /// Every object whose key starts with `prefix`, sorted by key.
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
+}
+
+/// A store that can also delete: only office-side retention opens one ([`open_admin`]).
+pub trait AdminStore: Store {
+    /// Deletes one object. Deleting a key that does not exist is not an error.
+    fn delete(&self, key: &str) -> Result<()>;
+    fn as_store(&self) -> &dyn Store;
 }
 
 /// Reads a whole object into memory. Only for small objects: manifests and indexes.

@@ -11,6 +11,7 @@
 //! with `If-None-Match: *` on PutObject and CompleteMultipartUpload, so it also holds against a
 //! concurrent writer and needs no read-then-write check.
 
+mod admin;
 mod upload;
 
 use std::fmt;

@@ -1,0 +1,73 @@
+//! Durations written the way people write them: `26h`, `14d`, `2w`, `30m`, `90s`, and duplicity's
+//! capital forms `3D`, `2W`, `1M` (month = 30 days), `1Y` (year = 365 days). Lower-case `m` is minutes.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+
+pub fn parse_duration(s: &str) -> Result<Duration> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| anyhow!("{s:?} is not a duration (e.g. 26h, 14d, 2w)"))?;
+    let secs: u64 = match unit.trim() {
+        "s" | "S" => 1,
+        "m" | "min" => 60,
+        "h" | "H" => 3600,
+        "d" | "D" => 86_400,
+        "w" | "W" => 7 * 86_400,
+        "M" => 30 * 86_400,
+        "y" | "Y" => 365 * 86_400,
+        "" => return Err(anyhow!("{s:?} needs a unit: s, m, h, d, w, M, y")),
+        other => {
+            return Err(anyhow!(
+                "{s:?}: unknown duration unit {other:?} (use s, m, h, d, w, M, y)"
+            ))
+        }
+    };
+    n.checked_mul(secs)
+        .map(Duration::from_secs)
+        .ok_or_else(|| anyhow!("{s:?} is too long"))
+}
+
+/// `26h`, `3d 4h`: for messages.
+pub fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..=119 => format!("{s}s"),
+        120..=7199 => format!("{}m", s / 60),
+        7200..=172_799 => format!("{}h", s / 3600),
+        _ => format!("{}d {}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            parse_duration("26h").unwrap(),
+            Duration::from_secs(26 * 3600)
+        );
+        assert_eq!(
+            parse_duration("3D").unwrap(),
+            Duration::from_secs(3 * 86_400)
+        );
+        assert_eq!(
+            parse_duration("2W").unwrap(),
+            Duration::from_secs(14 * 86_400)
+        );
+        assert_eq!(
+            parse_duration("1M").unwrap(),
+            Duration::from_secs(30 * 86_400)
+        );
+        assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
+        assert!(parse_duration("12").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(human_duration(Duration::from_secs(26 * 3600)), "26h");
+    }
+}

@@ -1,0 +1,83 @@
+//! Everything an office command needs, loaded and checked once: the config's office section, the
+//! offsite directory as a store, the office key, and the certificate of every accepted host.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Result;
+use sequoia_openpgp::Cert;
+
+use crate::config::{Config, OfficeConfig};
+use crate::crypto::keys::load_certs;
+use crate::crypto::DecryptionKeys;
+use crate::error::usage;
+use crate::store::local::LocalStore;
+
+pub struct Office {
+    pub cfg: Config,
+    pub office: OfficeConfig,
+    pub offsite_dir: PathBuf,
+    /// The local copy, same layout as S3.
+    pub offsite: Arc<LocalStore>,
+    pub decryption: DecryptionKeys,
+    signers: BTreeMap<String, Vec<Cert>>,
+}
+
+impl Office {
+    pub fn load(cfg: Config) -> Result<Self> {
+        let office = cfg.office()?.clone();
+        let offsite_dir = office.offsite_dir.clone().ok_or_else(|| {
+            usage(format!(
+                "{}: office.offsite_dir is required (the local copy of every snapshot)",
+                cfg.path.display()
+            ))
+        })?;
+        let key = office.decryption_key.clone().ok_or_else(|| {
+            usage(format!(
+                "{}: office.decryption_key is required (the office .secret.asc)",
+                cfg.path.display()
+            ))
+        })?;
+        if office.hosts.is_empty() {
+            return Err(usage(format!(
+                "{}: office.hosts is empty: list each host whose snapshots you accept, with its .cert.asc",
+                cfg.path.display()
+            )));
+        }
+        let decryption = DecryptionKeys::new(load_certs(&key)?)?;
+        let mut signers = BTreeMap::new();
+        for (host, cert) in &office.hosts {
+            signers.insert(host.clone(), load_certs(cert)?);
+        }
+        let offsite = Arc::new(LocalStore::new(&offsite_dir)?);
+        Ok(Self {
+            cfg,
+            office,
+            offsite_dir,
+            offsite,
+            decryption,
+            signers,
+        })
+    }
+
+    /// The hosts to work on: one named on the command line (it must be configured), or all.
+    pub fn hosts(&self, only: Option<&str>) -> Result<Vec<String>> {
+        match only {
+            Some(h) if self.signers.contains_key(h) => Ok(vec![h.to_string()]),
+            Some(h) => Err(usage(format!(
+                "host {h} is not in office.hosts (configured: {})",
+                self.signers.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))),
+            None => Ok(self.signers.keys().cloned().collect()),
+        }
+    }
+
+    /// The certificates whose signatures count for `host`.
+    pub fn signers(&self, host: &str) -> Result<&[Cert]> {
+        self.signers
+            .get(host)
+            .map(|v| v.as_slice())
+            .ok_or_else(|| usage(format!("host {host} is not in office.hosts")))
+    }
+}

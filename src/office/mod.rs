@@ -1,0 +1,10 @@
+//! Office mode: the offsite location, with the office secret key and the full S3 credential.
+//!
+//! `pull` copies snapshots into the offsite directory, `verify` proves them restorable and writes a
+//! [`record::VerifyRecord`] per snapshot under `<offsite_dir>/reports/`, `report` renders those records,
+//! `prune` applies retention, and `refresh` restores the newest verified snapshot into dev databases.
+//! The records are the contract between the steps: refresh and prune trust only what verify recorded.
+
+pub mod checks;
+pub mod context;
+pub mod record;

@@ -1,0 +1,179 @@
+//! What verify found, one JSON file per host and snapshot:
+//! `<offsite_dir>/reports/verify/<host>/<snapshot>.json`. Written atomically (temp file + rename);
+//! refresh and prune read `ok` from here and nowhere else.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+pub const FORMAT: &str = "offsite-verify";
+pub const VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VerifyRecord {
+    pub format: String,
+    pub version: u32,
+    pub host: String,
+    pub snapshot: String,
+    /// When the snapshot was taken (from its id), RFC 3339.
+    pub snapshot_time: String,
+    /// When this verification ran, RFC 3339.
+    pub verified_at: String,
+    /// `offsite` (the local copy) or `s3`.
+    pub verified_from: String,
+    /// Every database restored, every row count equal, every check passed, every tree file's hash
+    /// right, the snapshot fresh enough, and its signature valid.
+    pub ok: bool,
+    pub seconds: f64,
+    pub signer: String,
+    pub stored_bytes: u64,
+    pub plain_bytes: u64,
+    pub freshness: Freshness,
+    #[serde(default)]
+    pub databases: Vec<DatabaseResult>,
+    #[serde(default)]
+    pub trees: Vec<TreeResult>,
+    /// Failures that belong to no single database or tree (e.g. a bad signature).
+    #[serde(default)]
+    pub errors: Vec<String>,
+    /// Worth a look, not a failure: the manifest's warnings, non-InnoDB tables...
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Freshness {
+    pub age_hours: f64,
+    pub max_age_hours: f64,
+    pub ok: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DatabaseResult {
+    /// `postgres/shop`
+    pub source: String,
+    pub engine: String,
+    pub ok: bool,
+    pub restore_seconds: f64,
+    pub stored_bytes: u64,
+    pub plain_bytes: u64,
+    /// Per table: rows the manifest recorded and rows found after the restore.
+    pub tables: BTreeMap<String, TableRows>,
+    #[serde(default)]
+    pub checks: Vec<CheckResult>,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableRows {
+    pub expected: u64,
+    pub restored: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub sql: String,
+    pub expect: String,
+    pub value: Option<String>,
+    pub ok: bool,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TreeResult {
+    pub name: String,
+    pub ok: bool,
+    pub files: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+pub fn reports_dir(offsite_dir: &Path) -> PathBuf {
+    offsite_dir.join("reports")
+}
+
+fn record_path(offsite_dir: &Path, host: &str, snapshot: &str) -> PathBuf {
+    reports_dir(offsite_dir)
+        .join("verify")
+        .join(host)
+        .join(format!("{snapshot}.json"))
+}
+
+impl VerifyRecord {
+    /// Writes the record, replacing an earlier verification of the same snapshot.
+    pub fn save(&self, offsite_dir: &Path) -> Result<PathBuf> {
+        let path = record_path(offsite_dir, &self.host, &self.snapshot);
+        write_atomic(&path, &serde_json::to_vec_pretty(self)?)?;
+        Ok(path)
+    }
+}
+
+/// Writes a file so that readers see the old or the new content, never a part.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().context("report path has no folder")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("creating a file in {}", dir.display()))?;
+    tmp.write_all(data)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Every record of a host (or all hosts), oldest snapshot first. Unreadable files are skipped with a
+/// warning: one damaged report must not hide the others.
+pub fn load_all(offsite_dir: &Path, host: Option<&str>) -> Result<Vec<VerifyRecord>> {
+    let base = reports_dir(offsite_dir).join("verify");
+    let mut out = Vec::new();
+    let hosts: Vec<PathBuf> = match host {
+        Some(h) => vec![base.join(h)],
+        None => match std::fs::read_dir(&base) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", base.display())),
+        },
+    };
+    for dir in hosts {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.filter_map(|e| e.ok()) {
+            let p = e.path();
+            if p.extension().and_then(|x| x.to_str()) != Some("json") {
+                continue;
+            }
+            match std::fs::read(&p)
+                .map_err(anyhow::Error::from)
+                .and_then(|d| Ok(serde_json::from_slice::<VerifyRecord>(&d)?))
+            {
+                Ok(r) if r.format == FORMAT => out.push(r),
+                Ok(_) => tracing::warn!("{} is not a verify record; ignored", p.display()),
+                Err(e) => tracing::warn!("cannot read verify record {}: {e}", p.display()),
+            }
+        }
+    }
+    out.sort_by(|a, b| a.snapshot.cmp(&b.snapshot).then(a.host.cmp(&b.host)));
+    Ok(out)
+}
+
+/// The newest snapshot of `host` that passed verify.
+pub fn newest_verified(offsite_dir: &Path, host: &str) -> Result<Option<VerifyRecord>> {
+    Ok(load_all(offsite_dir, Some(host))?
+        .into_iter()
+        .rev()
+        .find(|r| r.ok))
+}
