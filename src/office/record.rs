@@ -177,3 +177,72 @@ pub fn newest_verified(offsite_dir: &Path, host: &str) -> Result<Option<VerifyRe
         .rev()
         .find(|r| r.ok))
 }
+
+pub const PULL_FORMAT: &str = "offsite-pull";
+
+/// What the last pull found: `<offsite_dir>/reports/pull/latest.json` (and one file per run beside it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PullRecord {
+    pub format: String,
+    pub version: u32,
+    /// RFC 3339.
+    pub ran_at: String,
+    pub ok: bool,
+    pub seconds: f64,
+    pub hosts: Vec<PullHost>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PullHost {
+    pub host: String,
+    pub ok: bool,
+    /// Snapshots copied (completed) by this run.
+    pub pulled: Vec<String>,
+    pub objects: u64,
+    pub bytes: u64,
+    /// Objects already present from an earlier (interrupted) pull, not downloaded again.
+    pub skipped_objects: u64,
+    /// Newest complete snapshot in the source store, and when it was taken (RFC 3339).
+    pub newest_complete: Option<String>,
+    pub newest_complete_time: Option<String>,
+    /// Snapshots with objects but no manifest in the source store.
+    pub incomplete: Vec<Incomplete>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Incomplete {
+    pub snapshot: String,
+    pub age_hours: f64,
+    /// Older than 24 h: its push died; office-side retention removes it.
+    pub abandoned: bool,
+}
+
+impl PullRecord {
+    pub fn save(&self, offsite_dir: &Path) -> Result<PathBuf> {
+        let dir = reports_dir(offsite_dir).join("pull");
+        let data = serde_json::to_vec_pretty(self)?;
+        let stamp: String = self
+            .ran_at
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
+        write_atomic(&dir.join(format!("{stamp}.json")), &data)?;
+        let latest = dir.join("latest.json");
+        write_atomic(&latest, &data)?;
+        Ok(latest)
+    }
+
+    pub fn load_latest(offsite_dir: &Path) -> Result<Option<Self>> {
+        let path = reports_dir(offsite_dir).join("pull").join("latest.json");
+        match std::fs::read(&path) {
+            Ok(d) => Ok(Some(
+                serde_json::from_slice(&d)
+                    .with_context(|| format!("reading {}", path.display()))?,
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+}
