@@ -163,6 +163,18 @@ pub fn reading_store(
     }
 }
 
+/// The current time; `OFFSITE_NOW` (RFC 3339) overrides it so tests of age-dependent behaviour
+/// (freshness, abandoned snapshots, retention) do not depend on the wall clock.
+pub fn now() -> Result<time::OffsetDateTime> {
+    match std::env::var("OFFSITE_NOW") {
+        Ok(s) => time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)
+            .map_err(|e| {
+                offsite::error::usage(format!("OFFSITE_NOW={s:?} is not an RFC 3339 time: {e}"))
+            }),
+        Err(_) => Ok(time::OffsetDateTime::now_utc()),
+    }
+}
+
 /// A runtime for the drivers and the S3 client; the pipelines themselves run on plain threads.
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()

@@ -2,11 +2,56 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use super::Cli;
+use super::{runtime, Cli, EXIT_FAILED};
+use offsite::config::human;
+use offsite::office::context::Office;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Only this host (default: every host in office.hosts).
+    #[arg(long)]
+    pub host: Option<String>,
+}
 
-pub fn run(_cli: &Cli, _a: &Args) -> Result<ExitCode> {
-    Err(anyhow::anyhow!("offsite pull is not implemented yet"))
+pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
+    let office = Office::load(cli.load_config()?)?;
+    let _lock = office.lock()?;
+    let rt = runtime()?;
+    let source = offsite::store::open(&office.cfg, rt.handle())?;
+    let record =
+        offsite::office::pull::pull(&office, source.as_ref(), a.host.as_deref(), super::now()?)?;
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&record)?);
+    } else {
+        for h in &record.hosts {
+            let status = if h.ok { "ok" } else { "FAILED" };
+            eprintln!(
+                "{}: {status}: {} snapshot(s) pulled, {} objects, {} ({} objects were already here)",
+                h.host,
+                h.pulled.len(),
+                h.objects,
+                human(h.bytes),
+                h.skipped_objects
+            );
+            for i in &h.incomplete {
+                let what = if i.abandoned {
+                    "ABANDONED (its push died)"
+                } else {
+                    "incomplete (may be in progress)"
+                };
+                eprintln!(
+                    "  {}/{}: {what}, {:.0} h old",
+                    h.host, i.snapshot, i.age_hours
+                );
+            }
+            if let Some(e) = &h.error {
+                eprintln!("  error: {e}");
+            }
+        }
+    }
+    Ok(if record.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    })
 }

@@ -2,11 +2,153 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use super::Cli;
+use super::{runtime, Cli, EXIT_FAILED};
+use offsite::config::human;
+use offsite::office::context::Office;
+use offsite::office::verify::{verify_host, VerifyOptions};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Snapshot id, or `latest` (the newest complete snapshot of each host).
+    #[arg(default_value = "latest")]
+    pub snapshot: String,
+    /// Only this host (default: every host in office.hosts).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Read the snapshot straight from the configured store (S3) instead of the offsite copy.
+    #[arg(long)]
+    pub from_s3: bool,
+    /// Keep the scratch databases for inspection (their names are printed).
+    #[arg(long)]
+    pub keep_scratch: bool,
+}
 
-pub fn run(_cli: &Cli, _a: &Args) -> Result<ExitCode> {
-    Err(anyhow::anyhow!("offsite verify is not implemented yet"))
+pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
+    let office = Office::load(cli.load_config()?)?;
+    let _lock = office.lock()?;
+    let rt = runtime()?;
+    offsite::office::scratch::install_signal_cleanup(&rt, office.offsite_dir.clone());
+    let records = verify_all(&office, &rt, a, cli)?;
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&records)?);
+    }
+    Ok(if records.iter().all(|r| r.as_ref().is_ok_and(|r| r.ok)) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    })
+}
+
+/// Verifies every requested host, going on past a host's failure. `Err` for a host that could not be
+/// verified at all (no snapshot, unreadable store), as text for the JSON output.
+pub fn verify_all(
+    office: &Office,
+    rt: &tokio::runtime::Runtime,
+    a: &Args,
+    cli: &Cli,
+) -> Result<Vec<Result<offsite::office::record::VerifyRecord, String>>> {
+    let cleaned =
+        offsite::office::scratch::cleanup_stale(rt.handle(), &office.offsite_dir, &|url| {
+            scratch_password(office, url)
+        })?;
+    for name in cleaned {
+        eprintln!("dropped stale scratch database {name} (left by a killed verify)");
+    }
+    let s3;
+    let store: &dyn offsite::store::Store = if a.from_s3 {
+        s3 = offsite::store::open(&office.cfg, rt.handle())?;
+        s3.as_ref()
+    } else {
+        office.offsite.as_ref()
+    };
+    let opts = VerifyOptions {
+        which: a.snapshot.clone(),
+        keep_scratch: a.keep_scratch,
+        from: if a.from_s3 {
+            "s3".into()
+        } else {
+            "offsite".into()
+        },
+        now: super::now()?,
+    };
+    let mut out = Vec::new();
+    for host in office.hosts(a.host.as_deref())? {
+        match verify_host(office, store, &host, rt.handle(), &opts) {
+            Ok(r) => {
+                if !cli.json {
+                    print_record(&r);
+                }
+                out.push(Ok(r));
+            }
+            Err(e) => {
+                eprintln!("{host}: FAILED: {e:#}");
+                out.push(Err(format!("{host}: {e:#}")));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn scratch_password(office: &Office, url: &str) -> Option<offsite::config::Secret> {
+    let s = &office.office.scratch;
+    [&s.postgres, &s.mysql]
+        .into_iter()
+        .flatten()
+        .find(|srv| srv.url == url)
+        .and_then(|srv| srv.password.clone())
+}
+
+fn print_record(r: &offsite::office::record::VerifyRecord) {
+    let status = if r.ok { "PASS" } else { "FAIL" };
+    eprintln!(
+        "{}/{}: {status} ({:.1} h old, {} stored, verified in {:.1}s)",
+        r.host,
+        r.snapshot,
+        r.freshness.age_hours,
+        human(r.stored_bytes),
+        r.seconds
+    );
+    for d in &r.databases {
+        let rows: u64 = d.tables.values().filter_map(|t| t.restored).sum();
+        eprintln!(
+            "  {:<32} {} restored in {:.1}s, {} tables, {rows} rows{}",
+            d.source,
+            if d.ok { "PASS" } else { "FAIL" },
+            d.restore_seconds,
+            d.tables.len(),
+            d.error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        );
+        for c in &d.checks {
+            eprintln!(
+                "    check {:?} expect {:?}: {} {}",
+                c.sql,
+                c.expect,
+                c.value.as_deref().unwrap_or("-"),
+                if c.ok {
+                    "ok"
+                } else {
+                    c.error.as_deref().unwrap_or("FAILED")
+                }
+            );
+        }
+    }
+    for t in &r.trees {
+        eprintln!(
+            "  tree/{:<27} {} {} files, {}{}",
+            t.name,
+            if t.ok { "PASS" } else { "FAIL" },
+            t.files,
+            human(t.bytes),
+            t.error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        );
+    }
+    for e in &r.errors {
+        eprintln!("  error: {e}");
+    }
 }

@@ -73,6 +73,30 @@ impl Office {
         }
     }
 
+    /// Takes the offsite directory's lock for the rest of the process's life (or until the guard is
+    /// dropped): two office runs on one copy would delete each other's partial downloads and scratch
+    /// databases. Fails at once, rather than queueing behind a run that may take hours.
+    pub fn lock(&self) -> Result<OfficeLock> {
+        use std::os::unix::io::AsRawFd;
+        let path = self.offsite_dir.join(".offsite.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| anyhow::anyhow!("opening the lock file {}: {e}", path.display()))?;
+        // SAFETY: flock on a file descriptor we own; it has no memory-safety preconditions.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            return Err(anyhow::anyhow!(
+                "another offsite office command is running on {} (lock {} is held); wait for it to finish",
+                self.offsite_dir.display(),
+                path.display()
+            ));
+        }
+        Ok(OfficeLock { _file: file })
+    }
+
     /// The certificates whose signatures count for `host`.
     pub fn signers(&self, host: &str) -> Result<&[Cert]> {
         self.signers
@@ -80,4 +104,9 @@ impl Office {
             .map(|v| v.as_slice())
             .ok_or_else(|| usage(format!("host {host} is not in office.hosts")))
     }
+}
+
+/// Held while an office command works on the offsite directory; released on drop (or process exit).
+pub struct OfficeLock {
+    _file: std::fs::File,
 }

@@ -73,7 +73,50 @@ pub fn restore_tree(
         }));
     };
     prepare_target(to)?;
+    walk_tree(
+        store,
+        snapshot_dir,
+        manifest,
+        tree,
+        Restorer::new(to, false),
+        keys,
+    )
+}
 
+/// Reads tree `name` exactly as a restore would, every volume and every check, but writes nothing:
+/// what `verify` does to prove a tree restorable without staging it on disk.
+pub fn verify_tree(
+    store: &dyn Store,
+    snapshot_dir: &str,
+    manifest: &Manifest,
+    name: &str,
+    keys: &DecryptionKeys,
+) -> Result<TreeRestoreStats> {
+    let tree = manifest.tree(name).ok_or_else(|| {
+        usage(format!(
+            "snapshot {} has no tree {name:?}",
+            manifest.snapshot
+        ))
+    })?;
+    walk_tree(
+        store,
+        snapshot_dir,
+        manifest,
+        tree,
+        Restorer::new(Path::new("/"), true),
+        keys,
+    )
+}
+
+fn walk_tree(
+    store: &dyn Store,
+    snapshot_dir: &str,
+    manifest: &Manifest,
+    tree: &crate::snapshot::manifest::TreeEntry,
+    mut restorer: Restorer<'_>,
+    keys: &DecryptionKeys,
+) -> Result<TreeRestoreStats> {
+    let name = tree.name.as_str();
     let index_key = format!("{snapshot_dir}{}", tree.index);
     let index_ctx = || format!("reading tree index {index_key}");
     let object = manifest.object(&tree.index).with_context(|| {
@@ -89,7 +132,6 @@ pub fn restore_tree(
         );
     }
 
-    let mut restorer = Restorer::new(to);
     let mut pending = index.next_entry().with_context(index_ctx)?;
     for volume in &tree.volumes {
         let key = format!("{snapshot_dir}{volume}");
@@ -192,11 +234,14 @@ struct Restorer<'a> {
     chown: bool,
     buf: Vec<u8>,
     stats: TreeRestoreStats,
+    /// Verify only: every check, no filesystem writes.
+    check_only: bool,
 }
 
 impl<'a> Restorer<'a> {
-    fn new(root: &'a Path) -> Self {
+    fn new(root: &'a Path, check_only: bool) -> Self {
         Self {
+            check_only,
             root,
             dirs: Vec::new(),
             restored_dirs: HashSet::new(),
@@ -238,6 +283,9 @@ impl<'a> Restorer<'a> {
             bail!("the root of the tree must be a directory");
         }
         let full = self.target(path)?;
+        if self.check_only {
+            return self.check_entry(e, path, t);
+        }
         let attrs = Attrs {
             uid: self.ids.uid(e.user.as_deref(), e.uid),
             gid: self.ids.gid(e.group.as_deref(), e.gid),
@@ -339,6 +387,24 @@ impl<'a> Restorer<'a> {
         full: &Path,
         t: &mut tar::Entry<'_, R>,
     ) -> Result<()> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(full)
+            .context("creating the file")?;
+        self.hash_file(e, t, Some(file))
+    }
+
+    /// Streams a file's content out of the volume, into `out` if given, and checks it against the
+    /// index's size and sha256.
+    fn hash_file<R: Read>(
+        &mut self,
+        e: &IndexEntry,
+        t: &mut tar::Entry<'_, R>,
+        mut out: Option<fs::File>,
+    ) -> Result<()> {
         if t.size() != e.size {
             bail!(
                 "the volume holds {} bytes where the index records {}",
@@ -350,13 +416,6 @@ impl<'a> Restorer<'a> {
             .sha256
             .as_deref()
             .context("file entry without a sha256 in the index")?;
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(full)
-            .context("creating the file")?;
         let mut hasher = Sha256::new();
         let mut left = e.size;
         while left > 0 {
@@ -366,7 +425,9 @@ impl<'a> Restorer<'a> {
                 bail!("the volume ends {left} bytes before the end of the file");
             }
             hasher.update(&self.buf[..n]);
-            file.write_all(&self.buf[..n]).context("writing the file")?;
+            if let Some(file) = &mut out {
+                file.write_all(&self.buf[..n]).context("writing the file")?;
+            }
             left -= n as u64;
         }
         let got = hex::encode(hasher.finalize());
@@ -376,7 +437,37 @@ impl<'a> Restorer<'a> {
         Ok(())
     }
 
+    /// The check-only counterpart of the entry match above: content hashed, nothing written.
+    fn check_entry<R: Read>(
+        &mut self,
+        e: &IndexEntry,
+        path: &[u8],
+        t: &mut tar::Entry<'_, R>,
+    ) -> Result<()> {
+        match e.kind {
+            EntryKind::Dir => {
+                self.restored_dirs.insert(path.to_vec());
+                self.stats.dirs += 1;
+            }
+            EntryKind::File => {
+                self.hash_file(e, t, None)?;
+                self.stats.files += 1;
+                self.stats.bytes += e.size;
+            }
+            EntryKind::Symlink => {
+                self.symlinks.insert(path.to_vec());
+                self.stats.links += 1;
+            }
+            EntryKind::Hardlink => self.stats.links += 1,
+            EntryKind::Fifo | EntryKind::Char | EntryKind::Block => {}
+        }
+        Ok(())
+    }
+
     fn finish(mut self) -> Result<TreeRestoreStats> {
+        if self.check_only {
+            return Ok(self.stats);
+        }
         let dirs = std::mem::take(&mut self.dirs);
         for (path, attrs) in dirs.iter().rev() {
             attrs::apply(path, attrs, false, self.chown)

@@ -92,15 +92,41 @@ impl Setup {
     }
 
     pub fn offsite_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        self.offsite_with(&self.config_path(), args, env)
+    }
+
+    /// Runs `offsite -c CONFIG ARGS` with another config file of this setup.
+    pub fn offsite_with(&self, config: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut cmd = Command::new(bin());
-        cmd.arg("-c")
-            .arg(self.config_path())
-            .args(args)
-            .stdin(Stdio::null());
+        cmd.arg("-c").arg(config).args(args).stdin(Stdio::null());
         for (k, v) in env {
             cmd.env(k, v);
         }
         Run::from(cmd.output().expect("running offsite"))
+    }
+
+    /// Makes another host's signing key in this setup's keys/ (all hosts share the office key).
+    pub fn add_host_key(&self, host: &str) {
+        let out = Command::new(bin())
+            .args(["keygen", host, "--out"])
+            .arg(self.path("keys"))
+            .output()
+            .expect("keygen");
+        assert!(
+            out.status.success(),
+            "keygen: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Writes a file in the setup's dir and returns its path.
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.path(rel);
+        if let Some(d) = p.parent() {
+            std::fs::create_dir_all(d).expect("mkdir");
+        }
+        std::fs::write(&p, text).expect("write");
+        p
     }
 
     /// Snapshot directories in the local store: (id, has manifest).

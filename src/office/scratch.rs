@@ -1,0 +1,211 @@
+//! Scratch databases for verify: created per database under test, always dropped afterwards.
+//!
+//! Every scratch database is registered in `<offsite_dir>/reports/scratch/<name>.json` (with our pid)
+//! before it is created and unregistered after it is dropped. A verify that was killed (SIGKILL, power
+//! loss) leaves its registration behind; the next run drops exactly those databases whose registering
+//! process is gone, and nothing it does not own. SIGINT and SIGTERM drop the active ones before exiting.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Server;
+use crate::snapshot::manifest::Engine;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScratchDb {
+    pub engine: Engine,
+    pub server_url: String,
+    pub name: String,
+    pub pid: u32,
+    pub created_at: String,
+}
+
+/// Scratch databases of this process, for the signal handler.
+static ACTIVE: Mutex<Vec<(ScratchDb, Option<crate::config::Secret>)>> = Mutex::new(Vec::new());
+
+fn registry(offsite_dir: &Path) -> PathBuf {
+    super::record::reports_dir(offsite_dir).join("scratch")
+}
+
+/// `offsite_verify_<host>_<db>_<4 hex>`, lower-case, at most 63 bytes (PostgreSQL's limit; MySQL's is 64).
+pub fn scratch_name(host: &str, db: &str) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    let mut base = format!("offsite_verify_{}_{}", clean(host), clean(db));
+    base.truncate(63 - 5);
+    format!("{base}_{:04x}", rand::random::<u16>())
+}
+
+/// Records that we are about to create `name`, so a killed run can be cleaned up after.
+pub fn register(
+    offsite_dir: &Path,
+    engine: Engine,
+    server: &Server,
+    name: &str,
+) -> Result<ScratchDb> {
+    let s = ScratchDb {
+        engine,
+        server_url: server.url.clone(),
+        name: name.to_string(),
+        pid: std::process::id(),
+        created_at: time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+    };
+    super::record::write_atomic(
+        &registry(offsite_dir).join(format!("{name}.json")),
+        &serde_json::to_vec_pretty(&s)?,
+    )?;
+    if let Ok(mut a) = ACTIVE.lock() {
+        a.push((s.clone(), server.password.clone()));
+    }
+    Ok(s)
+}
+
+/// Drops a scratch database and forgets it.
+pub fn drop_scratch(
+    rt: &tokio::runtime::Handle,
+    offsite_dir: &Path,
+    s: &ScratchDb,
+    password: Option<&crate::config::Secret>,
+) -> Result<()> {
+    drop_db(rt, s, password)
+        .with_context(|| format!("dropping scratch database {} on {}", s.name, s.server_url))?;
+    let file = registry(offsite_dir).join(format!("{}.json", s.name));
+    match std::fs::remove_file(&file) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing {}", file.display())),
+    }
+    if let Ok(mut a) = ACTIVE.lock() {
+        a.retain(|(x, _)| x.name != s.name);
+    }
+    Ok(())
+}
+
+fn drop_db(
+    rt: &tokio::runtime::Handle,
+    s: &ScratchDb,
+    password: Option<&crate::config::Secret>,
+) -> Result<()> {
+    match s.engine {
+        Engine::Postgres => {
+            let c = rt.block_on(crate::source::postgres::connect(
+                &s.server_url,
+                password,
+                None,
+            ))?;
+            let q = format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                s.name.replace('"', "\"\"")
+            );
+            rt.block_on(c.batch_execute(&q))?;
+        }
+        Engine::Mysql => {
+            use mysql_async::prelude::Queryable;
+            let conn = crate::source::mysql::Conn::from_server(&s.server_url, password)?;
+            let mut c = rt.block_on(conn.connect(None))?;
+            rt.block_on(c.query_drop(format!(
+                "DROP DATABASE IF EXISTS `{}`",
+                s.name.replace('`', "``")
+            )))?;
+            rt.block_on(c.disconnect()).ok();
+        }
+    }
+    Ok(())
+}
+
+fn alive(pid: u32) -> bool {
+    // SAFETY: kill with signal 0 only checks for existence and permission.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Drops the scratch databases that killed earlier runs left behind. Returns their names.
+pub fn cleanup_stale(
+    rt: &tokio::runtime::Handle,
+    offsite_dir: &Path,
+    password_for: &dyn Fn(&str) -> Option<crate::config::Secret>,
+) -> Result<Vec<String>> {
+    let dir = registry(offsite_dir);
+    let mut cleaned = Vec::new();
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return Ok(cleaned);
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.extension().and_then(|x| x.to_str()) != Some("json") {
+            continue;
+        }
+        let s: ScratchDb = match std::fs::read(&p)
+            .map_err(anyhow::Error::from)
+            .and_then(|d| Ok(serde_json::from_slice(&d)?))
+        {
+            Ok(s) => s,
+            Err(err) => {
+                tracing::warn!(
+                    "ignoring unreadable scratch registration {}: {err}",
+                    p.display()
+                );
+                continue;
+            }
+        };
+        if s.pid == std::process::id() || alive(s.pid) {
+            continue;
+        }
+        let password = password_for(&s.server_url);
+        drop_scratch(rt, offsite_dir, &s, password.as_ref())?;
+        tracing::info!(
+            "dropped the stale scratch database {} on {} (left by a killed verify, pid {})",
+            s.name,
+            s.server_url,
+            s.pid
+        );
+        cleaned.push(s.name);
+    }
+    Ok(cleaned)
+}
+
+/// On SIGINT or SIGTERM: drop this process's scratch databases, then exit 130. The registrations stay
+/// if the drop fails, so the next run retries.
+pub fn install_signal_cleanup(rt: &tokio::runtime::Runtime, offsite_dir: PathBuf) {
+    let handle = rt.handle().clone();
+    rt.spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        let active: Vec<_> = ACTIVE.lock().map(|a| a.clone()).unwrap_or_default();
+        let dir = offsite_dir.clone();
+        // Blocking work off the runtime's worker threads.
+        let _ = std::thread::spawn(move || {
+            for (s, pw) in &active {
+                match drop_scratch(&handle, &dir, s, pw.as_ref()) {
+                    Ok(()) => eprintln!("interrupted: dropped scratch database {}", s.name),
+                    Err(e) => eprintln!("interrupted: {e:#}; the next verify drops it"),
+                }
+            }
+        })
+        .join();
+        std::process::exit(130);
+    });
+}
