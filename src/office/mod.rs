@@ -7,4 +7,8 @@
 
 pub mod checks;
 pub mod context;
+pub mod notify;
+pub mod pull;
 pub mod record;
+pub mod scratch;
+pub mod verify;
