@@ -54,3 +54,14 @@ fn bad_values_are_usage_errors() {
         assert!(crate::error::is_usage(&err), "{text}: {err:#}");
     }
 }
+
+#[test]
+fn the_example_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let c = Config::parse(&text, &path).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(c.host, "web1");
+    let office = c.office.unwrap();
+    assert_eq!(office.refresh[0].database, "shop_dev");
+    assert_eq!(office.retention.unwrap().keep_daily, 14);
+}
