@@ -7,7 +7,7 @@ use anyhow::Result;
 use sequoia_openpgp::Cert;
 
 use crate::config::Config;
-use crate::crypto::keys::{has_secret, load_certs, load_one};
+use crate::crypto::keys::{has_secret, load_certs};
 use crate::crypto::{DecryptionKeys, Encryption, Signing};
 use crate::error::usage;
 
@@ -45,11 +45,29 @@ pub fn push_keys(cfg: &Config) -> Result<PushKeys> {
             recipients.push(cert);
         }
     }
-    let signer = load_one(signing_path)?;
-    refuse_decryptable(&recipients, &signer, signing_path)?;
+    let in_file = load_certs(signing_path)?;
+    for cert in &in_file {
+        refuse_decryptable(&recipients, cert, signing_path)?;
+    }
+    let mut signers: Vec<&Cert> = in_file.iter().filter(|c| has_secret(c)).collect();
+    let signer = match signers.len() {
+        1 => signers.remove(0),
+        0 => {
+            return Err(usage(format!(
+                "signing key file {} has no usable secret signing key (is this the .cert.asc instead of the .secret.asc?)",
+                signing_path.display()
+            )))
+        }
+        n => {
+            return Err(usage(format!(
+                "signing key file {} holds {n} secret keys; it must hold exactly this host's",
+                signing_path.display()
+            )))
+        }
+    };
     Ok(PushKeys {
         encryption: Encryption::new(recipients)?,
-        signing: Signing::from_cert(&signer)?,
+        signing: Signing::from_cert(signer)?,
     })
 }
 

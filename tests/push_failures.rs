@@ -155,6 +155,7 @@ fn bad_setups_exit_2_and_write_nothing() {
     .unwrap();
     let run = s.offsite(&["push"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("could decrypt its own backups"), "{}", run.stderr);
     assert!(s.store_files().is_empty());
 }
 
@@ -231,4 +232,48 @@ fn a_flipped_byte_aborts_restore_naming_the_object() {
         "--stdout",
     ]);
     assert_eq!(out.code, 1, "{}", out.stderr);
+}
+
+/// A hacked production host still signs its snapshots. A dump carrying client meta-commands must not
+/// run them on the office machine that restores it.
+#[test]
+fn a_hostile_dump_cannot_run_commands_where_it_is_restored() {
+    let s = Setup::new("hostile-host");
+    let pwned_pg = s.path("pwned-by-psql");
+    let pwned_my = s.path("pwned-by-mariadb");
+    let pg = PgDb::new("hostile");
+    pg.exec("CREATE TABLE t (x int); INSERT INTO t VALUES (1)");
+    let my = common::db::MyDb::new("hostile");
+    my.exec("CREATE TABLE t (x int); INSERT INTO t VALUES (1)");
+    // Stand-ins for the dump tools that slip a shell escape in before the real dump.
+    let fake_pg = fake_pg_dump(&s, &format!("echo '\\! touch {}'\nexec $REAL \"$@\"", pwned_pg.display()));
+    let fake_my = s.path("fake-mariadb-dump");
+    std::fs::write(
+        &fake_my,
+        format!(
+            "#!/bin/bash\nif [ \"$1\" = --version ]; then exec mariadb-dump --version; fi\necho 'system touch {}'\nexec mariadb-dump \"$@\"\n",
+            pwned_my.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake_my, std::fs::Permissions::from_mode(0o755)).unwrap();
+    s.config(&format!(
+        "postgres: [{{ url: '{PG_URL}', databases: [{}], pg_dump: '{fake_pg}' }}]\nmysql: [{{ url: '{}', databases: [{}], dump_command: '{}' }}]\n",
+        pg.name,
+        common::db::MY_URL,
+        my.name,
+        fake_my.display()
+    ));
+    s.offsite(&["push"]).expect(0);
+
+    let pg_target = PgDb::named(&format!("{}_r", pg.name));
+    let run = s.offsite(&["restore", "latest", "--db", &format!("postgres/{}", pg.name), "--into", &pg_target.name]).expect(1);
+    assert!(run.stderr.contains("restricted"), "{}", run.stderr);
+    assert!(!pwned_pg.exists(), "psql ran a meta-command from the dump");
+    assert!(!pg_target.exists(), "the half-restored database is dropped");
+
+    let my_target = common::db::MyDb::named(&format!("{}_r", my.name));
+    let run = s.offsite(&["restore", "latest", "--db", &format!("mysql/{}", my.name), "--into", &my_target.name]).expect(1);
+    assert!(run.stderr.contains("sandbox"), "{}", run.stderr);
+    assert!(!pwned_my.exists(), "mariadb ran a shell command from the dump");
 }

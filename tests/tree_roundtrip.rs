@@ -668,6 +668,13 @@ fn restore_stays_inside_its_target() -> Result<()> {
             (EntryKind::Dir, b".", None, b""),
             (EntryKind::Hardlink, b"h", Some(b"../../etc/passwd"), b""),
         ],
+        // A hardlink to a symlink is the symlink again: writing through it must be refused too.
+        vec![
+            (EntryKind::Dir, b".", None, b""),
+            (EntryKind::Symlink, b"s", Some(&victim_bytes), b""),
+            (EntryKind::Hardlink, b"x", Some(b"s"), b""),
+            (EntryKind::File, b"x/pwned", None, b"x"),
+        ],
     ];
     fs::create_dir(&victim)?;
     for (n, entries) in attempts.iter().enumerate() {

@@ -2,11 +2,179 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use super::Cli;
+use super::{now, runtime, Cli, EXIT_FAILED};
+use offsite::config::human;
+use offsite::office::context::Office;
+use offsite::office::prune::{self, Options, Report, Status};
+
+const PRUNE_HELP: &str = "\
+office.retention applies to the configured store (S3); office.offsite_retention, else
+office.retention, to the offsite copy. Rules (restic's, in UTC): keep_last N newest;
+keep_hourly/daily/weekly/monthly/yearly N: the newest snapshot of each of the N most recent
+hours/days/ISO weeks/months/years that have one; keep_within D: everything younger than D.
+
+Only complete snapshots meet the policy. Incomplete ones (no manifest) are removed once older
+than 48h. The newest verified snapshot of a host, and its newest complete one, are never
+deleted. Every store is listed before anything is deleted: if a listing fails, nothing is
+deleted anywhere; if a store shows no snapshot of a host that the other store or a passed
+verification knows, nothing of that host is deleted. Both exit 1.
+
+Exit codes: 0 done, 1 a listing or deletion failed (or the alarm above), 2 usage/config error.";
 
 #[derive(clap::Args)]
-pub struct Args {}
+#[command(after_help = PRUNE_HELP)]
+pub struct Args {
+    /// Show what would be deleted, and why each kept snapshot is kept; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Only this host (one of office.hosts).
+    #[arg(long)]
+    pub host: Option<String>,
+}
 
-pub fn run(_cli: &Cli, _a: &Args) -> Result<ExitCode> {
-    Err(anyhow::anyhow!("offsite prune is not implemented yet"))
+pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
+    let office = Office::load(cli.load_config()?)?;
+    let hosts = office.hosts(a.host.as_deref())?;
+    let now = now()?;
+    let rt = runtime()?;
+    let targets = prune::targets(&office, rt.handle())?;
+    // A pull writing into the offsite copy, or reading a snapshot from S3, must not see it vanish.
+    // A dry run deletes nothing and so may run beside them.
+    let _lock = if a.dry_run {
+        None
+    } else {
+        Some(office.lock()?)
+    };
+    let report = prune::prune(
+        &targets,
+        &hosts,
+        &office.offsite_dir,
+        &Options {
+            dry_run: a.dry_run,
+            now,
+        },
+    );
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_human(&report);
+    }
+    print_errors(&report);
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    })
+}
+
+fn age(h: Option<f64>) -> String {
+    match h {
+        None => "?".into(),
+        Some(h) if h < 48.0 => format!("{h:.0}h"),
+        Some(h) => format!("{:.0}d", h / 24.0),
+    }
+}
+
+fn objects(n: usize) -> String {
+    if n == 1 {
+        "1 object".into()
+    } else {
+        format!("{n} objects")
+    }
+}
+
+fn print_human(r: &Report) {
+    if r.dry_run {
+        println!("prune at {} (dry run: nothing is deleted)", r.now);
+    } else {
+        println!("prune at {}", r.now);
+    }
+    for s in &r.stores {
+        println!(
+            "\n{} {}: {} ({})",
+            s.name, s.location, s.retention, s.retention_key
+        );
+        if s.hosts.is_empty() {
+            if let Some(e) = &s.error {
+                println!("  listing failed: {e}");
+            }
+            continue;
+        }
+        let (mut gone, mut gone_objects, mut gone_bytes, mut kept) = (0, 0, 0, 0);
+        for h in &s.hosts {
+            let mut lines: Vec<(&str, String)> = Vec::new();
+            for k in &h.keep {
+                let why: Vec<String> = k.reasons.iter().map(|r| r.describe()).collect();
+                let state = if k.complete { "" } else { " incomplete," };
+                lines.push((
+                    &k.snapshot,
+                    format!(
+                        "keep          {} old,{state} {}",
+                        age(k.age_hours),
+                        why.join(", ")
+                    ),
+                ));
+            }
+            kept += h.keep.len();
+            for d in &h.delete {
+                let verb = match d.status {
+                    Status::Planned => "would delete",
+                    Status::Deleted => "deleted",
+                    Status::Failed => "FAILED",
+                    Status::Skipped => "not deleted",
+                };
+                if d.status == Status::Deleted || d.status == Status::Planned {
+                    gone += 1;
+                    gone_objects += if d.status == Status::Deleted {
+                        d.deleted_objects
+                    } else {
+                        d.objects
+                    };
+                    gone_bytes += d.bytes;
+                }
+                lines.push((
+                    &d.snapshot,
+                    format!(
+                        "{verb:<13} {} old, {}, {}: {}",
+                        age(d.age_hours),
+                        objects(d.objects),
+                        human(d.bytes),
+                        d.reason.describe()
+                    ),
+                ));
+            }
+            lines.sort_by(|a, b| b.0.cmp(a.0));
+            for (id, line) in lines {
+                println!("  {}/{id}  {line}", h.host);
+            }
+            if let Some(e) = &h.error {
+                println!("  {}: nothing deleted: {e}", h.host);
+            }
+        }
+        let verb = if r.dry_run { "would delete" } else { "deleted" };
+        println!(
+            "  {}: {verb} {gone} snapshots ({}, {}), kept {kept}",
+            s.name,
+            objects(gone_objects),
+            human(gone_bytes)
+        );
+    }
+}
+
+fn print_errors(r: &Report) {
+    let mut seen = std::collections::BTreeSet::new();
+    for s in &r.stores {
+        if let Some(e) = &s.error {
+            eprintln!("error: {} {}: {e}", s.name, s.location);
+        }
+        // The same alarm is on the host in every store: say it once.
+        for e in s.hosts.iter().filter_map(|h| h.error.as_ref()) {
+            if seen.insert(e) {
+                eprintln!("error: {e}");
+            }
+        }
+    }
+    for e in &r.errors {
+        eprintln!("error: {e}");
+    }
 }

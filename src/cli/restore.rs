@@ -128,7 +128,9 @@ fn server_for(
     flag: Option<&str>,
 ) -> Result<(String, Option<offsite::config::Secret>)> {
     if let Some(url) = flag {
-        return Ok((url.to_string(), None));
+        // The same cleaning as the config: a password in --server never reaches argv or a message.
+        let (url, password) = offsite::config::clean_url(url).map_err(|e| usage(format!("--server: {e:#}")))?;
+        return Ok((url, password));
     }
     let servers = match (source.split('/').next(), cfg) {
         (Some("postgres"), Some(c)) => &c.postgres,

@@ -558,14 +558,7 @@ fn db_server(
     dump_command: Option<String>,
     base: &Path,
 ) -> Result<DbServer> {
-    let mut parsed = url::Url::parse(url).map_err(|e| {
-        usage(format!(
-            "{what}.url is not a URL ({e}); e.g. postgres://backup@127.0.0.1:5432/"
-        ))
-    })?;
-    // A password in the URL is accepted but moved into a Secret, so the URL can be printed.
-    let mut secret = parsed.password().map(|p| Secret::new(percent_decode(p)));
-    let _ = parsed.set_password(None);
+    let (clean, mut secret) = clean_url(url).map_err(|e| usage(format!("{what}.url: {e}")))?;
     if let Some(spec) = password {
         secret = Some(spec.resolve(&format!("{what}.password"), base)?);
     }
@@ -583,7 +576,7 @@ fn db_server(
         Some(RawDatabases::List(l)) => Databases::List(l),
     };
     Ok(DbServer {
-        url: parsed.to_string(),
+        url: clean,
         password: secret,
         databases,
         exclude,
@@ -595,6 +588,34 @@ fn db_server(
             }
         }),
     })
+}
+
+/// Splits a database URL into one that is safe to print, log and pass in argv, and its password:
+/// from the user part (`postgres://u:pw@host/`) or a `password=` query parameter.
+pub fn clean_url(url: &str) -> Result<(String, Option<Secret>)> {
+    let mut parsed = url::Url::parse(url).map_err(|e| {
+        anyhow::anyhow!("not a URL ({e}); e.g. postgres://backup@127.0.0.1:5432/ (the password is not shown)")
+    })?;
+    let mut secret = parsed.password().map(|p| Secret::new(percent_decode(p)));
+    // Fails only for URLs that cannot have a password at all, which then have none to remove.
+    let _ = parsed.set_password(None);
+    let pairs: Vec<(String, String)> = parsed.query_pairs().into_owned().collect();
+    if pairs.iter().any(|(k, _)| k == "password") {
+        let mut kept = Vec::new();
+        for (k, v) in pairs {
+            if k == "password" {
+                secret = Some(Secret::new(v));
+            } else {
+                kept.push((k, v));
+            }
+        }
+        if kept.is_empty() {
+            parsed.set_query(None);
+        } else {
+            parsed.query_pairs_mut().clear().extend_pairs(kept);
+        }
+    }
+    Ok((parsed.to_string(), secret))
 }
 
 fn percent_decode(s: &str) -> String {

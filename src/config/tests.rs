@@ -65,3 +65,13 @@ fn the_example_config_is_valid() {
     assert_eq!(office.refresh[0].database, "shop_dev");
     assert_eq!(office.retention.unwrap().keep_daily, 14);
 }
+
+#[test]
+fn password_query_parameters_are_secrets_too() {
+    let (url, pw) = clean_url("postgres://u@db:5432/?sslmode=require&password=QuerySecret42").unwrap();
+    assert!(!url.contains("QuerySecret42"), "{url}");
+    assert!(url.contains("sslmode=require"), "{url}");
+    assert_eq!(pw.unwrap().expose(), "QuerySecret42");
+    let err = clean_url("postgres://u:Hidden9@[bad").unwrap_err();
+    assert!(!format!("{err:#}").contains("Hidden9"), "{err:#}");
+}

@@ -8,7 +8,9 @@
 pub mod checks;
 pub mod context;
 pub mod notify;
+pub mod prune;
 pub mod pull;
 pub mod record;
+pub mod refresh;
 pub mod scratch;
 pub mod verify;

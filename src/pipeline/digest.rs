@@ -68,6 +68,9 @@ pub struct VerifyingReader<R> {
     expected: Measured,
     what: String,
     done: bool,
+    /// Once corruption is seen, every later read fails the same way: a caller that retries after an
+    /// error must never reach a clean end of stream.
+    failed: Option<String>,
 }
 
 impl<R: Read> VerifyingReader<R> {
@@ -79,42 +82,42 @@ impl<R: Read> VerifyingReader<R> {
             expected,
             what: what.into(),
             done: false,
+            failed: None,
         }
     }
 }
 
 impl<R: Read> Read for VerifyingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(msg) = &self.failed {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, msg.clone()));
+        }
         if self.done {
             return Ok(0);
         }
         let n = self.inner.read(buf)?;
-        if n == 0 {
+        let problem = if n == 0 {
             let got = hex::encode(std::mem::take(&mut self.hasher).finalize());
-            if self.size != self.expected.size || got != self.expected.sha256 {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "{} is corrupt: expected {} bytes with sha256 {}, read {} bytes with sha256 {}",
-                        self.what, self.expected.size, self.expected.sha256, self.size, got
-                    ),
-                ));
+            if self.size == self.expected.size && got == self.expected.sha256 {
+                self.done = true;
+                return Ok(0);
             }
-            self.done = true;
-            return Ok(0);
-        }
-        if self.size + n as u64 > self.expected.size {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "{} is corrupt: longer than the {} bytes recorded",
-                    self.what, self.expected.size
-                ),
-            ));
-        }
-        self.hasher.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
+            format!(
+                "{} is corrupt: expected {} bytes with sha256 {}, read {} bytes with sha256 {}",
+                self.what, self.expected.size, self.expected.sha256, self.size, got
+            )
+        } else if self.size + n as u64 > self.expected.size {
+            format!(
+                "{} is corrupt: longer than the {} bytes recorded",
+                self.what, self.expected.size
+            )
+        } else {
+            self.hasher.update(&buf[..n]);
+            self.size += n as u64;
+            return Ok(n);
+        };
+        self.failed = Some(problem.clone());
+        Err(io::Error::new(io::ErrorKind::InvalidData, problem))
     }
 }
 

@@ -85,7 +85,18 @@ pub fn restore_db(
     let (db, reader) = open_dump(store, snapshot_dir, manifest, source, keys)?;
     match db.engine {
         Engine::Postgres => restore_postgres(rt, reader, target),
-        Engine::Mysql => restore_mysql(rt, reader, target),
+        Engine::Mysql => {
+            if target.replace {
+                // The old database is dropped before the load (MariaDB cannot rename one), so prove
+                // the object intact first: a corrupt backup must not destroy the database it replaces.
+                drop(reader);
+                dump_to(store, snapshot_dir, manifest, source, keys, &mut std::io::sink())
+                    .with_context(|| format!("checking {source} before replacing {}", target.database))?;
+                let (_, reader) = open_dump(store, snapshot_dir, manifest, source, keys)?;
+                return restore_mysql(rt, reader, target);
+            }
+            restore_mysql(rt, reader, target)
+        }
     }
 }
 
@@ -162,11 +173,16 @@ fn restore_postgres(
 }
 
 fn run_psql(
-    mut reader: Box<dyn Read + Send>,
+    reader: Box<dyn Read + Send>,
     url: &str,
     password: Option<&Secret>,
     db: &str,
 ) -> Result<u64> {
+    let mut version = Command::new("psql");
+    version.arg("--version");
+    super::psql_guard::check_psql_version(&crate::source::process::output("psql", version)?)?;
+    // psql reads offsite's own \restrict first: no meta-command in the dump can run.
+    let mut reader = super::psql_guard::PsqlGuard::new(reader, super::psql_guard::restrict_line());
     let mut cmd = Command::new("psql");
     cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password"])
         .arg(format!("--dbname={}", url_with_db(url, db)?));
@@ -197,8 +213,8 @@ fn restore_mysql(
     }
     let q = quote_my(&t.database);
     if exists.is_some() {
-        // MariaDB cannot rename a database; `refresh` does the atomic table swap. Here --replace means
-        // the user accepts that the old database is gone once the restore starts.
+        // MariaDB cannot rename a database; `refresh` does the atomic table swap. Here the object was
+        // read through once and all its hashes checked (restore_db) before the old database goes.
         rt.block_on(c.query_drop(format!("DROP DATABASE {q}")))?;
     }
     rt.block_on(c.query_drop(format!("CREATE DATABASE {q} CHARACTER SET utf8mb4")))
@@ -210,6 +226,8 @@ fn restore_mysql(
             "--default-character-set=utf8mb4",
             "--binary-mode",
             "--batch",
+            // A hostile dump cannot reach the file system or run commands (`\\!`, `source`).
+            "--sandbox",
         ])
         .arg(&t.database);
     let mut reader = reader;

@@ -328,6 +328,10 @@ impl<'a> Restorer<'a> {
                 // link(2) does not follow a symlink at `source`, so this cannot reach outside.
                 fs::hard_link(&source, &full)
                     .with_context(|| format!("linking to {}", display(&target)))?;
+                // A hardlink to a symlink is a symlink too: nothing may be written through it.
+                if self.symlinks.contains(&target) {
+                    self.symlinks.insert(path.to_vec());
+                }
                 self.stats.links += 1;
             }
             EntryKind::Fifo => {
@@ -458,7 +462,13 @@ impl<'a> Restorer<'a> {
                 self.symlinks.insert(path.to_vec());
                 self.stats.links += 1;
             }
-            EntryKind::Hardlink => self.stats.links += 1,
+            EntryKind::Hardlink => {
+                let target = e.link_bytes()?.unwrap_or_default();
+                if self.symlinks.contains(&target) {
+                    self.symlinks.insert(path.to_vec());
+                }
+                self.stats.links += 1;
+            }
             EntryKind::Fifo | EntryKind::Char | EntryKind::Block => {}
         }
         Ok(())

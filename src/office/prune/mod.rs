@@ -1,0 +1,604 @@
+//! `prune`: retention on the configured store (S3) and on the offsite copy.
+//!
+//! `office.retention` applies to the configured store, `office.offsite_retention` (or, when it is
+//! not set, `office.retention`) to the offsite directory. The policy itself is [`policy::apply`];
+//! this module decides what is safe to hand it and what may really be deleted. The rules, and why:
+//!
+//! 1. **Plan everything, then delete.** Every store is listed for every host, and the verify
+//!    records are read, before the first delete. If any of that fails, nothing is deleted in *any*
+//!    store and the run fails: a store we cannot see may be the only one still holding a snapshot
+//!    the other store is about to lose, so no decision is trusted on half the picture.
+//! 2. **An empty side is an alarm, not a plan.** An empty listing deletes nothing by construction
+//!    (nothing listed, nothing planned), but it can mean a wrong bucket or prefix, or a bucket that
+//!    was emptied. So when one store lists no complete snapshot of a host while the other store, or
+//!    a passed verification, says the host has some, nothing of that host is deleted in either store
+//!    and the run fails: the surviving copy is then the only one, and it is not pruned further.
+//! 3. **Only complete snapshots meet the policy.** An incomplete one (objects without a manifest)
+//!    younger than [`INCOMPLETE_GRACE_HOURS`] may be a push in progress and is left alone; an older
+//!    one is a push that died and is removed whole. Its age is the time in its id.
+//! 4. **Never the newest verified snapshot** of a host (`record::newest_verified`), in either store,
+//!    complete or not, whatever the policy says: it is what refresh restores from.
+//! 5. **Never "delete everything".** The newest complete snapshot of a host is always kept. Every
+//!    count rule keeps it anyway; this matters for a `keep_within`-only policy after pushes stopped,
+//!    which would otherwise keep nothing.
+//! 6. **The manifest goes first.** Deleting a snapshot removes its manifest, then its other objects,
+//!    so an interrupted prune leaves an incomplete snapshot (never restored, removed by a later
+//!    prune), never a "complete" one with objects missing. The objects are listed again at delete
+//!    time, so whatever the snapshot holds then is removed.
+//! 7. **A failed delete stops that store.** The rest of its plan is reported as not deleted; the
+//!    other store still runs, since its plan stands on its own listing. The run fails.
+//!
+//! Not done here on purpose: verify records of deleted snapshots stay (they are the report's
+//! history); hosts not in `office.hosts` are never touched; tree incrementals are not followed to
+//! their parents, because push writes only full trees so far (a kept incremental would need its
+//! parent kept, which takes reading manifests; prune decides from object presence alone).
+
+pub mod policy;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use serde::{Serialize, Serializer};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use self::policy::Rule;
+use super::context::Office;
+use super::record;
+use crate::config::{human_duration, Retention, StoreConfig};
+use crate::error::usage;
+use crate::snapshot::list::{list, SnapshotInfo};
+use crate::snapshot::{SnapshotId, MANIFEST_NAME};
+use crate::store::AdminStore;
+
+/// An incomplete snapshot younger than this may still be written by its push.
+pub const INCOMPLETE_GRACE_HOURS: i64 = 48;
+
+/// One store to prune, with its policy.
+pub struct Target {
+    /// `s3`, `local` (the configured store) or `offsite`.
+    pub name: String,
+    pub store: Arc<dyn AdminStore>,
+    pub retention: Retention,
+    /// Where the policy comes from: `office.retention` or `office.offsite_retention`.
+    pub retention_key: &'static str,
+}
+
+pub struct Options {
+    pub dry_run: bool,
+    pub now: OffsetDateTime,
+}
+
+/// The stores to prune, with their policies, from the config. A usage error when no retention is
+/// configured.
+pub fn targets(office: &Office, handle: &tokio::runtime::Handle) -> Result<Vec<Target>> {
+    let o = &office.office;
+    if o.retention.is_none() && o.offsite_retention.is_none() {
+        return Err(usage(format!(
+            "{}: no retention policy: add one under office:, e.g.\n  office:\n    retention: {{ keep_last: 3, keep_daily: 14, keep_weekly: 8, keep_monthly: 12 }}\n(office.offsite_retention, when set, applies to the offsite copy instead)",
+            office.cfg.path.display()
+        )));
+    }
+    // A local store that is the offsite directory itself would be pruned twice, by two policies.
+    let same_dir = match &office.cfg.store {
+        StoreConfig::Local(dir) => same_path(dir, &office.offsite_dir),
+        StoreConfig::S3(_) => false,
+    };
+    let mut out = Vec::new();
+    if let (Some(r), false) = (&o.retention, same_dir) {
+        out.push(Target {
+            name: match office.cfg.store {
+                StoreConfig::S3(_) => "s3".into(),
+                StoreConfig::Local(_) => "local".into(),
+            },
+            store: crate::store::open_admin(&office.cfg, handle)?,
+            retention: r.clone(),
+            retention_key: "office.retention",
+        });
+    }
+    let offsite_policy = if same_dir {
+        o.retention.as_ref().map(|r| (r, "office.retention")).or(o
+            .offsite_retention
+            .as_ref()
+            .map(|r| (r, "office.offsite_retention")))
+    } else {
+        o.offsite_retention
+            .as_ref()
+            .map(|r| (r, "office.offsite_retention"))
+            .or(o.retention.as_ref().map(|r| (r, "office.retention")))
+    };
+    if let Some((r, key)) = offsite_policy {
+        out.push(Target {
+            name: "offsite".into(),
+            store: office.offsite.clone(),
+            retention: r.clone(),
+            retention_key: key,
+        });
+    }
+    Ok(out)
+}
+
+fn same_path(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// Why a snapshot is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum KeepReason {
+    Rule(Rule),
+    /// The newest snapshot of the host that passed verify.
+    NewestVerified,
+    /// The newest complete snapshot, which no rule kept (rule 5).
+    NewestComplete,
+    /// Incomplete, but young enough to be a push still running.
+    InProgress,
+    /// Its id carries no readable time; nothing is decided about it.
+    Undated,
+}
+
+impl KeepReason {
+    pub fn code(self) -> &'static str {
+        match self {
+            KeepReason::Rule(r) => r.name(),
+            KeepReason::NewestVerified => "newest_verified",
+            KeepReason::NewestComplete => "newest_complete",
+            KeepReason::InProgress => "in_progress",
+            KeepReason::Undated => "undated",
+        }
+    }
+
+    pub fn describe(self) -> String {
+        match self {
+            KeepReason::Rule(r) => r.name().to_string(),
+            KeepReason::NewestVerified => "newest verified snapshot (never deleted)".into(),
+            KeepReason::NewestComplete => "newest complete snapshot (always kept)".into(),
+            KeepReason::InProgress => {
+                format!("younger than {INCOMPLETE_GRACE_HOURS}h: its push may still be running")
+            }
+            KeepReason::Undated => "its id has no readable time".into(),
+        }
+    }
+}
+
+impl Serialize for KeepReason {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.code())
+    }
+}
+
+/// Why a snapshot is deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeleteReason {
+    /// Complete, and no rule of the policy keeps it.
+    Policy,
+    /// Incomplete and older than the grace period: its push died.
+    Abandoned,
+}
+
+impl DeleteReason {
+    pub fn describe(self) -> String {
+        match self {
+            DeleteReason::Policy => "no rule keeps it".into(),
+            DeleteReason::Abandoned => {
+                format!("incomplete and older than {INCOMPLETE_GRACE_HOURS}h: its push died")
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Dry run: would be deleted.
+    Planned,
+    Deleted,
+    Failed,
+    /// Not attempted: a listing failed, the host is in alarm, or an earlier delete in this store
+    /// failed.
+    Skipped,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Kept {
+    pub snapshot: String,
+    pub complete: bool,
+    pub age_hours: Option<f64>,
+    pub reasons: Vec<KeepReason>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Doomed {
+    pub snapshot: String,
+    pub complete: bool,
+    pub age_hours: Option<f64>,
+    /// As listed when the plan was made.
+    pub objects: usize,
+    pub bytes: u64,
+    pub reason: DeleteReason,
+    pub status: Status,
+    pub deleted_objects: usize,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostPlan {
+    pub host: String,
+    /// Set when nothing of this host may be deleted (rule 2); the run then fails.
+    pub error: Option<String>,
+    /// Newest first.
+    pub keep: Vec<Kept>,
+    /// Newest first.
+    pub delete: Vec<Doomed>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreReport {
+    pub name: String,
+    pub location: String,
+    pub retention_key: String,
+    pub retention: String,
+    pub ok: bool,
+    /// A listing or delete failure in this store.
+    pub error: Option<String>,
+    pub hosts: Vec<HostPlan>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// RFC 3339.
+    pub now: String,
+    pub dry_run: bool,
+    pub ok: bool,
+    /// Failures that stopped every deletion.
+    pub errors: Vec<String>,
+    pub stores: Vec<StoreReport>,
+}
+
+/// `keep_last 2, keep_daily 7, keep_within 14d`
+pub fn describe_retention(r: &Retention) -> String {
+    let mut parts = Vec::new();
+    for (name, n) in [
+        ("keep_last", r.keep_last),
+        ("keep_hourly", r.keep_hourly),
+        ("keep_daily", r.keep_daily),
+        ("keep_weekly", r.keep_weekly),
+        ("keep_monthly", r.keep_monthly),
+        ("keep_yearly", r.keep_yearly),
+    ] {
+        if n > 0 {
+            parts.push(format!("{name} {n}"));
+        }
+    }
+    if let Some(d) = r.keep_within {
+        parts.push(format!("keep_within {}", human_duration(d)));
+    }
+    parts.join(", ")
+}
+
+fn snapshot_time(id: &str) -> Option<OffsetDateTime> {
+    id.parse::<SnapshotId>().ok().and_then(|i| i.time().ok())
+}
+
+/// What to keep and delete of one host in one store: a pure function of the listing, the policy,
+/// the newest verified snapshot and `now`.
+pub fn plan_host(
+    host: &str,
+    snaps: &[SnapshotInfo],
+    ret: &Retention,
+    newest_verified: Option<&str>,
+    now: OffsetDateTime,
+) -> HostPlan {
+    let grace = time::Duration::hours(INCOMPLETE_GRACE_HOURS);
+    let mut keep = Vec::new();
+    let mut delete = Vec::new();
+    // (index into snaps, time) of the complete snapshots, for the policy.
+    let mut complete: Vec<(usize, OffsetDateTime)> = Vec::new();
+    for (i, s) in snaps.iter().enumerate() {
+        if s.host != host {
+            continue;
+        }
+        let t = snapshot_time(&s.id);
+        let age_hours = t.map(|t| (now - t).as_seconds_f64() / 3600.0);
+        let mut reasons = Vec::new();
+        if newest_verified == Some(s.id.as_str()) {
+            reasons.push(KeepReason::NewestVerified);
+        }
+        match t {
+            None => reasons.push(KeepReason::Undated),
+            Some(t) if s.complete => {
+                complete.push((i, t));
+                continue;
+            }
+            Some(t) if now - t < grace => reasons.push(KeepReason::InProgress),
+            Some(_) if reasons.is_empty() => {
+                delete.push(doomed(s, age_hours, DeleteReason::Abandoned));
+                continue;
+            }
+            Some(_) => {}
+        }
+        keep.push(Kept {
+            snapshot: s.id.clone(),
+            complete: s.complete,
+            age_hours,
+            reasons,
+        });
+    }
+
+    let input: Vec<(String, OffsetDateTime)> = complete
+        .iter()
+        .map(|&(i, t)| (snaps[i].id.clone(), t))
+        .collect();
+    let verdicts = policy::apply(ret, &input, now);
+    let newest = complete
+        .iter()
+        .max_by(|a, b| {
+            a.1.cmp(&b.1)
+                .then_with(|| snaps[a.0].id.cmp(&snaps[b.0].id))
+        })
+        .map(|&(i, _)| i);
+    for (&(i, t), rules) in complete.iter().zip(verdicts) {
+        let s = &snaps[i];
+        let age_hours = Some((now - t).as_seconds_f64() / 3600.0);
+        let mut reasons: Vec<KeepReason> = rules.into_iter().map(KeepReason::Rule).collect();
+        if newest_verified == Some(s.id.as_str()) {
+            reasons.push(KeepReason::NewestVerified);
+        }
+        if reasons.is_empty() && newest == Some(i) {
+            reasons.push(KeepReason::NewestComplete);
+        }
+        if reasons.is_empty() {
+            delete.push(doomed(s, age_hours, DeleteReason::Policy));
+        } else {
+            keep.push(Kept {
+                snapshot: s.id.clone(),
+                complete: true,
+                age_hours,
+                reasons,
+            });
+        }
+    }
+    keep.sort_by(|a, b| b.snapshot.cmp(&a.snapshot));
+    delete.sort_by(|a, b| b.snapshot.cmp(&a.snapshot));
+    HostPlan {
+        host: host.to_string(),
+        error: None,
+        keep,
+        delete,
+    }
+}
+
+fn doomed(s: &SnapshotInfo, age_hours: Option<f64>, reason: DeleteReason) -> Doomed {
+    Doomed {
+        snapshot: s.id.clone(),
+        complete: s.complete,
+        age_hours,
+        objects: s.objects,
+        bytes: s.stored_bytes,
+        reason,
+        status: Status::Planned,
+        deleted_objects: 0,
+        error: None,
+    }
+}
+
+/// Rule 2: the reason nothing of `host` may be deleted, if there is one. `listings` holds, per
+/// store, its name and its snapshots of `host`.
+pub fn emptiness_alarm(
+    host: &str,
+    listings: &[(&str, &[SnapshotInfo])],
+    newest_verified: Option<&str>,
+) -> Option<String> {
+    let complete = |snaps: &[SnapshotInfo]| snaps.iter().filter(|s| s.complete).count();
+    for (name, snaps) in listings {
+        if complete(snaps) > 0 {
+            continue;
+        }
+        let mut evidence: Vec<String> = listings
+            .iter()
+            .filter(|(other, s)| other != name && complete(s) > 0)
+            .map(|(other, s)| format!("{other} has {} complete", complete(s)))
+            .collect();
+        if let Some(v) = newest_verified {
+            evidence.push(format!("verify passed for {host}/{v}"));
+        }
+        if !evidence.is_empty() {
+            return Some(format!(
+                "{name} lists no complete snapshot of {host}, but {}: deleting nothing of {host} in any store (a wrong bucket, prefix or directory? an emptied store? a host not pulled yet?)",
+                evidence.join(" and ")
+            ));
+        }
+    }
+    None
+}
+
+/// Plans every target for every host and, unless it is a dry run or something failed, deletes.
+/// Never returns an error: every failure is in the report, and `ok` is false.
+pub fn prune(targets: &[Target], hosts: &[String], offsite_dir: &Path, opts: &Options) -> Report {
+    let now = opts.now;
+    let mut report = Report {
+        now: now
+            .format(&Rfc3339)
+            .unwrap_or_else(|_| now.unix_timestamp().to_string()),
+        dry_run: opts.dry_run,
+        ok: true,
+        errors: Vec::new(),
+        stores: Vec::new(),
+    };
+
+    let mut verified: Vec<Option<String>> = Vec::new();
+    for host in hosts {
+        match record::newest_verified(offsite_dir, host) {
+            Ok(r) => verified.push(r.map(|r| r.snapshot)),
+            Err(e) => {
+                report.errors.push(format!(
+                    "reading the verify records of {host}: {e:#}; without them the newest verified snapshot is unknown"
+                ));
+                verified.push(None);
+            }
+        }
+    }
+
+    // Listings: per target, per host (None when that target's listing failed).
+    let mut listings: Vec<Option<Vec<Vec<SnapshotInfo>>>> = Vec::new();
+    for t in targets {
+        let mut store = StoreReport {
+            name: t.name.clone(),
+            location: t.store.location(),
+            retention_key: t.retention_key.to_string(),
+            retention: describe_retention(&t.retention),
+            ok: true,
+            error: None,
+            hosts: Vec::new(),
+        };
+        let mut per_host = Vec::new();
+        for host in hosts {
+            match list(t.store.as_store(), Some(host)) {
+                Ok(s) => per_host.push(s),
+                Err(e) => {
+                    store.ok = false;
+                    store.error = Some(format!("listing {host}: {e:#}"));
+                    break;
+                }
+            }
+        }
+        listings.push(store.ok.then_some(per_host));
+        report.stores.push(store);
+    }
+    let failed: Vec<String> = report
+        .stores
+        .iter()
+        .filter(|s| !s.ok)
+        .map(|s| format!("{} ({})", s.name, s.location))
+        .collect();
+    if !failed.is_empty() {
+        report.errors.push(format!(
+            "listing failed in {}: nothing was deleted in any store",
+            failed.join(" and ")
+        ));
+    } else if !report.errors.is_empty() {
+        report
+            .errors
+            .push("nothing was deleted in any store".to_string());
+    }
+    let abort = !report.errors.is_empty();
+
+    for (hi, host) in hosts.iter().enumerate() {
+        let seen: Vec<(&str, &[SnapshotInfo])> = targets
+            .iter()
+            .zip(&listings)
+            .filter_map(|(t, l)| l.as_ref().map(|l| (t.name.as_str(), l[hi].as_slice())))
+            .collect();
+        let alarm = emptiness_alarm(host, &seen, verified[hi].as_deref());
+        for (ti, t) in targets.iter().enumerate() {
+            let Some(l) = &listings[ti] else { continue };
+            let mut plan = plan_host(host, &l[hi], &t.retention, verified[hi].as_deref(), now);
+            plan.error = alarm.clone();
+            report.stores[ti].hosts.push(plan);
+        }
+    }
+
+    for (ti, t) in targets.iter().enumerate() {
+        let store = &mut report.stores[ti];
+        let mut stopped = false;
+        for plan in &mut store.hosts {
+            for d in &mut plan.delete {
+                if opts.dry_run {
+                    d.status = Status::Planned;
+                    continue;
+                }
+                if abort || stopped || plan.error.is_some() {
+                    d.status = Status::Skipped;
+                    continue;
+                }
+                let (n, res) = delete_snapshot(t.store.as_ref(), &plan.host, d);
+                d.deleted_objects = n;
+                match res {
+                    Ok(()) => {
+                        d.status = Status::Deleted;
+                        tracing::info!(
+                            "deleted {}/{} from {}: {n} object(s), {}",
+                            plan.host,
+                            d.snapshot,
+                            store.location,
+                            crate::config::human(d.bytes)
+                        );
+                    }
+                    Err(e) => {
+                        let msg = format!("{e:#}");
+                        tracing::error!("{msg}");
+                        d.status = Status::Failed;
+                        d.error = Some(msg.clone());
+                        store.ok = false;
+                        store.error.get_or_insert(msg);
+                        stopped = true;
+                    }
+                }
+            }
+        }
+    }
+
+    report.ok = report.errors.is_empty()
+        && report
+            .stores
+            .iter()
+            .all(|s| s.ok && s.hosts.iter().all(|h| h.error.is_none()));
+    report
+}
+
+/// Deletes one snapshot, manifest first. Returns how many objects went, and the first failure.
+fn delete_snapshot(store: &dyn AdminStore, host: &str, d: &Doomed) -> (usize, Result<()>) {
+    let dir = crate::snapshot::dir(host, &d.snapshot);
+    let manifest = format!("{dir}{MANIFEST_NAME}");
+    let objects = match store
+        .list(&dir)
+        .with_context(|| format!("listing {dir} in {} before deleting it", store.location()))
+    {
+        Ok(o) => o,
+        Err(e) => return (0, Err(e)),
+    };
+    let has_manifest = objects.iter().any(|o| o.key == manifest);
+    if has_manifest && !d.complete {
+        // Planned as abandoned, committed since: the plan no longer describes it.
+        return (
+            0,
+            Err(anyhow::anyhow!(
+                "{host}/{} in {} got its manifest after the plan was made: not deleted",
+                d.snapshot,
+                store.location()
+            )),
+        );
+    }
+    let keys = objects
+        .iter()
+        .filter(|o| o.key == manifest)
+        .chain(objects.iter().filter(|o| o.key != manifest));
+    let mut n = 0;
+    for o in keys {
+        if let Err(e) = store.delete(&o.key) {
+            let left = if n > 0 {
+                "; the snapshot is now incomplete and a later prune removes the rest"
+            } else {
+                ""
+            };
+            return (
+                n,
+                Err(e.context(format!(
+                    "deleting {host}/{} from {} ({n} of {} objects deleted{left})",
+                    d.snapshot,
+                    store.location(),
+                    objects.len()
+                ))),
+            );
+        }
+        n += 1;
+    }
+    (n, Ok(()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,417 @@
+use std::io::Write;
+use std::sync::Mutex;
+
+use time::macros::datetime;
+
+use super::*;
+use crate::store::local::LocalStore;
+use crate::store::{ObjectInfo, ObjectWriter, Store};
+
+const NOW: OffsetDateTime = datetime!(2026-11-23 12:00:00 UTC);
+
+fn info(id: &str, complete: bool) -> SnapshotInfo {
+    SnapshotInfo {
+        host: "web1".into(),
+        id: id.into(),
+        complete,
+        objects: 2,
+        stored_bytes: 10,
+    }
+}
+
+fn keep_last(n: u32) -> Retention {
+    Retention {
+        keep_last: n,
+        ..Default::default()
+    }
+}
+
+fn kept_ids(p: &HostPlan) -> Vec<&str> {
+    p.keep.iter().map(|k| k.snapshot.as_str()).collect()
+}
+
+fn deleted_ids(p: &HostPlan) -> Vec<&str> {
+    p.delete.iter().map(|d| d.snapshot.as_str()).collect()
+}
+
+#[test]
+fn incomplete_snapshots_have_a_grace_period() {
+    let snaps = [
+        info("20261120T020000Z-0001", true),
+        info("20261121T110000Z-0002", false), // 49 h old
+        info("20261121T130000Z-0003", false), // 47 h old
+        info("20261123T110000Z-0004", false), // 1 h old
+    ];
+    let p = plan_host("web1", &snaps, &keep_last(5), None, NOW);
+    assert_eq!(deleted_ids(&p), vec!["20261121T110000Z-0002"]);
+    assert_eq!(p.delete[0].reason, DeleteReason::Abandoned);
+    assert_eq!(
+        kept_ids(&p),
+        vec![
+            "20261123T110000Z-0004",
+            "20261121T130000Z-0003",
+            "20261120T020000Z-0001"
+        ]
+    );
+    assert_eq!(p.keep[0].reasons, vec![KeepReason::InProgress]);
+}
+
+#[test]
+fn incomplete_snapshots_do_not_count_for_the_policy() {
+    // keep_last 1 must keep the newest *complete* snapshot, not the young incomplete one.
+    let snaps = [
+        info("20261121T020000Z-0001", true),
+        info("20261122T020000Z-0002", true),
+        info("20261123T110000Z-0003", false),
+    ];
+    let p = plan_host("web1", &snaps, &keep_last(1), None, NOW);
+    assert_eq!(deleted_ids(&p), vec!["20261121T020000Z-0001"]);
+    let k = p
+        .keep
+        .iter()
+        .find(|k| k.snapshot == "20261122T020000Z-0002")
+        .unwrap();
+    assert_eq!(k.reasons, vec![KeepReason::Rule(Rule::KeepLast)]);
+}
+
+#[test]
+fn the_newest_verified_snapshot_is_never_deleted() {
+    let snaps = [
+        info("20261101T020000Z-0001", true),
+        info("20261102T020000Z-0002", true),
+        info("20261123T020000Z-0003", true),
+    ];
+    let p = plan_host(
+        "web1",
+        &snaps,
+        &keep_last(1),
+        Some("20261101T020000Z-0001"),
+        NOW,
+    );
+    assert_eq!(deleted_ids(&p), vec!["20261102T020000Z-0002"]);
+    let k = p
+        .keep
+        .iter()
+        .find(|k| k.snapshot == "20261101T020000Z-0001")
+        .unwrap();
+    assert_eq!(k.reasons, vec![KeepReason::NewestVerified]);
+
+    // Even if it shows up incomplete (half-deleted by hand?), it stays.
+    let snaps = [
+        info("20261101T020000Z-0001", false),
+        info("20261123T020000Z-0003", true),
+    ];
+    let p = plan_host(
+        "web1",
+        &snaps,
+        &keep_last(1),
+        Some("20261101T020000Z-0001"),
+        NOW,
+    );
+    assert!(p.delete.is_empty(), "{p:?}");
+}
+
+#[test]
+fn keep_within_alone_never_deletes_everything() {
+    let snaps = [
+        info("20261001T020000Z-0001", true),
+        info("20261002T020000Z-0002", true),
+        info("20261003T020000Z-0003", true),
+    ];
+    let ret = Retention {
+        keep_within: Some(std::time::Duration::from_secs(7 * 86_400)),
+        ..Default::default()
+    };
+    let p = plan_host("web1", &snaps, &ret, None, NOW);
+    assert_eq!(kept_ids(&p), vec!["20261003T020000Z-0003"]);
+    assert_eq!(p.keep[0].reasons, vec![KeepReason::NewestComplete]);
+    assert_eq!(p.delete.len(), 2);
+}
+
+#[test]
+fn empty_listing_plans_nothing() {
+    let p = plan_host("web1", &[], &keep_last(1), None, NOW);
+    assert!(p.keep.is_empty() && p.delete.is_empty());
+}
+
+#[test]
+fn an_empty_side_is_an_alarm() {
+    let full = [info("20261123T020000Z-0001", true)];
+    let only_incomplete = [info("20261120T020000Z-0002", false)];
+    assert!(emptiness_alarm("web1", &[("s3", &full), ("offsite", &full)], None).is_none());
+    let a = emptiness_alarm("web1", &[("s3", &[]), ("offsite", &full)], None).unwrap();
+    assert!(
+        a.starts_with("s3 lists no complete snapshot of web1"),
+        "{a}"
+    );
+    assert!(a.contains("offsite has 1 complete"), "{a}");
+    // Objects without a manifest do not make a store non-empty.
+    assert!(emptiness_alarm(
+        "web1",
+        &[("s3", &only_incomplete), ("offsite", &full)],
+        None
+    )
+    .is_some());
+    // Both empty, but verify passed: something emptied both.
+    let a = emptiness_alarm(
+        "web1",
+        &[("s3", &[]), ("offsite", &[])],
+        Some("20261123T020000Z-0001"),
+    )
+    .unwrap();
+    assert!(a.contains("verify passed"), "{a}");
+    // A host that never pushed: nothing to say.
+    assert!(emptiness_alarm("web1", &[("s3", &[]), ("offsite", &[])], None).is_none());
+    // One store pruned alone, empty, no records: fine.
+    assert!(emptiness_alarm("web1", &[("offsite", &only_incomplete)], None).is_none());
+}
+
+/// A local store that records deletes and can be told to fail.
+struct Recorder {
+    inner: LocalStore,
+    deletes: Mutex<Vec<String>>,
+    fail_list: bool,
+    fail_delete_after: Option<usize>,
+}
+
+impl Recorder {
+    fn new(dir: &Path) -> Self {
+        Self {
+            inner: LocalStore::new(dir).unwrap(),
+            deletes: Mutex::new(Vec::new()),
+            fail_list: false,
+            fail_delete_after: None,
+        }
+    }
+}
+
+impl Store for Recorder {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
+        self.inner.create(key)
+    }
+    fn open(&self, key: &str) -> Result<Box<dyn std::io::Read + Send>> {
+        self.inner.open(key)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        if self.fail_list {
+            anyhow::bail!("simulated listing failure");
+        }
+        self.inner.list(prefix)
+    }
+}
+
+impl AdminStore for Recorder {
+    fn delete(&self, key: &str) -> Result<()> {
+        let mut d = self.deletes.lock().unwrap();
+        if self.fail_delete_after.is_some_and(|n| d.len() >= n) {
+            anyhow::bail!("simulated delete failure");
+        }
+        d.push(key.to_string());
+        self.inner.delete(key)
+    }
+    fn as_store(&self) -> &dyn Store {
+        self
+    }
+}
+
+fn put(store: &dyn Store, key: &str) {
+    let mut w = store.create(key).unwrap();
+    w.write_all(b"x").unwrap();
+    w.commit().unwrap();
+}
+
+fn snapshot(store: &dyn Store, id: &str, complete: bool) {
+    put(store, &format!("web1/{id}/db/postgres/a.sql.zst.pgp"));
+    put(store, &format!("web1/{id}/files/www/vol-00001.tar.zst.pgp"));
+    if complete {
+        put(store, &format!("web1/{id}/{MANIFEST_NAME}"));
+    }
+}
+
+fn target(name: &str, store: Arc<Recorder>, n: u32) -> Target {
+    Target {
+        name: name.into(),
+        store,
+        retention: keep_last(n),
+        retention_key: "office.retention",
+    }
+}
+
+fn opts(dry_run: bool) -> Options {
+    Options { dry_run, now: NOW }
+}
+
+const IDS: [&str; 3] = [
+    "20261120T020000Z-0001",
+    "20261121T020000Z-0002",
+    "20261122T020000Z-0003",
+];
+
+#[test]
+fn deletes_the_manifest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Arc::new(Recorder::new(&dir.path().join("a")));
+    for id in IDS {
+        snapshot(a.as_ref(), id, true);
+    }
+    let hosts = vec!["web1".to_string()];
+    let r = prune(
+        &[target("a", a.clone(), 2)],
+        &hosts,
+        dir.path(),
+        &opts(false),
+    );
+    assert!(r.ok, "{r:?}");
+    let d = a.deletes.lock().unwrap().clone();
+    assert_eq!(d.len(), 3);
+    assert_eq!(d[0], format!("web1/{}/{MANIFEST_NAME}", IDS[0]));
+    assert_eq!(r.stores[0].hosts[0].delete[0].status, Status::Deleted);
+    assert_eq!(r.stores[0].hosts[0].delete[0].deleted_objects, 3);
+    let left: Vec<String> = list(a.as_ref(), None)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(left, vec![IDS[1], IDS[2]]);
+}
+
+#[test]
+fn a_failed_listing_deletes_nothing_anywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broken = Recorder::new(&dir.path().join("a"));
+    broken.fail_list = true;
+    let broken = Arc::new(broken);
+    let ok = Arc::new(Recorder::new(&dir.path().join("b")));
+    for id in IDS {
+        snapshot(ok.as_ref(), id, true);
+    }
+    let hosts = vec!["web1".to_string()];
+    let r = prune(
+        &[
+            target("s3", broken.clone(), 1),
+            target("offsite", ok.clone(), 1),
+        ],
+        &hosts,
+        dir.path(),
+        &opts(false),
+    );
+    assert!(!r.ok);
+    assert!(ok.deletes.lock().unwrap().is_empty());
+    assert!(
+        r.errors[0].contains("nothing was deleted"),
+        "{:?}",
+        r.errors
+    );
+    assert!(r.stores[0].error.as_deref().unwrap().contains("simulated"));
+    // The healthy store's plan is still shown, as not carried out.
+    let plan = &r.stores[1].hosts[0];
+    assert_eq!(plan.delete.len(), 2);
+    assert!(plan.delete.iter().all(|d| d.status == Status::Skipped));
+}
+
+#[test]
+fn a_failed_delete_stops_that_store_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut flaky = Recorder::new(&dir.path().join("a"));
+    flaky.fail_delete_after = Some(1);
+    let flaky = Arc::new(flaky);
+    let ok = Arc::new(Recorder::new(&dir.path().join("b")));
+    for id in IDS {
+        snapshot(flaky.as_ref(), id, true);
+        snapshot(ok.as_ref(), id, true);
+    }
+    let hosts = vec!["web1".to_string()];
+    let r = prune(
+        &[
+            target("s3", flaky.clone(), 1),
+            target("offsite", ok.clone(), 1),
+        ],
+        &hosts,
+        dir.path(),
+        &opts(false),
+    );
+    assert!(!r.ok);
+    // Newest first: IDS[1] lost its manifest, then the store stopped; IDS[0] was not touched.
+    let plan = &r.stores[0].hosts[0];
+    assert_eq!(plan.delete[0].snapshot, IDS[1]);
+    assert_eq!(plan.delete[0].status, Status::Failed);
+    assert_eq!(plan.delete[0].deleted_objects, 1);
+    assert_eq!(plan.delete[1].status, Status::Skipped);
+    let listed = list(flaky.as_ref(), None).unwrap();
+    assert!(listed.iter().any(|s| s.id == IDS[1] && !s.complete));
+    assert!(listed.iter().any(|s| s.id == IDS[0] && s.complete));
+    // The other store went ahead.
+    assert_eq!(ok.deletes.lock().unwrap().len(), 6);
+}
+
+#[test]
+fn dry_run_deletes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Arc::new(Recorder::new(&dir.path().join("a")));
+    for id in IDS {
+        snapshot(a.as_ref(), id, true);
+    }
+    let hosts = vec!["web1".to_string()];
+    let r = prune(
+        &[target("a", a.clone(), 1)],
+        &hosts,
+        dir.path(),
+        &opts(true),
+    );
+    assert!(r.ok);
+    assert!(a.deletes.lock().unwrap().is_empty());
+    assert_eq!(r.stores[0].hosts[0].delete.len(), 2);
+    assert!(r.stores[0].hosts[0]
+        .delete
+        .iter()
+        .all(|d| d.status == Status::Planned));
+}
+
+#[test]
+fn an_empty_side_blocks_the_host_in_both_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = Arc::new(Recorder::new(&dir.path().join("a")));
+    let full = Arc::new(Recorder::new(&dir.path().join("b")));
+    for id in IDS {
+        snapshot(full.as_ref(), id, true);
+    }
+    let hosts = vec!["web1".to_string()];
+    let r = prune(
+        &[
+            target("s3", empty.clone(), 1),
+            target("offsite", full.clone(), 1),
+        ],
+        &hosts,
+        dir.path(),
+        &opts(false),
+    );
+    assert!(!r.ok);
+    assert!(full.deletes.lock().unwrap().is_empty());
+    assert!(r.stores[1].hosts[0].error.is_some());
+}
+
+#[test]
+fn a_snapshot_committed_after_planning_is_not_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Recorder::new(&dir.path().join("a"));
+    snapshot(&a, IDS[0], false);
+    put(&a, &format!("web1/{}/{MANIFEST_NAME}", IDS[0]));
+    let d = Doomed {
+        snapshot: IDS[0].into(),
+        complete: false,
+        age_hours: Some(80.0),
+        objects: 2,
+        bytes: 2,
+        reason: DeleteReason::Abandoned,
+        status: Status::Planned,
+        deleted_objects: 0,
+        error: None,
+    };
+    let (n, res) = delete_snapshot(&a, "web1", &d);
+    assert_eq!(n, 0);
+    assert!(res.is_err());
+    assert!(a.deletes.lock().unwrap().is_empty());
+}

@@ -1,0 +1,302 @@
+//! `offsite refresh`: restore the newest verified snapshot into each configured dev/test database,
+//! run the post-refresh SQL (anonymization) there, then swap it in.
+//!
+//! Per `office.refresh` entry:
+//! 1. [`guards::plan`] checks every rule before anything is touched: the target is no production
+//!    database, its name matches `allow_pattern`, the post_sql files exist, and the newest snapshot
+//!    that passed `verify` holds the source. A refusal touches nothing and counts as exit code 2.
+//! 2. The engine module takes a per-target lock on the server, repairs what a killed earlier refresh
+//!    left behind, restores into `<target>_offsite_new_<hex>` with [`restore_db`], runs post_sql
+//!    there (developers never see the un-anonymized data), and swaps it in: [`swap_pg`] renames the
+//!    two databases in one transaction, [`swap_mysql`] moves every table in one `RENAME TABLE`.
+//!    Each module's doc says what a kill at each point leaves behind.
+//!
+//! One entry's failure does not stop the others; the exit code is the worst of them.
+//! The caller holds the office lock ([`Office::lock`]): a prune meanwhile could delete the snapshot
+//! being restored.
+
+pub mod guards;
+mod mysql_journal;
+mod mysql_objects;
+pub mod swap_mysql;
+pub mod swap_pg;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::config::{Refresh, Secret};
+use crate::error::usage;
+use crate::office::context::Office;
+use crate::restore::db::{restore_db, DbTarget};
+use crate::snapshot::manifest::Engine;
+use guards::{Checked, Plan};
+
+/// Every name we derive from a target gets this many characters more: `_offsite_new_1a2b`.
+pub const SUFFIX_LEN: usize = "_offsite_new_0000".len();
+/// PostgreSQL truncates identifiers to 63 bytes (MariaDB allows 64): longer derived names would
+/// silently collide.
+pub const MAX_TARGET_LEN: usize = 63 - SUFFIX_LEN;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Refreshed,
+    Failed,
+    Refused,
+}
+
+/// What happened to one `office.refresh` entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct EntryReport {
+    pub database: String,
+    pub server: String,
+    pub host: String,
+    pub source: String,
+    pub status: Status,
+    /// For a refusal: the rule that refused (`production-source`, `allow-pattern`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The verified snapshot restored (or that would have been).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<String>,
+    /// Plain SQL bytes restored.
+    pub bytes: u64,
+    pub seconds: f64,
+    pub restore_seconds: f64,
+    pub post_sql_seconds: f64,
+    /// post_sql files that ran, in order.
+    pub post_sql: Vec<PathBuf>,
+    /// An existing database was replaced (false: the target was created).
+    pub replaced: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RefreshReport {
+    pub ok: bool,
+    pub exit_code: u8,
+    pub entries: Vec<EntryReport>,
+}
+
+impl Status {
+    fn exit_code(self) -> u8 {
+        match self {
+            Status::Refreshed => 0,
+            Status::Failed => 1,
+            Status::Refused => 2,
+        }
+    }
+}
+
+/// What an engine module needs to know about the target.
+pub struct Target<'a> {
+    pub url: &'a str,
+    pub password: Option<&'a Secret>,
+    pub database: &'a str,
+    pub post_sql: &'a [PathBuf],
+}
+
+/// What an engine module reports back.
+#[derive(Debug, Default)]
+pub struct Swapped {
+    pub bytes: u64,
+    pub restore_seconds: f64,
+    pub post_sql_seconds: f64,
+    pub replaced: bool,
+}
+
+/// Restores the dump into the named new database (the engine module picks the name).
+pub type RestoreInto<'a> = dyn Fn(&str) -> Result<u64> + 'a;
+
+pub fn new_name(target: &str, hex: &str) -> String {
+    format!("{target}_offsite_new_{hex}")
+}
+
+pub fn old_name(target: &str, hex: &str) -> String {
+    format!("{target}_offsite_old_{hex}")
+}
+
+/// The `<hex>` of `name` if it is `<target>_offsite_<kind>_<4 hex>`: only names we made.
+pub fn derived_hex<'n>(name: &'n str, target: &str, kind: &str) -> Option<&'n str> {
+    let hex = name
+        .strip_prefix(target)?
+        .strip_prefix("_offsite_")?
+        .strip_prefix(kind)?
+        .strip_prefix('_')?;
+    (hex.len() == 4 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))).then_some(hex)
+}
+
+pub fn random_hex() -> String {
+    format!("{:04x}", rand::random::<u16>())
+}
+
+/// Test hook: `OFFSITE_TEST_KILL_AT=<point>` sends SIGKILL to this process at that point, so the
+/// tests can show exactly what a kill there leaves behind instead of racing a timer.
+pub(crate) fn kill_point(point: &str) {
+    if std::env::var("OFFSITE_TEST_KILL_AT").is_ok_and(|v| v == point) {
+        // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+}
+
+/// Refreshes every configured entry (or those whose target database is `only`).
+pub fn refresh(
+    office: &Office,
+    rt: &tokio::runtime::Handle,
+    only: Option<&str>,
+) -> Result<RefreshReport> {
+    let all = &office.office.refresh;
+    if all.is_empty() {
+        return Err(usage(format!(
+            "{}: office.refresh is empty: nothing to refresh",
+            office.cfg.path.display()
+        )));
+    }
+    let selected: Vec<&Refresh> = all
+        .iter()
+        .filter(|r| only.is_none_or(|o| r.database == o))
+        .collect();
+    if selected.is_empty() {
+        let names: Vec<&str> = all.iter().map(|r| r.database.as_str()).collect();
+        return Err(usage(format!(
+            "--only {}: no office.refresh entry has that database (configured: {})",
+            only.unwrap_or_default(),
+            names.join(", ")
+        )));
+    }
+    let entries: Vec<EntryReport> = selected
+        .into_iter()
+        .map(|r| refresh_one(office, rt, r))
+        .collect();
+    let exit_code = entries
+        .iter()
+        .map(|e| e.status.exit_code())
+        .max()
+        .unwrap_or(0);
+    Ok(RefreshReport {
+        ok: exit_code == 0,
+        exit_code,
+        entries,
+    })
+}
+
+fn refresh_one(office: &Office, rt: &tokio::runtime::Handle, r: &Refresh) -> EntryReport {
+    let start = Instant::now();
+    let mut report = EntryReport {
+        database: r.database.clone(),
+        server: r.server.url.clone(),
+        host: r.host.clone(),
+        source: r.source.clone(),
+        status: Status::Failed,
+        rule: None,
+        error: None,
+        snapshot: None,
+        verified_at: None,
+        bytes: 0,
+        seconds: 0.0,
+        restore_seconds: 0.0,
+        post_sql_seconds: 0.0,
+        post_sql: Vec::new(),
+        replaced: false,
+    };
+    match guards::plan(office, r) {
+        Checked::Refused(refusal) => {
+            report.status = Status::Refused;
+            report.rule = Some(refusal.rule.to_string());
+            report.error = Some(refusal.message);
+            report.snapshot = refusal.snapshot;
+        }
+        Checked::Failed(e) => {
+            report.error = Some(format!("{e:#}"));
+        }
+        Checked::Ok(plan) => {
+            report.snapshot = Some(plan.snapshot.id.clone());
+            report.verified_at = Some(plan.record.verified_at.clone());
+            match run(office, rt, r, &plan) {
+                Ok(s) => {
+                    report.status = Status::Refreshed;
+                    report.bytes = s.bytes;
+                    report.restore_seconds = s.restore_seconds;
+                    report.post_sql_seconds = s.post_sql_seconds;
+                    report.post_sql = r.post_sql.clone();
+                    report.replaced = s.replaced;
+                }
+                Err(e) => {
+                    report.error = Some(format!("{e:#}"));
+                }
+            }
+        }
+    }
+    report.seconds = start.elapsed().as_secs_f64();
+    report
+}
+
+fn run(office: &Office, rt: &tokio::runtime::Handle, r: &Refresh, plan: &Plan) -> Result<Swapped> {
+    let dir = plan.snapshot.dir();
+    let restore = |database: &str| -> Result<u64> {
+        tracing::info!(
+            "restoring {} of {}/{} (verified {}) into {database}",
+            r.source,
+            r.host,
+            plan.snapshot.id,
+            plan.record.verified_at
+        );
+        let target = DbTarget {
+            server_url: r.server.url.clone(),
+            password: r.server.password.clone(),
+            database: database.to_string(),
+            replace: false,
+        };
+        restore_db(
+            rt,
+            office.offsite.as_ref(),
+            &dir,
+            &plan.manifest,
+            &r.source,
+            &office.decryption,
+            &target,
+        )
+    };
+    let target = Target {
+        url: &r.server.url,
+        password: r.server.password.as_ref(),
+        database: &r.database,
+        post_sql: &r.post_sql,
+    };
+    match plan.engine {
+        Engine::Postgres => swap_pg::refresh(rt, &target, &restore),
+        Engine::Mysql => swap_mysql::refresh(rt, &target, &restore),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_names_are_recognized_exactly() {
+        let n = new_name("shop_dev", "1a2b");
+        assert_eq!(n, "shop_dev_offsite_new_1a2b");
+        assert_eq!(derived_hex(&n, "shop_dev", "new"), Some("1a2b"));
+        assert_eq!(derived_hex(&n, "shop_dev", "old"), None);
+        assert_eq!(derived_hex(&n, "shop", "new"), None);
+        assert_eq!(
+            derived_hex("shop_dev_offsite_new_1a2bc", "shop_dev", "new"),
+            None
+        );
+        assert_eq!(
+            derived_hex("shop_dev_offsite_new_1A2B", "shop_dev", "new"),
+            None
+        );
+        assert_eq!(SUFFIX_LEN, 17);
+        assert_eq!(MAX_TARGET_LEN, 46);
+    }
+}

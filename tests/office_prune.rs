@@ -1,0 +1,522 @@
+//! `offsite prune` with the real binary on real stores: a local directory, S3 (moto), and the offsite
+//! copy. Snapshots are written straight into the stores with chosen ids (prune decides from object
+//! presence alone, so a dummy object and a dummy `manifest.json.pgp` make a complete snapshot), and
+//! `OFFSITE_NOW` pins the clock.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use common::cli::{Run, Setup};
+use common::s3::{raw_client, runtime, PrivateMoto, TestBucket, ACCESS_KEY, SECRET_KEY};
+use offsite::office::record::{Freshness, VerifyRecord};
+use time::macros::{datetime, format_description};
+use time::OffsetDateTime;
+
+const HOST: &str = "web1";
+const NOW: OffsetDateTime = datetime!(2026-11-23 12:00:00 UTC);
+const NOW_ENV: &str = "2026-11-23T12:00:00Z";
+const MANIFEST: &str = "manifest.json.pgp";
+const OBJECT: &str = "db/postgres/shop.sql.zst.pgp";
+
+fn id_at(t: OffsetDateTime, n: usize) -> String {
+    let f = format_description!("[year][month][day]T[hour][minute][second]Z");
+    format!("{}-{n:04x}", t.format(f).expect("formatting an id"))
+}
+
+/// Three snapshots a day (02:00, 10:00, 18:00) over the ten days before NOW: Nov 13 .. Nov 22.
+fn three_a_day() -> Vec<(String, OffsetDateTime)> {
+    let mut out = Vec::new();
+    for day in 13u8..=22 {
+        for hour in [2u8, 10, 18] {
+            let t = time::Date::from_calendar_date(2026, time::Month::November, day)
+                .unwrap()
+                .with_hms(hour, 0, 0)
+                .unwrap()
+                .assume_utc();
+            out.push((id_at(t, out.len()), t));
+        }
+    }
+    out
+}
+
+/// What keep_last 2 + keep_daily 7 keeps of [`three_a_day`]: Nov 22 10:00 (keep_last), and 18:00
+/// of Nov 16 .. 22 (keep_daily; Nov 22 18:00 also keep_last).
+fn expected_kept(snaps: &[(String, OffsetDateTime)]) -> BTreeSet<String> {
+    snaps
+        .iter()
+        .filter(|(_, t)| (t.day() >= 16 && t.hour() == 18) || (t.day() == 22 && t.hour() == 10))
+        .map(|(id, _)| id.clone())
+        .collect()
+}
+
+fn ids(snaps: &[(String, OffsetDateTime)]) -> BTreeSet<String> {
+    snaps.iter().map(|(id, _)| id.clone()).collect()
+}
+
+fn write_local(root: &Path, id: &str, complete: bool) {
+    let dir = root.join(HOST).join(id);
+    std::fs::create_dir_all(dir.join("db/postgres")).unwrap();
+    std::fs::write(dir.join(OBJECT), b"dump bytes").unwrap();
+    if complete {
+        std::fs::write(dir.join(MANIFEST), b"manifest").unwrap();
+    }
+}
+
+/// Snapshot dirs of HOST in a local store: id -> complete.
+fn local_snapshots(root: &Path) -> Vec<(String, bool)> {
+    let mut out: Vec<(String, bool)> = match std::fs::read_dir(root.join(HOST)) {
+        Ok(rd) => rd
+            .flatten()
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.path().join(MANIFEST).exists(),
+                )
+            })
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    out.sort();
+    out
+}
+
+fn local_ids(root: &Path) -> BTreeSet<String> {
+    local_snapshots(root)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
+}
+
+fn s3_yaml(endpoint: &str, bucket: &str) -> String {
+    format!(
+        "store:\n  s3: {{ bucket: {bucket}, prefix: prod, region: us-east-1, endpoint: '{endpoint}', path_style: true, access_key_id: '{ACCESS_KEY}', secret_access_key: '{SECRET_KEY}' }}"
+    )
+}
+
+/// The office section's retention lines (indented into `office:` by Setup's config).
+fn office_yaml(retention: &str) -> String {
+    format!("  offsite_dir: offsite\n  retention: {retention}")
+}
+
+fn put_s3(client: &aws_sdk_s3::Client, bucket: &str, id: &str, complete: bool) {
+    let mut keys = vec![OBJECT];
+    if complete {
+        keys.push(MANIFEST);
+    }
+    for k in keys {
+        runtime()
+            .block_on(
+                client
+                    .put_object()
+                    .bucket(bucket)
+                    .key(format!("prod/{HOST}/{id}/{k}"))
+                    .body(aws_sdk_s3::primitives::ByteStream::from_static(b"bytes"))
+                    .send(),
+            )
+            .expect("put_object");
+    }
+}
+
+/// Snapshot ids of HOST in the bucket, with whether each has its manifest.
+fn s3_snapshots(client: &aws_sdk_s3::Client, bucket: &str) -> Vec<(String, bool)> {
+    let mut keys = Vec::new();
+    let mut token = None;
+    loop {
+        let out = runtime()
+            .block_on(
+                client
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .prefix(format!("prod/{HOST}/"))
+                    .set_continuation_token(token.clone())
+                    .send(),
+            )
+            .expect("list_objects_v2");
+        keys.extend(
+            out.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string)),
+        );
+        token = out.next_continuation_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    let mut snaps = std::collections::BTreeMap::new();
+    for k in keys {
+        let mut parts = k.splitn(4, '/');
+        let (_, _, Some(id), Some(rest)) = (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let e = snaps.entry(id.to_string()).or_insert(false);
+        *e |= rest == MANIFEST;
+    }
+    snaps.into_iter().collect()
+}
+
+fn s3_ids(client: &aws_sdk_s3::Client, bucket: &str) -> BTreeSet<String> {
+    s3_snapshots(client, bucket)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
+}
+
+fn prune(s: &Setup, args: &[&str]) -> Run {
+    let mut all = vec!["prune"];
+    all.extend_from_slice(args);
+    s.offsite_env(&all, &[("OFFSITE_NOW", NOW_ENV)])
+}
+
+fn json(run: &Run) -> serde_json::Value {
+    serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("prune --json printed no JSON ({e}):\n{}", run.stdout))
+}
+
+/// Snapshot ids a store's plan deletes (or would), from `prune --json`.
+fn planned_deletes(v: &serde_json::Value, store: &str) -> BTreeSet<String> {
+    let s = v["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == store)
+        .unwrap_or_else(|| panic!("no store {store} in {v}"));
+    s["hosts"][0]["delete"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["snapshot"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn verified(offsite: &Path, id: &str, t: OffsetDateTime, ok: bool) {
+    let rfc = |t: OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    VerifyRecord {
+        format: offsite::office::record::FORMAT.into(),
+        version: offsite::office::record::VERSION,
+        host: HOST.into(),
+        snapshot: id.into(),
+        snapshot_time: rfc(t),
+        verified_at: rfc(t + time::Duration::hours(1)),
+        verified_from: "offsite".into(),
+        ok,
+        seconds: 1.0,
+        signer: "offsite web1".into(),
+        stored_bytes: 10,
+        plain_bytes: 10,
+        freshness: Freshness {
+            age_hours: 1.0,
+            max_age_hours: 26.0,
+            ok: true,
+        },
+        databases: Vec::new(),
+        trees: Vec::new(),
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    }
+    .save(offsite)
+    .expect("saving a verify record");
+}
+
+#[test]
+fn daily_policy_on_a_local_store_and_the_offsite_copy() {
+    let s = Setup::new(HOST);
+    s.config(&office_yaml("{ keep_last: 2, keep_daily: 7 }"));
+    let snaps = three_a_day();
+    for (id, _) in &snaps {
+        write_local(&s.path("store"), id, true);
+        write_local(&s.path("offsite"), id, true);
+    }
+    let want_kept = expected_kept(&snaps);
+    assert_eq!(want_kept.len(), 8);
+    let want_deleted: BTreeSet<String> = ids(&snaps).difference(&want_kept).cloned().collect();
+
+    // Dry run: the full plan, nothing deleted.
+    let dry = prune(&s, &["--dry-run"]).expect(0);
+    assert!(dry.stdout.contains("dry run"), "{}", dry.stdout);
+    for id in &want_deleted {
+        assert!(
+            dry.stdout.contains(&format!("{HOST}/{id}  would delete")),
+            "{id} not listed for deletion:\n{}",
+            dry.stdout
+        );
+    }
+    assert!(
+        dry.stdout.contains("local: would delete 22 snapshots"),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(local_ids(&s.path("store")), ids(&snaps));
+    let v = json(&prune(&s, &["--dry-run", "--json"]).expect(0));
+    assert_eq!(v["dry_run"], true);
+    assert_eq!(planned_deletes(&v, "local"), want_deleted);
+    assert_eq!(planned_deletes(&v, "offsite"), want_deleted);
+    assert_eq!(local_ids(&s.path("store")), ids(&snaps));
+    assert_eq!(local_ids(&s.path("offsite")), ids(&snaps));
+
+    // Why each kept snapshot is kept.
+    let newest = &snaps[snaps.len() - 1].0;
+    let kept = v["stores"][0]["hosts"][0]["keep"].as_array().unwrap();
+    let first = kept.iter().find(|k| k["snapshot"] == *newest).unwrap();
+    assert_eq!(
+        first["reasons"],
+        serde_json::json!(["keep_last", "keep_daily"])
+    );
+
+    let run = prune(&s, &["--json"]).expect(0);
+    let v = json(&run);
+    assert_eq!(v["ok"], true);
+    for store in ["local", "offsite"] {
+        let st = v["stores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == store)
+            .unwrap();
+        for d in st["hosts"][0]["delete"].as_array().unwrap() {
+            assert_eq!(d["status"], "deleted", "{d}");
+            assert_eq!(d["deleted_objects"], 2, "{d}");
+        }
+    }
+    assert_eq!(local_ids(&s.path("store")), want_kept);
+    assert_eq!(local_ids(&s.path("offsite")), want_kept);
+    // The verify records live in the offsite dir too: untouched (there are none here, but the
+    // reports folder must not be mistaken for a host).
+    let again = prune(&s, &[]).expect(0);
+    assert!(
+        again.stdout.contains("local: deleted 0 snapshots"),
+        "{}",
+        again.stdout
+    );
+}
+
+#[test]
+fn offsite_retention_applies_to_the_offsite_copy() {
+    let s = Setup::new(HOST);
+    s.config(&format!(
+        "{}\n  offsite_retention: {{ keep_last: 1 }}",
+        office_yaml("{ keep_last: 2, keep_daily: 7 }")
+    ));
+    let snaps = three_a_day();
+    for (id, _) in &snaps {
+        write_local(&s.path("store"), id, true);
+        write_local(&s.path("offsite"), id, true);
+    }
+    prune(&s, &[]).expect(0);
+    assert_eq!(local_ids(&s.path("store")), expected_kept(&snaps));
+    let newest: BTreeSet<String> = [snaps[snaps.len() - 1].0.clone()].into();
+    assert_eq!(local_ids(&s.path("offsite")), newest);
+}
+
+#[test]
+fn daily_policy_on_s3() {
+    let bucket = TestBucket::new("prune");
+    let s = Setup::new(HOST);
+    s.config_with_store(
+        &s3_yaml(&common::s3::endpoint(), &bucket.name),
+        &office_yaml("{ keep_last: 2, keep_daily: 7 }"),
+    );
+    let snaps = three_a_day();
+    for (id, _) in &snaps {
+        put_s3(bucket.client(), &bucket.name, id, true);
+        write_local(&s.path("offsite"), id, true);
+    }
+    // An abandoned push on S3, three days old: removed whole, however many objects it has.
+    let dead = id_at(NOW - time::Duration::days(3), 0xdead);
+    put_s3(bucket.client(), &bucket.name, &dead, false);
+
+    let want_kept = expected_kept(&snaps);
+    let want_deleted: BTreeSet<String> = ids(&snaps).difference(&want_kept).cloned().collect();
+    let mut want_s3_deleted = want_deleted.clone();
+    want_s3_deleted.insert(dead.clone());
+
+    let v = json(&prune(&s, &["--dry-run", "--json"]).expect(0));
+    assert_eq!(planned_deletes(&v, "s3"), want_s3_deleted);
+    assert_eq!(planned_deletes(&v, "offsite"), want_deleted);
+    let mut all = ids(&snaps);
+    all.insert(dead.clone());
+    assert_eq!(s3_ids(bucket.client(), &bucket.name), all);
+
+    let run = prune(&s, &[]).expect(0);
+    assert!(
+        run.stdout.contains("s3: deleted 23 snapshots"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(&format!("{HOST}/{dead}  deleted")),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(s3_ids(bucket.client(), &bucket.name), want_kept);
+    assert!(s3_snapshots(bucket.client(), &bucket.name)
+        .iter()
+        .all(|(_, complete)| *complete));
+    assert_eq!(local_ids(&s.path("offsite")), want_kept);
+}
+
+#[test]
+fn the_newest_verified_snapshot_survives_the_policy() {
+    let s = Setup::new(HOST);
+    s.config(&office_yaml("{ keep_last: 2 }"));
+    let offsite = s.path("offsite");
+    let mut snaps = Vec::new();
+    for day in 10u8..=20 {
+        let t = time::Date::from_calendar_date(2026, time::Month::November, day)
+            .unwrap()
+            .with_hms(2, 0, 0)
+            .unwrap()
+            .assume_utc();
+        let id = id_at(t, day as usize);
+        write_local(&s.path("store"), &id, true);
+        write_local(&offsite, &id, true);
+        snaps.push((id, t));
+    }
+    // Verify passed for Nov 11 only; Nov 12's failed, the newer ones were never verified.
+    verified(&offsite, &snaps[1].0, snaps[1].1, true);
+    verified(&offsite, &snaps[2].0, snaps[2].1, false);
+
+    let run = prune(&s, &[]).expect(0);
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.contains(&snaps[1].0))
+        .unwrap_or_else(|| panic!("{}", run.stdout));
+    assert!(
+        line.contains("keep") && line.contains("newest verified snapshot"),
+        "{line}"
+    );
+    let want: BTreeSet<String> =
+        [snaps[1].0.clone(), snaps[9].0.clone(), snaps[10].0.clone()].into();
+    assert_eq!(local_ids(&s.path("store")), want);
+    assert_eq!(local_ids(&offsite), want);
+    // Records stay, also of deleted snapshots.
+    assert!(offsite
+        .join(format!("reports/verify/{HOST}/{}.json", snaps[2].0))
+        .exists());
+}
+
+#[test]
+fn incomplete_snapshots_are_removed_only_after_48_hours() {
+    let s = Setup::new(HOST);
+    s.config(&office_yaml("{ keep_last: 10 }"));
+    let complete = id_at(NOW - time::Duration::days(5), 1);
+    let hour_old = id_at(NOW - time::Duration::hours(1), 2);
+    let day_old = id_at(NOW - time::Duration::days(1), 3);
+    let three_days_old = id_at(NOW - time::Duration::days(3), 4);
+    for root in [s.path("store"), s.path("offsite")] {
+        write_local(&root, &complete, true);
+        for id in [&hour_old, &day_old, &three_days_old] {
+            write_local(&root, id, false);
+        }
+    }
+    let run = prune(&s, &[]).expect(0);
+    assert!(run.stdout.contains("its push died"), "{}", run.stdout);
+    let want = vec![
+        (complete.clone(), true),
+        (day_old.clone(), false),
+        (hour_old.clone(), false),
+    ];
+    let mut want = want;
+    want.sort();
+    assert_eq!(local_snapshots(&s.path("store")), want);
+    assert_eq!(local_snapshots(&s.path("offsite")), want);
+    assert!(!s.path("store").join(HOST).join(&three_days_old).exists());
+}
+
+#[test]
+fn no_retention_is_a_usage_error() {
+    let s = Setup::new(HOST);
+    s.config("  offsite_dir: offsite");
+    write_local(
+        &s.path("store"),
+        &id_at(NOW - time::Duration::days(9), 1),
+        true,
+    );
+    let run = prune(&s, &[]).expect(2);
+    assert!(run.stderr.contains("retention:"), "{}", run.stderr);
+    assert_eq!(local_snapshots(&s.path("store")).len(), 1);
+}
+
+#[test]
+fn an_empty_s3_listing_deletes_nothing_offsite() {
+    // S3 lists nothing (a wrong prefix, or an emptied bucket) while the offsite copy has snapshots:
+    // the offsite copy may now be the only one, so it is not pruned either.
+    let bucket = TestBucket::new("prune-empty");
+    let s = Setup::new(HOST);
+    s.config_with_store(
+        &s3_yaml(&common::s3::endpoint(), &bucket.name),
+        &office_yaml("{ keep_last: 1 }"),
+    );
+    let snaps = three_a_day();
+    for (id, _) in &snaps {
+        write_local(&s.path("offsite"), id, true);
+    }
+    let run = prune(&s, &[]).expect(1);
+    assert!(
+        run.stderr.contains("s3 lists no complete snapshot of web1"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(local_ids(&s.path("offsite")), ids(&snaps));
+}
+
+#[test]
+fn a_failing_s3_listing_deletes_nothing_anywhere() {
+    let moto = PrivateMoto::start();
+    let bucket = "offsite-prune-dead";
+    let client = raw_client(&moto.endpoint, ACCESS_KEY, SECRET_KEY);
+    runtime()
+        .block_on(client.create_bucket().bucket(bucket).send())
+        .expect("create bucket");
+    let s = Setup::new(HOST);
+    s.config_with_store(
+        &s3_yaml(&moto.endpoint, bucket),
+        &office_yaml("{ keep_last: 1 }"),
+    );
+    let snaps = three_a_day();
+    for (id, _) in &snaps {
+        put_s3(&client, bucket, id, true);
+        write_local(&s.path("offsite"), id, true);
+    }
+    // The plan works while the server is up...
+    let v = json(&prune(&s, &["--dry-run", "--json"]).expect(0));
+    assert_eq!(planned_deletes(&v, "offsite").len(), snaps.len() - 1);
+
+    // ...and with the server gone, nothing is deleted, not even in the offsite copy.
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &moto.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let run = prune(&s, &[]).expect(1);
+    assert!(
+        run.stderr.contains("listing failed in s3"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("nothing was deleted in any store"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.contains("not deleted"), "{}", run.stdout);
+    assert_eq!(local_ids(&s.path("offsite")), ids(&snaps));
+    assert!(local_snapshots(&s.path("offsite"))
+        .iter()
+        .all(|(_, complete)| *complete));
+
+    let run = prune(&s, &["--json"]).expect(1);
+    let v = json(&run);
+    assert_eq!(v["ok"], false);
+    let s3 = &v["stores"][0];
+    assert_eq!(s3["name"], "s3");
+    assert_eq!(s3["ok"], false);
+    assert!(s3["error"].as_str().unwrap().contains("listing"), "{s3}");
+    assert_eq!(local_ids(&s.path("offsite")), ids(&snaps));
+}
