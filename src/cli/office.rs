@@ -2,11 +2,106 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use super::Cli;
+use super::{prune, pull, refresh, report, runtime, verify, Cli};
+use offsite::office::context::Office;
 
 #[derive(clap::Args)]
-pub struct Args {}
+#[command(after_help = "\
+Runs, in order: pull, verify (the newest snapshot of every host), report, prune (when a retention
+policy is configured), refresh (when refresh entries are configured), then notify (when configured).
+A step's failure does not stop the steps after it, except that refresh only ever uses snapshots that
+verify passed. The exit code is the worst of the steps': 0 all good, 1 something failed,
+2 a usage/config error or a refresh refused by a guard.")]
+pub struct Args {
+    /// Do not apply retention, even if configured.
+    #[arg(long)]
+    pub no_prune: bool,
+    /// Do not refresh dev/test databases, even if configured.
+    #[arg(long)]
+    pub no_refresh: bool,
+}
 
-pub fn run(_cli: &Cli, _a: &Args) -> Result<ExitCode> {
-    Err(anyhow::anyhow!("offsite office is not implemented yet"))
+pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
+    let office = Office::load(cli.load_config()?)?;
+    // One lock for the whole run: no other office command may interleave with it.
+    let _lock = office.lock()?;
+    let rt = runtime()?;
+    offsite::office::scratch::install_signal_cleanup(&rt, office.offsite_dir.clone());
+
+    let mut steps: Vec<(&str, u8)> = Vec::new();
+    let mut step = |name: &'static str, r: Result<ExitCode>| {
+        let code = match r {
+            Ok(c) if c == ExitCode::SUCCESS => 0,
+            Ok(c) => code_of(c),
+            Err(e) => {
+                eprintln!("{name}: error: {e:#}");
+                if offsite::error::is_usage(&e) {
+                    2
+                } else {
+                    1
+                }
+            }
+        };
+        eprintln!("== {name}: {}", if code == 0 { "ok" } else { "FAILED" });
+        steps.push((name, code));
+    };
+
+    eprintln!("== pull");
+    step("pull", pull::run_with(cli, &office, &rt, &pull::Args { host: None }));
+    eprintln!("== verify");
+    let verify_args = verify::Args { snapshot: "latest".into(), host: None, from_s3: false, keep_scratch: false };
+    step("verify", verify::run_with(cli, &office, &rt, &verify_args));
+    eprintln!("== report");
+    step("report", report::run_with(cli, &office.cfg, &report::Args { out: None, host: None }));
+    let o = &office.office;
+    if !a.no_prune && (o.retention.is_some() || o.offsite_retention.is_some()) {
+        eprintln!("== prune");
+        step("prune", prune::run_with(cli, &office, &rt, &prune::Args { dry_run: false, host: None }));
+    }
+    if !a.no_refresh && !o.refresh.is_empty() {
+        eprintln!("== refresh");
+        step("refresh", refresh::run_with(cli, &office, &rt, &refresh::Args { only: None }));
+    }
+    let worst = steps.iter().map(|(_, c)| *c).max().unwrap_or(0);
+
+    let report_json = offsite::office::record::reports_dir(&office.offsite_dir).join("report.json");
+    if o.notify.webhook.is_some() || o.notify.command.is_some() {
+        let report: serde_json::Value = std::fs::read(&report_json)
+            .ok()
+            .and_then(|d| serde_json::from_slice(&d).ok())
+            .unwrap_or(serde_json::Value::Null);
+        let summary = serde_json::json!({
+            "event": "offsite-office",
+            "ok": worst == 0,
+            "exit_code": worst,
+            "steps": steps.iter().map(|(n, c)| serde_json::json!({ "step": n, "exit_code": c })).collect::<Vec<_>>(),
+            "report": {
+                "json": report_json,
+                "html": report_json.with_file_name("report.html"),
+                "summary": report.get("summary"),
+                "warnings": report.get("warnings"),
+            },
+        });
+        if let Err(e) = offsite::office::notify::notify(&o.notify, &summary, &report_json) {
+            eprintln!("notify: error: {e:#}");
+            steps.push(("notify", 1));
+        }
+    }
+    let worst = steps.iter().map(|(_, c)| *c).max().unwrap_or(0);
+    eprintln!(
+        "office: {} (report: {})",
+        if worst == 0 { "all steps ok".to_string() } else { format!("exit code {worst}") },
+        report_json.with_file_name("report.html").display()
+    );
+    Ok(ExitCode::from(worst))
+}
+
+/// ExitCode has no accessor; the steps only ever return 0-3.
+fn code_of(c: ExitCode) -> u8 {
+    for n in 1..=3u8 {
+        if c == ExitCode::from(n) {
+            return n;
+        }
+    }
+    1
 }

@@ -34,10 +34,7 @@ pub struct Args {
 
 pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     let office = Office::load(cli.load_config()?)?;
-    let hosts = office.hosts(a.host.as_deref())?;
-    let now = now()?;
     let rt = runtime()?;
-    let targets = prune::targets(&office, rt.handle())?;
     // A pull writing into the offsite copy, or reading a snapshot from S3, must not see it vanish.
     // A dry run deletes nothing and so may run beside them.
     let _lock = if a.dry_run {
@@ -45,6 +42,14 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     } else {
         Some(office.lock()?)
     };
+    run_with(cli, &office, &rt, a)
+}
+
+/// The work of `prune`, for a caller that holds the office lock.
+pub fn run_with(cli: &Cli, office: &Office, rt: &tokio::runtime::Runtime, a: &Args) -> Result<ExitCode> {
+    let hosts = office.hosts(a.host.as_deref())?;
+    let now = now()?;
+    let targets = prune::targets(office, rt.handle())?;
     let report = prune::prune(
         &targets,
         &hosts,

@@ -17,9 +17,14 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     let office = Office::load(cli.load_config()?)?;
     let _lock = office.lock()?;
     let rt = runtime()?;
+    run_with(cli, &office, &rt, a)
+}
+
+/// The work of `pull`, for a caller that holds the office lock.
+pub fn run_with(cli: &Cli, office: &Office, rt: &tokio::runtime::Runtime, a: &Args) -> Result<ExitCode> {
     let source = offsite::store::open(&office.cfg, rt.handle())?;
     let record =
-        offsite::office::pull::pull(&office, source.as_ref(), a.host.as_deref(), super::now()?)?;
+        offsite::office::pull::pull(office, source.as_ref(), a.host.as_deref(), super::now()?)?;
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&record)?);
     } else {

@@ -28,7 +28,12 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     // A prune running meanwhile could delete the snapshot being restored.
     let _lock = office.lock()?;
     let rt = runtime()?;
-    let report = refresh(&office, rt.handle(), a.only.as_deref())?;
+    run_with(cli, &office, &rt, a)
+}
+
+/// The work of `refresh`, for a caller that holds the office lock.
+pub fn run_with(cli: &Cli, office: &Office, rt: &tokio::runtime::Runtime, a: &Args) -> Result<ExitCode> {
+    let report = refresh(office, rt.handle(), a.only.as_deref())?;
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -28,7 +28,12 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     let _lock = office.lock()?;
     let rt = runtime()?;
     offsite::office::scratch::install_signal_cleanup(&rt, office.offsite_dir.clone());
-    let records = verify_all(&office, &rt, a, cli)?;
+    run_with(cli, &office, &rt, a)
+}
+
+/// The work of `verify`, for a caller that holds the office lock.
+pub fn run_with(cli: &Cli, office: &Office, rt: &tokio::runtime::Runtime, a: &Args) -> Result<ExitCode> {
+    let records = verify_all(office, rt, a, cli)?;
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&records)?);
     }

@@ -12,5 +12,6 @@ pub mod prune;
 pub mod pull;
 pub mod record;
 pub mod refresh;
+pub mod report;
 pub mod scratch;
 pub mod verify;

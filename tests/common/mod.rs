@@ -3,4 +3,5 @@
 pub mod cli;
 pub mod db;
 pub mod keys;
+pub mod office;
 pub mod s3;
