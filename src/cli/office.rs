@@ -47,20 +47,52 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     };
 
     eprintln!("== pull");
-    step("pull", pull::run_with(cli, &office, &rt, &pull::Args { host: None }));
+    step(
+        "pull",
+        pull::run_with(cli, &office, &rt, &pull::Args { host: None }),
+    );
     eprintln!("== verify");
-    let verify_args = verify::Args { snapshot: "latest".into(), host: None, from_s3: false, keep_scratch: false };
+    let verify_args = verify::Args {
+        snapshot: "latest".into(),
+        host: None,
+        from_s3: false,
+        keep_scratch: false,
+    };
     step("verify", verify::run_with(cli, &office, &rt, &verify_args));
     eprintln!("== report");
-    step("report", report::run_with(cli, &office.cfg, &report::Args { out: None, host: None }));
+    step(
+        "report",
+        report::run_with(
+            cli,
+            &office.cfg,
+            &report::Args {
+                out: None,
+                host: None,
+            },
+        ),
+    );
     let o = &office.office;
     if !a.no_prune && (o.retention.is_some() || o.offsite_retention.is_some()) {
         eprintln!("== prune");
-        step("prune", prune::run_with(cli, &office, &rt, &prune::Args { dry_run: false, host: None }));
+        step(
+            "prune",
+            prune::run_with(
+                cli,
+                &office,
+                &rt,
+                &prune::Args {
+                    dry_run: false,
+                    host: None,
+                },
+            ),
+        );
     }
     if !a.no_refresh && !o.refresh.is_empty() {
         eprintln!("== refresh");
-        step("refresh", refresh::run_with(cli, &office, &rt, &refresh::Args { only: None }));
+        step(
+            "refresh",
+            refresh::run_with(cli, &office, &rt, &refresh::Args { only: None }),
+        );
     }
     let worst = steps.iter().map(|(_, c)| *c).max().unwrap_or(0);
 
@@ -90,7 +122,11 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     let worst = steps.iter().map(|(_, c)| *c).max().unwrap_or(0);
     eprintln!(
         "office: {} (report: {})",
-        if worst == 0 { "all steps ok".to_string() } else { format!("exit code {worst}") },
+        if worst == 0 {
+            "all steps ok".to_string()
+        } else {
+            format!("exit code {worst}")
+        },
         report_json.with_file_name("report.html").display()
     );
     Ok(ExitCode::from(worst))
