@@ -32,6 +32,14 @@ pub fn push_keys(cfg: &Config) -> Result<PushKeys> {
             cfg.path.display()
         ))
     })?;
+    if let Some(key) = cfg.office.as_ref().and_then(|o| o.decryption_key.as_ref()) {
+        return Err(usage(format!(
+            "{} names office.decryption_key ({}): the key that reads every backup must never be on a production host. \
+             Keep the office: section in the office's own config; push needs only encryption.recipients and signing_key",
+            cfg.path.display(),
+            key.display()
+        )));
+    }
     let mut recipients = Vec::new();
     for path in &enc.recipients {
         for cert in load_certs(path)? {

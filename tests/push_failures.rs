@@ -155,7 +155,11 @@ fn bad_setups_exit_2_and_write_nothing() {
     .unwrap();
     let run = s.offsite(&["push"]);
     assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(run.stderr.contains("could decrypt its own backups"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("could decrypt its own backups"),
+        "{}",
+        run.stderr
+    );
     assert!(s.store_files().is_empty());
 }
 
@@ -246,7 +250,10 @@ fn a_hostile_dump_cannot_run_commands_where_it_is_restored() {
     let my = common::db::MyDb::new("hostile");
     my.exec("CREATE TABLE t (x int); INSERT INTO t VALUES (1)");
     // Stand-ins for the dump tools that slip a shell escape in before the real dump.
-    let fake_pg = fake_pg_dump(&s, &format!("echo '\\! touch {}'\nexec $REAL \"$@\"", pwned_pg.display()));
+    let fake_pg = fake_pg_dump(
+        &s,
+        &format!("echo '\\! touch {}'\nexec $REAL \"$@\"", pwned_pg.display()),
+    );
     let fake_my = s.path("fake-mariadb-dump");
     std::fs::write(
         &fake_my,
@@ -267,13 +274,54 @@ fn a_hostile_dump_cannot_run_commands_where_it_is_restored() {
     s.offsite(&["push"]).expect(0);
 
     let pg_target = PgDb::named(&format!("{}_r", pg.name));
-    let run = s.offsite(&["restore", "latest", "--db", &format!("postgres/{}", pg.name), "--into", &pg_target.name]).expect(1);
+    let run = s
+        .offsite(&[
+            "restore",
+            "latest",
+            "--db",
+            &format!("postgres/{}", pg.name),
+            "--into",
+            &pg_target.name,
+        ])
+        .expect(1);
     assert!(run.stderr.contains("restricted"), "{}", run.stderr);
     assert!(!pwned_pg.exists(), "psql ran a meta-command from the dump");
     assert!(!pg_target.exists(), "the half-restored database is dropped");
 
     let my_target = common::db::MyDb::named(&format!("{}_r", my.name));
-    let run = s.offsite(&["restore", "latest", "--db", &format!("mysql/{}", my.name), "--into", &my_target.name]).expect(1);
+    let run = s
+        .offsite(&[
+            "restore",
+            "latest",
+            "--db",
+            &format!("mysql/{}", my.name),
+            "--into",
+            &my_target.name,
+        ])
+        .expect(1);
     assert!(run.stderr.contains("sandbox"), "{}", run.stderr);
-    assert!(!pwned_my.exists(), "mariadb ran a shell command from the dump");
+    assert!(
+        !pwned_my.exists(),
+        "mariadb ran a shell command from the dump"
+    );
+}
+
+#[test]
+fn push_refuses_a_config_that_holds_the_office_key() {
+    let s = Setup::new("officekey-host");
+    let pg = PgDb::new("officekey");
+    s.config(&format!("postgres: [{{ url: '{PG_URL}', databases: [{}] }}]\n", pg.name));
+    // Setup's config has an office section naming keys/office.secret.asc; run push on it as it is.
+    let run = s.offsite_with(&s.config_path(), &["--quiet", "config", "check"], &[]).expect(0);
+    assert!(run.stdout.contains("decryption_key"));
+    let out = std::process::Command::new(common::cli::bin())
+        .arg("-c")
+        .arg(s.config_path())
+        .arg("push")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("must never be on a production host"), "{err}");
+    assert!(s.store_files().is_empty());
 }
