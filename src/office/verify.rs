@@ -97,7 +97,19 @@ fn check_snapshot(
 ) {
     record.signer = manifest.signer.clone();
     record.plain_bytes = manifest.objects.iter().map(|o| o.plain_size).sum();
-    record.warnings.extend(manifest.warnings.iter().cloned());
+    // A database's warnings travel with its result; keep the rest (trees, the snapshot) here.
+    let db_prefixes: Vec<String> = manifest
+        .databases
+        .iter()
+        .map(|d| format!("{}: ", d.source))
+        .collect();
+    record.warnings.extend(
+        manifest
+            .warnings
+            .iter()
+            .filter(|w| !db_prefixes.iter().any(|p| w.starts_with(p.as_str())))
+            .cloned(),
+    );
     let max_age = office.office.max_age.as_secs_f64() / 3600.0;
     record.freshness.max_age_hours = max_age;
     record.freshness.ok = record.freshness.age_hours <= max_age;
