@@ -103,7 +103,10 @@ pub fn push(
     let snapshot_dir = crate::snapshot::dir(&cfg.host, id.as_str());
     // A wrong bucket or credential should fail now, not after an hour of dumping.
     store.list(&snapshot_dir).with_context(|| {
-        format!("checking that the store {} is reachable before dumping; nothing was written", store.location())
+        format!(
+            "checking that the store {} is reachable before dumping; nothing was written",
+            store.location()
+        )
     })?;
     tracing::info!(
         "push: snapshot {} of {} sources to {}",

@@ -46,7 +46,12 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
 }
 
 /// The work of `prune`, for a caller that holds the office lock.
-pub fn run_with(cli: &Cli, office: &Office, rt: &tokio::runtime::Runtime, a: &Args) -> Result<ExitCode> {
+pub fn run_with(
+    cli: &Cli,
+    office: &Office,
+    rt: &tokio::runtime::Runtime,
+    a: &Args,
+) -> Result<ExitCode> {
     let hosts = office.hosts(a.host.as_deref())?;
     let now = now()?;
     let targets = prune::targets(office, rt.handle())?;

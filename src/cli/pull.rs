@@ -21,7 +21,12 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
 }
 
 /// The work of `pull`, for a caller that holds the office lock.
-pub fn run_with(cli: &Cli, office: &Office, rt: &tokio::runtime::Runtime, a: &Args) -> Result<ExitCode> {
+pub fn run_with(
+    cli: &Cli,
+    office: &Office,
+    rt: &tokio::runtime::Runtime,
+    a: &Args,
+) -> Result<ExitCode> {
     let source = offsite::store::open(&office.cfg, rt.handle())?;
     let record =
         offsite::office::pull::pull(office, source.as_ref(), a.host.as_deref(), super::now()?)?;

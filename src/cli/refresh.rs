@@ -32,7 +32,12 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
 }
 
 /// The work of `refresh`, for a caller that holds the office lock.
-pub fn run_with(cli: &Cli, office: &Office, rt: &tokio::runtime::Runtime, a: &Args) -> Result<ExitCode> {
+pub fn run_with(
+    cli: &Cli,
+    office: &Office,
+    rt: &tokio::runtime::Runtime,
+    a: &Args,
+) -> Result<ExitCode> {
     let report = refresh(office, rt.handle(), a.only.as_deref())?;
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

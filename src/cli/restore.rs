@@ -129,7 +129,8 @@ fn server_for(
 ) -> Result<(String, Option<offsite::config::Secret>)> {
     if let Some(url) = flag {
         // The same cleaning as the config: a password in --server never reaches argv or a message.
-        let (url, password) = offsite::config::clean_url(url).map_err(|e| usage(format!("--server: {e:#}")))?;
+        let (url, password) =
+            offsite::config::clean_url(url).map_err(|e| usage(format!("--server: {e:#}")))?;
         return Ok((url, password));
     }
     let servers = match (source.split('/').next(), cfg) {

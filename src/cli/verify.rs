@@ -32,7 +32,12 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
 }
 
 /// The work of `verify`, for a caller that holds the office lock.
-pub fn run_with(cli: &Cli, office: &Office, rt: &tokio::runtime::Runtime, a: &Args) -> Result<ExitCode> {
+pub fn run_with(
+    cli: &Cli,
+    office: &Office,
+    rt: &tokio::runtime::Runtime,
+    a: &Args,
+) -> Result<ExitCode> {
     let records = verify_all(office, rt, a, cli)?;
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&records)?);

@@ -594,7 +594,9 @@ fn db_server(
 /// from the user part (`postgres://u:pw@host/`) or a `password=` query parameter.
 pub fn clean_url(url: &str) -> Result<(String, Option<Secret>)> {
     let mut parsed = url::Url::parse(url).map_err(|e| {
-        anyhow::anyhow!("not a URL ({e}); e.g. postgres://backup@127.0.0.1:5432/ (the password is not shown)")
+        anyhow::anyhow!(
+            "not a URL ({e}); e.g. postgres://backup@127.0.0.1:5432/ (the password is not shown)"
+        )
     })?;
     let mut secret = parsed.password().map(|p| Secret::new(percent_decode(p)));
     // Fails only for URLs that cannot have a password at all, which then have none to remove.

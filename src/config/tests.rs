@@ -68,7 +68,8 @@ fn the_example_config_is_valid() {
 
 #[test]
 fn password_query_parameters_are_secrets_too() {
-    let (url, pw) = clean_url("postgres://u@db:5432/?sslmode=require&password=QuerySecret42").unwrap();
+    let (url, pw) =
+        clean_url("postgres://u@db:5432/?sslmode=require&password=QuerySecret42").unwrap();
     assert!(!url.contains("QuerySecret42"), "{url}");
     assert!(url.contains("sslmode=require"), "{url}");
     assert_eq!(pw.unwrap().expose(), "QuerySecret42");

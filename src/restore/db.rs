@@ -90,8 +90,17 @@ pub fn restore_db(
                 // The old database is dropped before the load (MariaDB cannot rename one), so prove
                 // the object intact first: a corrupt backup must not destroy the database it replaces.
                 drop(reader);
-                dump_to(store, snapshot_dir, manifest, source, keys, &mut std::io::sink())
-                    .with_context(|| format!("checking {source} before replacing {}", target.database))?;
+                dump_to(
+                    store,
+                    snapshot_dir,
+                    manifest,
+                    source,
+                    keys,
+                    &mut std::io::sink(),
+                )
+                .with_context(|| {
+                    format!("checking {source} before replacing {}", target.database)
+                })?;
                 let (_, reader) = open_dump(store, snapshot_dir, manifest, source, keys)?;
                 return restore_mysql(rt, reader, target);
             }
