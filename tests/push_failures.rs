@@ -310,9 +310,14 @@ fn a_hostile_dump_cannot_run_commands_where_it_is_restored() {
 fn push_refuses_a_config_that_holds_the_office_key() {
     let s = Setup::new("officekey-host");
     let pg = PgDb::new("officekey");
-    s.config(&format!("postgres: [{{ url: '{PG_URL}', databases: [{}] }}]\n", pg.name));
+    s.config(&format!(
+        "postgres: [{{ url: '{PG_URL}', databases: [{}] }}]\n",
+        pg.name
+    ));
     // Setup's config has an office section naming keys/office.secret.asc; run push on it as it is.
-    let run = s.offsite_with(&s.config_path(), &["--quiet", "config", "check"], &[]).expect(0);
+    let run = s
+        .offsite_with(&s.config_path(), &["--quiet", "config", "check"], &[])
+        .expect(0);
     assert!(run.stdout.contains("decryption_key"));
     let out = std::process::Command::new(common::cli::bin())
         .arg("-c")
