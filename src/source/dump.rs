@@ -11,12 +11,19 @@ use crate::snapshot::manifest::ObjectEntry;
 /// What the stream told us besides its bytes.
 pub trait DumpCounter {
     fn feed(&mut self, data: &[u8]);
+    /// Called once, after the last byte: fails when the stream cannot be a complete dump whatever
+    /// its marker says (it ends inside COPY data, or holds structure the restore client would read
+    /// differently from the counter).
+    fn finish(&mut self) -> Result<()>;
     fn end_marker_seen(&self) -> bool;
 }
 
 impl DumpCounter for super::counters::PgCounter {
     fn feed(&mut self, data: &[u8]) {
         super::counters::PgCounter::feed(self, data)
+    }
+    fn finish(&mut self) -> Result<()> {
+        super::counters::PgCounter::finish(self)
     }
     fn end_marker_seen(&self) -> bool {
         self.end_marker
@@ -27,13 +34,17 @@ impl DumpCounter for super::counters::MysqlCounter {
     fn feed(&mut self, data: &[u8]) {
         super::counters::MysqlCounter::feed(self, data)
     }
+    fn finish(&mut self) -> Result<()> {
+        super::counters::MysqlCounter::finish(self)
+    }
     fn end_marker_seen(&self) -> bool {
         self.end_marker
     }
 }
 
 /// Copies the child's stdout into `sink` while counting, then checks, in this order, that the child
-/// exited cleanly and that its end-of-dump marker went past, and only then commits the object. Returns
+/// exited cleanly, that the stream did not end mid-structure and that its end-of-dump marker was the
+/// last thing in it, and only then commits the object. Returns
 /// the child's stderr (warnings) with the object entry.
 pub fn stream_dump(
     name: &str,
@@ -65,6 +76,9 @@ pub fn stream_dump(
     }
     drop(out);
     let stderr = child.finish()?;
+    if let Err(e) = counter.finish() {
+        bail!("{name} exited cleanly but its output is not a complete dump, end-of-dump marker or not: {e:#}");
+    }
     if !counter.end_marker_seen() {
         bail!("{name} exited cleanly but its output lacks the end-of-dump marker: the dump is incomplete");
     }
