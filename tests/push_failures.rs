@@ -330,3 +330,20 @@ fn push_refuses_a_config_that_holds_the_office_key() {
     assert!(err.contains("must never be on a production host"), "{err}");
     assert!(s.store_files().is_empty());
 }
+
+#[test]
+fn a_pg_dump_older_than_the_server_is_refused_before_anything_is_written() {
+    let pg = PgDb::new("olddump");
+    let s = Setup::new("olddump-host");
+    let path = s.path("old-pg_dump");
+    std::fs::write(&path, "#!/bin/sh\necho 'pg_dump (PostgreSQL) 9.6.24'\n").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    pg_config(&s, &pg.name, Some(&path.display().to_string()));
+    let run = s.offsite(&["push"]).expect(2);
+    assert!(
+        run.stderr.contains("must be at least as new as the server"),
+        "{}",
+        run.stderr
+    );
+    assert!(s.store_files().is_empty());
+}
