@@ -36,16 +36,9 @@ pub fn pull(
     let mut hosts = Vec::new();
     for host in office.hosts(only_host)? {
         let h = pull_host(office, source, &host, now).unwrap_or_else(|e| PullHost {
-            host: host.clone(),
             ok: false,
-            pulled: Vec::new(),
-            objects: 0,
-            bytes: 0,
-            skipped_objects: 0,
-            newest_complete: None,
-            newest_complete_time: None,
-            incomplete: Vec::new(),
             error: Some(format!("{e:#}")),
+            ..PullHost::new(&host)
         });
         if let Some(e) = &h.error {
             tracing::error!("pull {host}: {e}");
@@ -72,18 +65,7 @@ fn pull_host(
 ) -> Result<PullHost> {
     let remote = list(source, Some(host))?;
     let local: Vec<SnapshotInfo> = list(office.offsite.as_ref(), Some(host))?;
-    let mut out = PullHost {
-        host: host.to_string(),
-        ok: true,
-        pulled: Vec::new(),
-        objects: 0,
-        bytes: 0,
-        skipped_objects: 0,
-        newest_complete: None,
-        newest_complete_time: None,
-        incomplete: Vec::new(),
-        error: None,
-    };
+    let mut out = PullHost::new(host);
     let mut errors = Vec::new();
     for snap in &remote {
         if !snap.complete {

@@ -219,6 +219,24 @@ pub struct Incomplete {
     pub abandoned: bool,
 }
 
+impl PullHost {
+    /// A host with nothing pulled yet, and no error.
+    pub fn new(host: &str) -> Self {
+        Self {
+            host: host.to_string(),
+            ok: true,
+            pulled: Vec::new(),
+            objects: 0,
+            bytes: 0,
+            skipped_objects: 0,
+            newest_complete: None,
+            newest_complete_time: None,
+            incomplete: Vec::new(),
+            error: None,
+        }
+    }
+}
+
 impl PullRecord {
     pub fn save(&self, offsite_dir: &Path) -> Result<PathBuf> {
         let dir = reports_dir(offsite_dir).join("pull");

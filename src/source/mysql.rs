@@ -10,8 +10,7 @@ use mysql_async::prelude::Queryable;
 use super::counters::MysqlCounter;
 use super::dump::stream_dump;
 use super::process::{output, Child};
-use crate::config::{Databases, DbServer, Secret};
-use crate::error::usage;
+use crate::config::{DbServer, Secret};
 use crate::pipeline::Pipeline;
 use crate::snapshot::manifest::{DatabaseEntry, Engine, ObjectEntry, ObjectKind};
 
@@ -140,32 +139,13 @@ pub async fn plan(server: &DbServer) -> Result<Vec<MysqlJob>> {
         .query("SHOW DATABASES")
         .await
         .context("listing databases")?;
-    let names: Vec<String> = match &server.databases {
-        Databases::All => existing
-            .iter()
-            .filter(|d| !SYSTEM_SCHEMAS.contains(&d.as_str()) && !server.exclude.contains(d))
-            .cloned()
-            .collect(),
-        Databases::List(list) => {
-            for d in list {
-                if !existing.contains(d) {
-                    return Err(usage(format!(
-                        "database {d:?} does not exist on {} (it has: {})",
-                        server.url,
-                        existing.join(", ")
-                    )));
-                }
-            }
-            list.clone()
-        }
-    };
+    let names = super::select_databases(server, &existing, SYSTEM_SCHEMAS)?;
     let tool = dump_command(server);
     let mut cmd = Command::new(&tool);
     cmd.arg("--version");
     let dump_version = output(&tool, cmd)?;
     let mut jobs = Vec::new();
     for database in names {
-        crate::config::check_name(&format!("MySQL database on {}", server.url), &database)?;
         let non_innodb: Vec<(String, String)> = c
             .exec(
                 "SELECT table_name, engine FROM information_schema.tables \

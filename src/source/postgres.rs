@@ -8,7 +8,7 @@ use tokio_postgres::NoTls;
 use super::counters::PgCounter;
 use super::dump::stream_dump;
 use super::process::{output, Child};
-use crate::config::{Databases, DbServer, Secret};
+use crate::config::{DbServer, Secret};
 use crate::error::usage;
 use crate::pipeline::Pipeline;
 use crate::snapshot::manifest::{DatabaseEntry, Engine, ObjectEntry, ObjectKind};
@@ -110,28 +110,7 @@ pub async fn plan(server: &DbServer) -> Result<Vec<PgJob>> {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let names = match &server.databases {
-        Databases::All => existing
-            .iter()
-            .filter(|d| !server.exclude.contains(d))
-            .cloned()
-            .collect(),
-        Databases::List(list) => {
-            for d in list {
-                if !existing.contains(d) {
-                    return Err(usage(format!(
-                        "database {d:?} does not exist on {} (it has: {})",
-                        server.url,
-                        existing.join(", ")
-                    )));
-                }
-            }
-            list.clone()
-        }
-    };
-    for d in &names {
-        crate::config::check_name(&format!("PostgreSQL database on {}", server.url), d)?;
-    }
+    let names = super::select_databases(server, &existing, &[])?;
     Ok(names
         .into_iter()
         .map(|database| PgJob {
