@@ -10,13 +10,15 @@
 
 pub mod compress;
 pub mod digest;
+mod handoff;
 pub mod read;
 pub mod shared;
 
 use std::io::{self, Write};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
-use anyhow::{Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use sequoia_openpgp::serialize::stream::Message;
 
 pub use compress::{Algorithm, Compression, Compressor};
@@ -26,6 +28,7 @@ pub use shared::Shared;
 use crate::crypto::Encryption;
 use crate::snapshot::manifest::{ObjectEntry, ObjectKind};
 use crate::store::{ObjectWriter, Store};
+use handoff::{ChunkReceiver, ChunkSender};
 
 /// What every object of a snapshot shares: where it goes, how it is compressed and to whom encrypted.
 #[derive(Clone)]
@@ -45,6 +48,10 @@ impl Pipeline {
 
     /// Starts a new object; `name` is relative to the snapshot, without extensions
     /// (`db/postgres/shop.sql`).
+    ///
+    /// Compression runs on the caller's thread (and zstd's workers); encryption, hashing of the stored
+    /// bytes and the store write run on a thread of their own, so that the caller goes back to reading
+    /// the dump while the previous chunk is encrypted.
     pub fn create(&self, name: &str, kind: ObjectKind, source: &str) -> Result<ObjectSink> {
         let key = self.object_key(name);
         let full_key = format!("{}{key}", self.snapshot_dir);
@@ -54,10 +61,24 @@ impl Pipeline {
             .with_context(|| format!("creating {full_key} in {}", self.store.location()))?;
         let stored = Shared::new(HashWriter::new(object));
         let encrypted = self.encryption.writer(stored.clone(), None)?;
-        let compressed = Compressor::new(encrypted, &self.compression)?;
+        let (sender, receiver) = handoff::channel();
+        let worker = std::thread::Builder::new()
+            .name("offsite-encrypt".to_string())
+            .spawn(move || encrypt_and_store(receiver, encrypted, stored))
+            .context("starting the encryption thread")?;
+        // If this fails, dropping `sender` abandons the stream and the worker drops the object.
+        let compressed = Compressor::new(sender, &self.compression);
+        let compressed = match compressed {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = worker.join(); // it exits at once: its channel is closed
+                return Err(e);
+            }
+        };
         Ok(ObjectSink {
-            plain: HashWriter::new(compressed),
-            stored,
+            plain: Some(HashWriter::new(compressed)),
+            worker: Some(worker),
+            failed: None,
             key,
             full_key,
             kind,
@@ -68,10 +89,47 @@ impl Pipeline {
     }
 }
 
+type Stored = HashWriter<Box<dyn ObjectWriter>>;
+type Worker = JoinHandle<Result<(Box<dyn ObjectWriter>, Measured)>>;
+
+/// The encrypting thread: encrypts and stores chunks until the end marker, then finalizes the OpenPGP
+/// message and hands back the store object, uncommitted, with the size and sha256 of what it holds.
+/// On any error, or when the stream is abandoned, the object is dropped here, which aborts it.
+fn encrypt_and_store(
+    chunks: ChunkReceiver,
+    mut message: Message<'static>,
+    stored: Shared<Stored>,
+) -> Result<(Box<dyn ObjectWriter>, Measured)> {
+    loop {
+        match chunks.rx.recv() {
+            Ok(handoff::Message::Data(chunk)) => {
+                message
+                    .write_all(&chunk)
+                    .context("encrypting and storing")?;
+                chunks.recycle(chunk);
+            }
+            Ok(handoff::Message::End) => break,
+            Err(_) => bail!("the object was abandoned before the end of its data"),
+        }
+    }
+    message
+        .finalize()
+        .context("finishing the OpenPGP encryption")?;
+    let (object, measured) = stored.take()?.finish();
+    Ok((object, measured))
+}
+
 /// A new object being written: write plaintext into it, then [`ObjectSink::finish`].
+///
+/// Dropping it without `finish` abandons the object: the encrypting thread stops, the store object is
+/// aborted, and the drop returns only once both happened.
 pub struct ObjectSink {
-    plain: HashWriter<Compressor<Message<'static>>>,
-    stored: Shared<HashWriter<Box<dyn ObjectWriter>>>,
+    /// `None` once finished or after the encrypting side failed.
+    plain: Option<HashWriter<Compressor<ChunkSender>>>,
+    /// `None` once joined.
+    worker: Option<Worker>,
+    /// The encrypting side's error, once a write fetched it, so that later calls repeat the cause.
+    failed: Option<String>,
     key: String,
     full_key: String,
     kind: ObjectKind,
@@ -83,7 +141,7 @@ pub struct ObjectSink {
 impl ObjectSink {
     /// Plaintext bytes written so far.
     pub fn plain_size(&self) -> u64 {
-        self.plain.size()
+        self.plain.as_ref().map_or(0, |p| p.size())
     }
 
     /// The object's key relative to the snapshot.
@@ -92,32 +150,95 @@ impl ObjectSink {
     }
 
     /// Closes compression and encryption, commits the object, and returns its manifest entry.
-    pub fn finish(self) -> Result<ObjectEntry> {
-        let what = || format!("finishing {}", self.full_key);
-        let (compressed, plain) = self.plain.finish();
-        let encrypted = compressed.finish().with_context(what)?;
-        encrypted.finalize().with_context(what)?;
-        let (object, stored) = self.stored.take().with_context(what)?.finish();
-        object.commit().with_context(what)?;
+    pub fn finish(mut self) -> Result<ObjectEntry> {
+        let what = format!("finishing {}", self.full_key);
+        let plain = self.plain.take().ok_or_else(|| self.earlier_failure())?;
+        let (compressed, plain) = plain.finish();
+        if let Err(e) = compressed.finish().and_then(ChunkSender::finish) {
+            return Err(anyhow!(self.explain(e))).context(what);
+        }
+        let (object, stored) = self.join_worker().context(what.clone())?;
+        object.commit().context(what)?;
         Ok(ObjectEntry {
-            key: self.key,
+            key: std::mem::take(&mut self.key),
             kind: self.kind,
-            source: self.source,
+            source: std::mem::take(&mut self.source),
             stored_size: stored.size,
             stored_sha256: stored.sha256,
             plain_size: plain.size,
             plain_sha256: plain.sha256,
             compression: self.compression,
-            recipients: self.recipients,
+            recipients: std::mem::take(&mut self.recipients),
         })
+    }
+
+    fn earlier_failure(&self) -> anyhow::Error {
+        match &self.failed {
+            Some(e) => anyhow!("{} failed earlier: {e}", self.full_key),
+            None => anyhow!("{} was already finished", self.full_key),
+        }
+    }
+
+    /// Waits for the encrypting thread; its panic is an error like any other.
+    fn join_worker(&mut self) -> Result<(Box<dyn ObjectWriter>, Measured)> {
+        let worker = self.worker.take().ok_or_else(|| self.earlier_failure())?;
+        match worker.join() {
+            Ok(result) => result,
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_string());
+                bail!("the encryption thread panicked: {msg}")
+            }
+        }
+    }
+
+    /// A write that failed because the encrypting side stopped only says so; the reason is that
+    /// thread's error, so fetch it.
+    fn explain(&mut self, e: io::Error) -> io::Error {
+        let stopped =
+            handoff::is_receiver_gone(&e) || self.worker.as_ref().is_some_and(|w| w.is_finished());
+        if !stopped {
+            return e;
+        }
+        let cause = match self.join_worker() {
+            Err(cause) => format!("{cause:#}"),
+            Ok(_) => return e, // cannot happen without the end marker; the object is dropped, aborted
+        };
+        self.plain = None;
+        self.failed = Some(cause.clone());
+        io::Error::other(format!("{}: {cause}", self.full_key))
     }
 }
 
 impl Write for ObjectSink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.plain.write(buf)
+        let Some(plain) = self.plain.as_mut() else {
+            return Err(io::Error::other(self.earlier_failure()));
+        };
+        plain.write(buf).map_err(|e| self.explain(e))
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.plain.flush()
+        let Some(plain) = self.plain.as_mut() else {
+            return Err(io::Error::other(self.earlier_failure()));
+        };
+        plain.flush().map_err(|e| self.explain(e))
     }
 }
+
+impl Drop for ObjectSink {
+    fn drop(&mut self) {
+        // Closing the channel without the end marker tells the encrypting thread to give up; joining
+        // it makes sure the store object is aborted (temporary file removed, upload cancelled) before
+        // the caller goes on, e.g. to report the error and exit.
+        drop(self.plain.take());
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join(); // abandoning: its error is the expected "abandoned"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -2,7 +2,8 @@
 //!
 //! sequoia's `Message` owns its sink and drops it on `finalize`, so the end of a pipeline (hashing,
 //! the store object) lives behind an `Arc<Mutex<_>>` and is taken back out once the stack is finished.
-//! The lock is never contended: one thread drives each pipeline.
+//! The lock is never contended: one thread at a time writes through it (a pipeline's encrypting
+//! thread), and the value is taken back only after that writing is done.
 
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};

@@ -6,12 +6,16 @@
 //! can never look complete.
 
 use std::io::Read;
+use std::os::fd::AsRawFd;
 use std::process::{Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 
 use anyhow::{anyhow, bail, Context, Result};
 
 const STDERR_KEEP: usize = 64 * 1024;
+/// The dump's stdout pipe: with Linux's default 64 KiB the dump stalls whenever the reader pauses for a
+/// moment (a zstd job hand-off, a store write); 1 MiB lets it run on through those.
+const STDOUT_PIPE_SIZE: libc::c_int = 1024 * 1024;
 
 pub struct Child {
     name: String,
@@ -29,6 +33,9 @@ impl Child {
         let mut child = cmd
             .spawn()
             .with_context(|| format!("starting {name} (is it installed and on PATH?)"))?;
+        if let Some(out) = &child.stdout {
+            enlarge_pipe(&name, out);
+        }
         let mut err = child
             .stderr
             .take()
@@ -111,6 +118,20 @@ impl Drop for Child {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// Best effort: a smaller /proc/sys/fs/pipe-max-size (or a kernel without F_SETPIPE_SZ) only costs
+/// speed, so a refusal is logged and ignored.
+fn enlarge_pipe(name: &str, pipe: &impl AsRawFd) {
+    // SAFETY: F_SETPIPE_SZ takes an int and touches no memory of ours; the descriptor is valid for the
+    // duration of the call because `pipe` borrows the open pipe.
+    let rc = unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, STDOUT_PIPE_SIZE) };
+    if rc < 0 {
+        tracing::debug!(
+            "could not enlarge the stdout pipe of {name} to {STDOUT_PIPE_SIZE} bytes: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 
