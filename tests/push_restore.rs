@@ -85,6 +85,11 @@ fn postgres_and_mysql_round_trip_equal_the_source() {
         pg.dump(),
         "--replace swaps in an exact copy"
     );
+    let leftovers = pg.exec(&format!(
+        "SELECT count(*) FROM pg_database WHERE datname LIKE '{}_offsite_%'",
+        pg_back.name
+    ));
+    assert_eq!(leftovers.trim(), "0", "no work or old copy is left behind");
 }
 
 #[test]

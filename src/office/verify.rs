@@ -237,7 +237,14 @@ fn verify_database(
         result.restore_seconds = started.elapsed().as_secs_f64();
         let checked = restored.and_then(|_| inspect(rt, db, &server, &name, &checks, &mut result));
         if !opts.keep_scratch {
-            drop_scratch(rt, &office.offsite_dir, &scratch, server.password.as_ref())?;
+            let dropped = drop_scratch(rt, &office.offsite_dir, &scratch, server.password.as_ref());
+            // The restore's own failure is the news; a failed drop must not hide it (the next run
+            // drops the leftover through its registration).
+            return match (checked, dropped) {
+                (Err(e), Err(d)) => Err(e.context(format!("also: {d:#}"))),
+                (Err(e), Ok(())) => Err(e),
+                (Ok(()), dropped) => dropped,
+            };
         } else {
             tracing::info!(
                 "keeping scratch database {name} on {} (--keep-scratch)",

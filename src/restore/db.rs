@@ -159,21 +159,47 @@ fn restore_postgres(
         }
     };
     if exists {
+        // Rename the old database aside and the new one in within one transaction (PostgreSQL allows
+        // ALTER DATABASE RENAME there), and drop the old one only after the commit: at no point is
+        // there no database under the target name. Sessions on the old database would block the
+        // rename, so they are ended first.
         let old = quote_pg(&t.database);
-        rt.block_on(async {
+        let aside = format!("{}_offsite_old_{:04x}", t.database, rand::random::<u16>());
+        let swapped = rt.block_on(async {
             admin
-                .batch_execute(&format!("DROP DATABASE {old} WITH (FORCE)"))
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    &[&t.database],
+                )
                 .await?;
             admin
                 .batch_execute(&format!(
-                    "ALTER DATABASE {} RENAME TO {old}",
+                    "BEGIN; ALTER DATABASE {old} RENAME TO {}; ALTER DATABASE {} RENAME TO {old}; COMMIT;",
+                    quote_pg(&aside),
                     quote_pg(&work)
                 ))
                 .await
-        })
+        });
+        if let Err(e) = swapped {
+            // The old database is untouched (the transaction rolled back); the restored copy goes.
+            let _ = rt.block_on(admin.batch_execute("ROLLBACK"));
+            if let Err(drop_err) = rt.block_on(admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                quote_pg(&work)
+            ))) {
+                tracing::warn!("could not drop the restored copy {work}: {drop_err}");
+            }
+            return Err(anyhow::Error::new(e).context(format!(
+                "swapping the restored database in for {} (it is unchanged)",
+                t.database
+            )));
+        }
+        rt.block_on(
+            admin.batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", quote_pg(&aside))),
+        )
         .with_context(|| {
             format!(
-                "swapping the restored database {work} in for {}",
+                "the restore is in place as {}; dropping the old copy {aside} failed",
                 t.database
             )
         })?;
