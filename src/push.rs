@@ -28,7 +28,7 @@ use crate::store::Store;
 enum Job {
     Postgres(postgres::PgJob),
     Mysql(mysql::MysqlJob),
-    Tree(tree::TreeSpec),
+    Tree(Box<tree::TreeSpec>),
 }
 
 impl Job {
@@ -47,6 +47,16 @@ struct Produced {
     objects: Vec<ObjectEntry>,
     database: Option<DatabaseEntry>,
     tree: Option<TreeEntry>,
+    /// A tree's state for its next run, written once the snapshot is committed.
+    tree_state: Option<tree::state::Pending>,
+}
+
+/// How this push runs.
+pub struct PushOptions {
+    /// `--full`: every tree starts a new chain.
+    pub full: bool,
+    /// The clock for `full_every` (the `OFFSITE_NOW` of tests; the snapshot id keeps real time).
+    pub now: OffsetDateTime,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -88,11 +98,14 @@ pub fn push(
     store: Arc<dyn Store>,
     rt: &tokio::runtime::Handle,
     progress: &Progress,
+    opts: &PushOptions,
 ) -> Result<PushSummary> {
     let started = Instant::now();
     let started_at = OffsetDateTime::now_utc();
     let keys = push_keys(cfg)?;
-    let jobs = plan(cfg, rt)?;
+    let mut recipients = keys.encryption.fingerprints();
+    recipients.sort();
+    let jobs = plan(cfg, rt, store.as_ref(), &recipients, opts)?;
     if jobs.is_empty() {
         return Err(crate::error::usage(format!(
             "{}: nothing to back up (no postgres:, mysql: or trees: sources)",
@@ -159,7 +172,9 @@ pub fn push(
         warnings: Vec::new(),
     };
     let mut sources = Vec::new();
-    for (job, (p, secs)) in jobs.iter().zip(produced) {
+    let mut states = Vec::new();
+    for (job, (mut p, secs)) in jobs.iter().zip(produced) {
+        states.extend(p.tree_state.take());
         let mut warnings = Vec::new();
         if let Some(db) = p.database {
             warnings.extend(db.warnings.iter().cloned());
@@ -191,6 +206,19 @@ pub fn push(
     w.commit()
         .with_context(|| format!("committing the manifest {key}"))?;
 
+    // Only now may the next run build on this snapshot. A state that cannot be written leaves the
+    // previous one, which still names a committed snapshot: the chain stays sound either way.
+    let mut warnings = m.warnings.clone();
+    for state in states {
+        let tree = state.header.identity.tree.clone();
+        if let Err(e) = state.commit() {
+            tracing::warn!("tree {tree}: {e:#}");
+            warnings.push(format!(
+                "tree/{tree}: the snapshot is committed, but its state for the next incremental was not saved ({e:#}); the next run builds on an older snapshot or is full"
+            ));
+        }
+    }
+
     Ok(PushSummary {
         host: cfg.host.clone(),
         snapshot: id.to_string(),
@@ -200,12 +228,19 @@ pub fn push(
         sources,
         seconds: started.elapsed().as_secs_f64(),
         peak_rss_bytes: peak_rss_bytes(),
-        warnings: m.warnings,
+        warnings,
     })
 }
 
-/// Pre-flight: asks every server what to dump and checks the dump tools, before anything is written.
-fn plan(cfg: &Config, rt: &tokio::runtime::Handle) -> Result<Vec<Job>> {
+/// Pre-flight: asks every server what to dump and checks the dump tools, and decides full or
+/// incremental for each tree, before anything is written.
+fn plan(
+    cfg: &Config,
+    rt: &tokio::runtime::Handle,
+    store: &dyn Store,
+    recipients: &[String],
+    opts: &PushOptions,
+) -> Result<Vec<Job>> {
     let mut jobs = Vec::new();
     for server in &cfg.postgres {
         jobs.extend(
@@ -221,6 +256,17 @@ fn plan(cfg: &Config, rt: &tokio::runtime::Handle) -> Result<Vec<Job>> {
                 .map(Job::Mysql),
         );
     }
+    if !cfg.trees.is_empty() {
+        tree::state::prepare(&cfg.state_dir, &cfg.host)?;
+    }
+    let exists = |id: &str| -> Result<bool> {
+        let key = format!("{}{MANIFEST_NAME}", crate::snapshot::dir(&cfg.host, id));
+        Ok(store
+            .list(&key)
+            .with_context(|| format!("looking for {key} in {}", store.location()))?
+            .iter()
+            .any(|o| o.key == key))
+    };
     for t in &cfg.trees {
         if !t.path.is_dir() {
             return Err(crate::error::usage(format!(
@@ -229,12 +275,46 @@ fn plan(cfg: &Config, rt: &tokio::runtime::Handle) -> Result<Vec<Job>> {
                 t.path.display()
             )));
         }
-        jobs.push(Job::Tree(tree::TreeSpec {
+        let identity = tree::state::Identity {
+            host: cfg.host.clone(),
+            tree: t.name.clone(),
+            root: t.path.to_string_lossy().into_owned(),
+            store: store.location(),
+            recipients: recipients.to_vec(),
+        };
+        let state_file = tree::state::state_file(&cfg.state_dir, &cfg.host, &t.name);
+        let start = tree::state::decide(
+            &state_file,
+            &identity,
+            &tree::state::Policy {
+                force_full: opts.full,
+                full_every: t.full_every,
+                max_chain: t.max_chain,
+                now: opts.now,
+                exists: &exists,
+            },
+        )?;
+        match &start {
+            tree::state::Start::Full { reason } => {
+                tracing::info!("tree {}: full backup ({reason})", t.name)
+            }
+            tree::state::Start::Incremental { header, .. } => tracing::info!(
+                "tree {}: incremental on {} ({} since the full {})",
+                t.name,
+                header.snapshot,
+                header.chain + 1,
+                header.full_snapshot
+            ),
+        }
+        jobs.push(Job::Tree(Box::new(tree::TreeSpec {
             name: t.name.clone(),
             path: t.path.clone(),
             exclude: t.exclude.clone(),
             volume_size: t.volume_size,
-        }));
+            start,
+            identity,
+            state_file,
+        })));
     }
     Ok(jobs)
 }
@@ -302,6 +382,7 @@ fn run_one(job: &Job, pipeline: &Pipeline, on_bytes: &(dyn Fn(u64) + Sync)) -> R
                 objects: vec![object],
                 database: Some(db),
                 tree: None,
+                tree_state: None,
             }
         }
         Job::Mysql(j) => {
@@ -310,6 +391,7 @@ fn run_one(job: &Job, pipeline: &Pipeline, on_bytes: &(dyn Fn(u64) + Sync)) -> R
                 objects: vec![object],
                 database: Some(db),
                 tree: None,
+                tree_state: None,
             }
         }
         Job::Tree(spec) => {
@@ -318,6 +400,7 @@ fn run_one(job: &Job, pipeline: &Pipeline, on_bytes: &(dyn Fn(u64) + Sync)) -> R
                 objects: r.objects,
                 database: None,
                 tree: Some(r.entry),
+                tree_state: Some(r.state),
             }
         }
     })

@@ -65,7 +65,7 @@ fn two_hosts_pushed_then_one_office_run_verifies_reports_and_refreshes() {
     let a = s.write(
         "web-a.yaml",
         &format!(
-            "host: web-a\n{s3}encryption: {{ recipients: [keys/office.cert.asc], signing_key: keys/web-a.secret.asc }}\npostgres: [{{ url: '{PG_URL}', databases: [{}] }}]\ntrees: [{{ name: www, path: '{}' }}]\n",
+            "host: web-a\n{s3}state_dir: state\nencryption: {{ recipients: [keys/office.cert.asc], signing_key: keys/web-a.secret.asc }}\npostgres: [{{ url: '{PG_URL}', databases: [{}] }}]\ntrees: [{{ name: www, path: '{}' }}]\n",
             pg.name,
             fixture("www").display()
         ),

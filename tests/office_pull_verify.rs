@@ -28,7 +28,7 @@ fn push_config(
     s.write(
         &format!("{host}.yaml"),
         &format!(
-            "host: {host}\n{}encryption: {{ recipients: [keys/office.cert.asc], signing_key: keys/{signer}.secret.asc }}\n{sources}\n",
+            "host: {host}\n{}state_dir: state-{host}\nencryption: {{ recipients: [keys/office.cert.asc], signing_key: keys/{signer}.secret.asc }}\n{sources}\n",
             s3_yaml(bucket)
         ),
     )

@@ -42,7 +42,7 @@ fn write_config(s: &Setup, pushes: &str, office_extra: &str, entries: &[Entry]) 
         ));
     }
     let text = format!(
-        "host: {host}\nstore: {{ local: store }}\nencryption:\n  recipients: [keys/office.cert.asc]\n  signing_key: keys/{host}.secret.asc\n{pushes}\noffice:\n  decryption_key: keys/office.secret.asc\n  offsite_dir: store\n  hosts: {{ {host}: keys/{host}.cert.asc }}\n{office_extra}  refresh:\n{refresh}"
+        "host: {host}\nstore: {{ local: store }}\nstate_dir: state\nencryption:\n  recipients: [keys/office.cert.asc]\n  signing_key: keys/{host}.secret.asc\n{pushes}\noffice:\n  decryption_key: keys/office.secret.asc\n  offsite_dir: store\n  hosts: {{ {host}: keys/{host}.cert.asc }}\n{office_extra}  refresh:\n{refresh}"
     );
     std::fs::write(s.config_path(), text).expect("writing config");
 }

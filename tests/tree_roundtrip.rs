@@ -17,10 +17,11 @@ use anyhow::{bail, Context, Result};
 use common::keys::LocalEnv;
 use offsite::pipeline::read::open_object;
 use offsite::pipeline::Pipeline;
-use offsite::restore::tree::restore_tree;
+use offsite::restore::tree::{restore_tree, Selection, TreeRestoreStats, TreeSource};
 use offsite::snapshot::manifest::ObjectKind;
 use offsite::snapshot::Manifest;
 use offsite::source::tree::index::{EntryKind, IndexEntry, IndexReader};
+use offsite::source::tree::state::{Identity, Start};
 use offsite::source::tree::{backup_tree, TreeResult, TreeSpec};
 
 const VOLUME_SIZE: u64 = 64 * 1024;
@@ -254,7 +255,31 @@ fn spec(src: &Path) -> TreeSpec {
         path: src.to_path_buf(),
         exclude: vec!["skipme".into(), "**/cache/**".into()],
         volume_size: VOLUME_SIZE,
+        start: Start::Full {
+            reason: "test".into(),
+        },
+        identity: Identity {
+            host: "testhost".into(),
+            tree: "www".into(),
+            root: src.display().to_string(),
+            store: "test".into(),
+            recipients: Vec::new(),
+        },
+        // Never committed here: these tests call backup_tree directly, without push.
+        state_file: src.with_extension("state"),
     }
+}
+
+/// A whole-tree restore of a snapshot without incrementals (no older manifests to check).
+fn restore(env: &LocalEnv, m: &Manifest, name: &str, to: &Path) -> Result<TreeRestoreStats> {
+    let src = TreeSource {
+        store: env.store.as_ref(),
+        snapshot_dir: &env.pipeline.snapshot_dir,
+        manifest: m,
+        keys: &env.keys,
+        signers: &[],
+    };
+    restore_tree(&src, name, to, Selection::default())
 }
 
 fn manifest(pipeline: &Pipeline, result: &TreeResult) -> Manifest {
@@ -399,14 +424,7 @@ fn backup_then_restore_reproduces_the_tree() -> Result<()> {
     );
 
     let out = f._dir.path().join("restored");
-    let stats = restore_tree(
-        f.env.store.as_ref(),
-        &f.env.pipeline.snapshot_dir,
-        &f.manifest,
-        "www",
-        &out,
-        &f.env.keys,
-    )?;
+    let stats = restore(&f.env, &f.manifest, "www", &out)?;
     assert_eq!((stats.files, stats.bytes), (entry.files, entry.bytes));
     assert_eq!(stats.links, 5, "4 symlinks and 1 hardlink");
     compare(&expected(&f.src)?, &describe(&out)?);
@@ -508,16 +526,9 @@ fn a_flipped_byte_in_a_volume_fails_the_restore_naming_it() -> Result<()> {
         bad[good.len() / 2] ^= 0x01;
         fs::write(&path, &bad)?;
         let out = f._dir.path().join(format!("restored-{n}"));
-        let err = restore_tree(
-            f.env.store.as_ref(),
-            &f.env.pipeline.snapshot_dir,
-            &f.manifest,
-            "www",
-            &out,
-            &f.env.keys,
-        )
-        .err()
-        .context("restore of a corrupt volume must fail")?;
+        let err = restore(&f.env, &f.manifest, "www", &out)
+            .err()
+            .context("restore of a corrupt volume must fail")?;
         let msg = format!("{err:#}");
         eprintln!("{msg}");
         assert!(msg.contains(key.as_str()), "{msg}");
@@ -529,16 +540,7 @@ fn a_flipped_byte_in_a_volume_fails_the_restore_naming_it() -> Result<()> {
 #[test]
 fn user_errors_are_usage_errors() -> Result<()> {
     let f = backed_up()?;
-    let restore = |name: &str, to: &Path| {
-        restore_tree(
-            f.env.store.as_ref(),
-            &f.env.pipeline.snapshot_dir,
-            &f.manifest,
-            name,
-            to,
-            &f.env.keys,
-        )
-    };
+    let restore = |name: &str, to: &Path| restore(&f.env, &f.manifest, name, to);
     let err = restore("nope", &f._dir.path().join("x"))
         .err()
         .context("unknown tree")?;
@@ -619,14 +621,18 @@ fn hostile_snapshot(env: &LocalEnv, entries: &[Crafted<'_>]) -> Result<Manifest>
     }
     sink.write_all(&[0; 1024])?;
     let volume = sink.finish()?;
-    let index = index.finish(&env.pipeline, "evil")?;
+    let (index, index_file) = index.finish(&env.pipeline, "evil")?;
     let entry = TreeEntry {
         name: "evil".into(),
         path: "/evil".into(),
         run: TreeRun::Full,
         parent: None,
+        depends_on: Vec::new(),
+        full_reason: None,
         files: 1,
         bytes: 0,
+        new_files: 1,
+        new_bytes: 0,
         volumes: vec![volume.key.clone()],
         index: index.key.clone(),
         warnings: Vec::new(),
@@ -636,6 +642,19 @@ fn hostile_snapshot(env: &LocalEnv, entries: &[Crafted<'_>]) -> Result<Manifest>
         &TreeResult {
             entry,
             objects: vec![volume, index],
+            state: offsite::source::tree::state::Pending {
+                file: env.dir.path().join("unused.state"),
+                header: offsite::source::tree::state::StateHeader {
+                    format: String::new(),
+                    version: 0,
+                    identity: spec(Path::new("/evil")).identity,
+                    snapshot: String::new(),
+                    full_snapshot: String::new(),
+                    chain: 0,
+                    depends_on: Vec::new(),
+                },
+                index: index_file,
+            },
         },
     ))
 }
@@ -681,14 +700,7 @@ fn restore_stays_inside_its_target() -> Result<()> {
         let env = LocalEnv::new()?;
         let m = hostile_snapshot(&env, entries)?;
         let out = outside.path().join(format!("out-{n}"));
-        let res = restore_tree(
-            env.store.as_ref(),
-            &env.pipeline.snapshot_dir,
-            &m,
-            "evil",
-            &out,
-            &env.keys,
-        );
+        let res = restore(&env, &m, "evil", &out);
         let msg = format!("{:#}", res.err().context("a hostile path must be refused")?);
         assert!(
             msg.contains("unsafe path") || msg.contains("passes through the symlink"),

@@ -86,7 +86,7 @@ pub enum Command {
     /// List the snapshots of a store: complete (committed by a manifest) or incomplete.
     Snapshots(snapshots::Args),
     /// Restore a database or a file tree from a snapshot, checking signature and hashes first.
-    Restore(restore::Args),
+    Restore(Box<restore::Args>),
     /// Office: copy new snapshots from S3 into the offsite directory, checking every hash.
     Pull(pull::Args),
     /// Office: prove a snapshot restorable: restore every database into a scratch database, compare

@@ -2,19 +2,27 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use super::{runtime, Cli, EXIT_WARNINGS};
+use super::{now, runtime, Cli, EXIT_WARNINGS};
 use offsite::config::human;
 use offsite::progress::Progress;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Back up every file tree in full, starting a new chain (databases are always dumped whole).
+    #[arg(long)]
+    pub full: bool,
+}
 
-pub fn run(cli: &Cli, _a: &Args) -> Result<ExitCode> {
+pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     let cfg = cli.load_config()?;
     let rt = runtime()?;
     let store = offsite::store::open(&cfg, rt.handle())?;
     let progress = Progress::new(!cli.quiet && !cli.json);
-    let s = offsite::push::push(&cfg, store, rt.handle(), &progress)?;
+    let opts = offsite::push::PushOptions {
+        full: a.full,
+        now: now()?,
+    };
+    let s = offsite::push::push(&cfg, store, rt.handle(), &progress, &opts)?;
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {

@@ -3,18 +3,49 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use super::{reading_store, runtime, Cli};
+use super::{now, reading_store, runtime, Cli};
 use offsite::config::{human, Config};
 use offsite::error::usage;
 use offsite::keyring::read_keys;
 use offsite::restore::db::{dump_to, restore_db, DbTarget};
-use offsite::snapshot::list::{find, load_manifest};
+use offsite::restore::tree::{restore_tree, Selection, TreeSource};
+use offsite::snapshot::list::{find, find_at, load_manifest, parse_point_in_time};
+
+const RESTORE_HELP: &str = "\
+Which snapshot: SNAPSHOT or --snapshot ID (an id, or `latest`, the default), or --at TIME for
+the newest snapshot taken at or before TIME: an age like duplicity's (3D, 2W, 1M, 12h) or a time
+(2026-11-20T14:00:00Z, 2026-11-20 14:00 in UTC, or 2026-11-20 for the start of that day).
+
+A file tree is restored as that snapshot saw it, however long its chain of incrementals. With
+--path, only those files or directories (and the directories above them) are restored, and only
+the volumes that hold them are fetched and decrypted. Names, modes, mtimes, symlinks, hardlinks
+and empty directories come back as they were; ownership too when run as root.
+
+Examples:
+  offsite restore --tree www --to /tmp/www                      # newest snapshot, whole tree
+  offsite restore --tree www --to /tmp/w --at 3D --path html/index.php
+  offsite restore --snapshot 20261120T020000Z-1a2b --tree etc --to /tmp/etc --path nginx
+  offsite restore --db postgres/shop --into shop_copy           # a database, into a new one
+  offsite restore --db mysql/shop --stdout | less               # the plain SQL dump";
 
 #[derive(clap::Args)]
 #[command(group = clap::ArgGroup::new("what").required(true).args(["db", "tree"]))]
+#[command(after_help = RESTORE_HELP)]
 pub struct Args {
-    /// Snapshot id, or `latest` (the newest complete snapshot of the host).
-    pub snapshot: String,
+    /// Snapshot id, or `latest` (default: latest).
+    #[arg(conflicts_with_all = ["snapshot_id", "at"])]
+    pub snapshot: Option<String>,
+    /// Snapshot id, or `latest` (the same as the positional SNAPSHOT).
+    #[arg(
+        long = "snapshot",
+        id = "snapshot_id",
+        value_name = "ID",
+        conflicts_with = "at"
+    )]
+    pub snapshot_id: Option<String>,
+    /// The newest snapshot taken at or before TIME: an age (3D, 2W, 1M, 12h) or an ISO-8601 time.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
     /// Host whose snapshot to restore (default: the config's host).
     #[arg(long)]
     pub host: Option<String>,
@@ -39,6 +70,10 @@ pub struct Args {
     /// Directory to restore the tree into (must be empty or absent).
     #[arg(long, value_name = "DIR")]
     pub to: Option<PathBuf>,
+    /// Only this file or directory of the tree (repeatable): relative to the tree's root, or
+    /// absolute under the root as it was backed up.
+    #[arg(long, value_name = "PATH", requires = "tree")]
+    pub path: Vec<PathBuf>,
     /// Office secret key (default: office.decryption_key).
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
@@ -57,7 +92,12 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         (None, None) => return Err(usage("pass --host HOST (no config to take it from)")),
     };
     let keys = read_keys(cfg.as_ref(), &host, a.key.as_deref(), a.signer.as_deref())?;
-    let snap = find(store.as_ref(), &host, &a.snapshot)?;
+    let snap = match (&a.at, a.snapshot.as_ref().or(a.snapshot_id.as_ref())) {
+        (Some(at), _) => find_at(store.as_ref(), &host, parse_point_in_time(at, now()?)?)?,
+        (None, Some(id)) => find(store.as_ref(), &host, id)?,
+        (None, None) => find(store.as_ref(), &host, "latest")?,
+    };
+    tracing::info!("restoring from snapshot {host}/{}", snap.id);
     // Nothing is restored before the manifest's signature has been checked.
     let manifest = load_manifest(store.as_ref(), &snap, &keys.decryption, &keys.signers)?;
     let dir = snap.dir();
@@ -101,22 +141,41 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
             human(n)
         );
     } else if let (Some(tree), Some(to)) = (&a.tree, &a.to) {
-        let stats = offsite::restore::tree::restore_tree(
-            store.as_ref(),
-            &dir,
-            &manifest,
-            tree,
-            to,
-            &keys.decryption,
-        )?;
+        let root = manifest
+            .tree(tree)
+            .map(|t| t.path.clone())
+            .unwrap_or_default();
+        let selection = Selection::new(&a.path, &root)?;
+        let src = TreeSource {
+            store: store.as_ref(),
+            snapshot_dir: &dir,
+            manifest: &manifest,
+            keys: &keys.decryption,
+            signers: &keys.signers,
+        };
+        let stats = restore_tree(&src, tree, to, selection)?;
+        if cli.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "host": host,
+                    "snapshot": snap.id,
+                    "tree": tree,
+                    "to": to,
+                    "stats": stats,
+                }))?
+            );
+        }
         eprintln!(
-            "restored tree {tree} of {host}/{} into {}: {} files ({}), {} directories, {} links",
+            "restored tree {tree} of {host}/{} into {}: {} files ({}), {} directories, {} links; read {} of {} volumes",
             snap.id,
             to.display(),
             stats.files,
             human(stats.bytes),
             stats.dirs,
-            stats.links
+            stats.links,
+            stats.objects_read.len().saturating_sub(1),
+            stats.volumes_in_view
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -23,7 +23,13 @@ use raw::{RawConfig, RawDatabases};
 
 /// Where the config is looked for when `-c` is not given.
 pub const DEFAULT_PATH: &str = "/etc/offsite/config.yaml";
-pub const DEFAULT_VOLUME_SIZE: u64 = 256 << 20;
+/// 64 MiB: a single-file restore decrypts at most one volume of this size, and a volume is the unit
+/// of retry and of what an incremental rewrites; smaller means more objects for little gain.
+pub const DEFAULT_VOLUME_SIZE: u64 = 64 << 20;
+/// Where push keeps its per-tree state (the last committed index) when `state_dir` is not set.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/offsite";
+/// A tree's full backup is repeated when the last one is older than this, unless `full_every` says.
+pub const DEFAULT_FULL_EVERY: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
@@ -33,6 +39,8 @@ pub struct Config {
     pub encryption: Option<EncryptionConfig>,
     pub compression: Compression,
     pub parallel: usize,
+    /// push's per-tree state: the last committed index of each tree (see `source::tree::state`).
+    pub state_dir: PathBuf,
     pub postgres: Vec<DbServer>,
     pub mysql: Vec<DbServer>,
     pub trees: Vec<TreeConfig>,
@@ -93,6 +101,10 @@ pub struct TreeConfig {
     pub path: PathBuf,
     pub exclude: Vec<String>,
     pub volume_size: u64,
+    /// A full run when the last full is older than this.
+    pub full_every: std::time::Duration,
+    /// At most this many incrementals after a full (`None`: no cap but `full_every`).
+    pub max_chain: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -340,11 +352,18 @@ fn check(raw: RawConfig, path: &Path, base: &Path) -> Result<Config> {
             globset::Glob::new(g)
                 .map_err(|e| usage(format!("trees[{}].exclude {g:?}: {e}", t.name)))?;
         }
+        let full_every = match t.full_every {
+            Some(s) => parse_duration(&s)
+                .map_err(|e| usage(format!("trees[{}].full_every: {e}", t.name)))?,
+            None => DEFAULT_FULL_EVERY,
+        };
         trees.push(TreeConfig {
             name: t.name,
             path: resolve(base, &t.path),
             exclude: t.exclude,
             volume_size,
+            full_every,
+            max_chain: t.max_chain,
         });
     }
 
@@ -357,6 +376,10 @@ fn check(raw: RawConfig, path: &Path, base: &Path) -> Result<Config> {
         encryption,
         compression,
         parallel,
+        state_dir: raw
+            .state_dir
+            .map(|d| resolve(base, &d))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)),
         postgres,
         mysql,
         trees,

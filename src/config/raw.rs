@@ -14,6 +14,8 @@ pub struct RawConfig {
     pub encryption: Option<RawEncryption>,
     pub compression: Option<RawCompression>,
     pub parallel: Option<usize>,
+    /// Where push keeps the last index of each tree, for incrementals.
+    pub state_dir: Option<String>,
     #[serde(default)]
     pub postgres: Vec<RawPostgres>,
     #[serde(default)]
@@ -116,6 +118,10 @@ pub struct RawTree {
     #[serde(default)]
     pub exclude: Vec<String>,
     pub volume_size: Option<String>,
+    /// A full backup when the last full is older than this (`30d`).
+    pub full_every: Option<String>,
+    /// At most this many incrementals between fulls.
+    pub max_chain: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

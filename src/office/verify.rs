@@ -134,13 +134,17 @@ fn check_snapshot(
     }
     for tree in &manifest.trees {
         let started = Instant::now();
-        let r = crate::restore::tree::verify_tree(
-            store,
-            &dir,
-            manifest,
-            &tree.name,
-            &office.decryption,
-        );
+        // An incremental's view spans older snapshots: each of their manifests is checked too.
+        let r = office.signers(&snap.host).and_then(|signers| {
+            let src = crate::restore::tree::TreeSource {
+                store,
+                snapshot_dir: &dir,
+                manifest,
+                keys: &office.decryption,
+                signers,
+            };
+            crate::restore::tree::verify_tree(&src, &tree.name)
+        });
         let seconds = started.elapsed().as_secs_f64();
         record.trees.push(match r {
             Ok(stats) => TreeResult {

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context, Result};
 use sequoia_openpgp::Cert;
 use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 use super::manifest::Manifest;
 use super::{SnapshotId, MANIFEST_NAME};
@@ -85,6 +87,63 @@ pub fn find(store: &dyn Store, host: &str, which: &str) -> Result<SnapshotInfo> 
         ))),
         None => Err(usage(format!("no snapshot {which} of host {host} in {}", store.location()))),
     }
+}
+
+/// The newest complete snapshot of `host` taken at or before `at` (by the time in its id).
+pub fn find_at(store: &dyn Store, host: &str, at: OffsetDateTime) -> Result<SnapshotInfo> {
+    let snaps = list(store, Some(host))?;
+    let complete: Vec<SnapshotInfo> = snaps.into_iter().filter(|s| s.complete).collect();
+    let time = |s: &SnapshotInfo| s.id.parse::<SnapshotId>().and_then(|i| i.time()).ok();
+    let at_text = at.format(&Rfc3339).unwrap_or_default();
+    match complete
+        .iter()
+        .rev()
+        .find(|s| time(s).is_some_and(|t| t <= at))
+    {
+        Some(s) => Ok(s.clone()),
+        None => Err(usage(match complete.first() {
+            Some(oldest) => format!(
+                "no complete snapshot of host {host} was taken at or before {at_text}; the oldest is {}",
+                oldest.id
+            ),
+            None => format!("no complete snapshot of host {host} in {}", store.location()),
+        })),
+    }
+}
+
+/// A point in time as `--at` takes it: an age like duplicity's (`3D`, `2W`, `1M`, `12h`: that long
+/// before `now`), an RFC 3339 time (`2026-11-20T14:00:00Z`, or without the zone for UTC), or a date
+/// (`2026-11-20`: its start, UTC, as duplicity reads it).
+pub fn parse_point_in_time(s: &str, now: OffsetDateTime) -> Result<OffsetDateTime> {
+    use time::macros::format_description;
+    let t = s.trim();
+    if let Ok(d) = crate::config::parse_duration(t) {
+        return now
+            .checked_sub(time::Duration::try_from(d).unwrap_or(time::Duration::MAX))
+            .ok_or_else(|| usage(format!("--at {s}: too far back")));
+    }
+    if let Ok(at) = OffsetDateTime::parse(t, &Rfc3339) {
+        return Ok(at);
+    }
+    let t2 = t.replace(' ', "T");
+    if let Ok(at) = time::PrimitiveDateTime::parse(
+        &t2,
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]"),
+    ) {
+        return Ok(at.assume_utc());
+    }
+    if let Ok(at) = time::PrimitiveDateTime::parse(
+        &t2,
+        format_description!("[year]-[month]-[day]T[hour]:[minute]"),
+    ) {
+        return Ok(at.assume_utc());
+    }
+    if let Ok(d) = time::Date::parse(t, format_description!("[year]-[month]-[day]")) {
+        return Ok(d.midnight().assume_utc());
+    }
+    Err(usage(format!(
+        "--at {s:?}: give an age (3D, 2W, 1M, 12h) or a time (2026-11-20T14:00:00Z, 2026-11-20)"
+    )))
 }
 
 /// Decrypts a snapshot's manifest, checks its signature against the host's certificate and that it

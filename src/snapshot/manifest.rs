@@ -71,6 +71,18 @@ impl Manifest {
         self.trees.iter().find(|t| t.name == name)
     }
 
+    /// Every older snapshot this one needs for a restore (its trees' `depends_on`), sorted.
+    pub fn depends_on(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .trees
+            .iter()
+            .flat_map(|t| t.depends_on.iter().cloned())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
     pub fn stored_bytes(&self) -> u64 {
         self.objects.iter().map(|o| o.stored_size).sum()
     }
@@ -162,11 +174,24 @@ pub struct TreeEntry {
     pub name: String,
     pub path: String,
     pub run: TreeRun,
-    /// The snapshot this incremental builds on.
+    /// The snapshot this incremental builds on (the previous run of the tree).
     #[serde(default)]
     pub parent: Option<String>,
+    /// The older snapshots (same host) whose volumes this tree's index points into: the full and
+    /// every incremental that still holds a current file. Restore needs them all; prune keeps them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    /// Why this run was full rather than incremental (`first run`, `--full`, `full_every 30d`...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_reason: Option<String>,
+    /// Files and bytes of the tree as this snapshot sees it (what a restore yields).
     pub files: u64,
     pub bytes: u64,
+    /// Files and bytes read and stored by this run (all of them for a full run).
+    #[serde(default)]
+    pub new_files: u64,
+    #[serde(default)]
+    pub new_bytes: u64,
     /// Keys of this snapshot's volumes, in order.
     pub volumes: Vec<String>,
     /// Key of the index object.

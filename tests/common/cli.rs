@@ -80,7 +80,7 @@ impl Setup {
     pub fn config_with_store(&self, store: &str, sources: &str) -> &Self {
         let host = &self.host;
         let text = format!(
-            "host: {host}\n{store}\nencryption:\n  recipients: [keys/office.cert.asc]\n  signing_key: keys/{host}.secret.asc\noffice:\n  decryption_key: keys/office.secret.asc\n  hosts: {{ {host}: keys/{host}.cert.asc }}\n{sources}\n"
+            "host: {host}\n{store}\nstate_dir: state\nencryption:\n  recipients: [keys/office.cert.asc]\n  signing_key: keys/{host}.secret.asc\noffice:\n  decryption_key: keys/office.secret.asc\n  hosts: {{ {host}: keys/{host}.cert.asc }}\n{sources}\n"
         );
         std::fs::write(self.config_path(), text).expect("writing config");
         self

@@ -19,7 +19,7 @@
 //!   change of meaning bumps `version`, and a reader refuses a version newer than its own.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufWriter, Seek, Write};
+use std::io::{self, BufRead, BufWriter, Read, Seek, Write};
 
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
@@ -70,6 +70,20 @@ pub struct IndexEntry {
     pub group: Option<String>,
     /// Seconds since the epoch.
     pub mtime: i64,
+    /// The rest of the mtime, and the change time and inode: what the next incremental compares
+    /// to decide that a file is unchanged without reading it.
+    #[serde(default, skip_serializing_if = "is_zero32")]
+    pub mtime_ns: u32,
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub ctime: i64,
+    #[serde(default, skip_serializing_if = "is_zero32")]
+    pub ctime_ns: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ino: u64,
+    /// The file changed, shrank or failed while it was read: the stored bytes (which `sha256`
+    /// matches) may not be one consistent version, so the next incremental reads it again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inconsistent: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
     pub volume: String,
@@ -103,6 +117,14 @@ impl EntryKind {
 }
 
 fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_zero32(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_zero_i64(n: &i64) -> bool {
     *n == 0
 }
 
@@ -190,7 +212,8 @@ impl IndexWriter {
     }
 
     /// Copies the spooled index into its object (`files/<tree>/index.jsonl`) and commits it.
-    pub fn finish(self, pipeline: &Pipeline, tree: &str) -> Result<ObjectEntry> {
+    /// Returns the object and the spooled index itself (for push's state).
+    pub fn finish(self, pipeline: &Pipeline, tree: &str) -> Result<(ObjectEntry, File)> {
         let mut file = self
             .out
             .into_inner()
@@ -200,7 +223,7 @@ impl IndexWriter {
         let name = format!("files/{tree}/index.jsonl");
         let mut sink = pipeline.create(&name, ObjectKind::TreeIndex, &format!("tree/{tree}"))?;
         io::copy(&mut file, &mut sink).with_context(|| format!("writing {}", sink.key()))?;
-        sink.finish()
+        Ok((sink.finish()?, file))
     }
 }
 
@@ -215,9 +238,7 @@ pub struct IndexReader<R> {
 impl<R: BufRead> IndexReader<R> {
     pub fn new(mut inner: R) -> Result<Self> {
         let mut line = Vec::new();
-        inner
-            .read_until(b'\n', &mut line)
-            .context("reading the index header")?;
+        read_line(&mut inner, &mut line).context("reading the index header")?;
         #[derive(Deserialize)]
         struct Head {
             format: String,
@@ -246,11 +267,8 @@ impl<R: BufRead> IndexReader<R> {
 
     /// The next entry; `None` at the end (for a verified object: only once its hashes matched).
     pub fn next_entry(&mut self) -> Result<Option<IndexEntry>> {
-        self.line.clear();
-        let n = self
-            .inner
-            .read_until(b'\n', &mut self.line)
-            .context("reading the index")?;
+        let n = read_line(&mut self.inner, &mut self.line)
+            .with_context(|| format!("reading index line {}", self.number + 1))?;
         if n == 0 {
             return Ok(None);
         }
@@ -259,6 +277,20 @@ impl<R: BufRead> IndexReader<R> {
             .with_context(|| format!("index line {} is not a valid entry", self.number))?;
         Ok(Some(entry))
     }
+}
+
+/// The longest index line accepted: a path and a link target of 64 KiB each, base64-encoded, fit
+/// with room to spare; a hostile index cannot make a reader buffer without bound.
+const MAX_LINE: u64 = 1 << 20;
+
+/// Reads one line (with its `\n`) into `line`, refusing lines longer than [`MAX_LINE`].
+fn read_line(r: &mut impl BufRead, line: &mut Vec<u8>) -> Result<usize> {
+    line.clear();
+    let n = (&mut *r).take(MAX_LINE).read_until(b'\n', line)?;
+    if n as u64 == MAX_LINE && line.last() != Some(&b'\n') {
+        bail!("a line is longer than {MAX_LINE} bytes: not an index offsite wrote");
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -277,6 +309,11 @@ mod tests {
             user: None,
             group: None,
             mtime: 1,
+            mtime_ns: 0,
+            ctime: 0,
+            ctime_ns: 0,
+            ino: 0,
+            inconsistent: false,
             sha256: None,
             volume: "files/t/vol-00001.tar.zst.pgp".into(),
             snapshot: None,

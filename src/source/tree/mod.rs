@@ -10,32 +10,40 @@
 //! what restore, verify and later incrementals work from.
 //!
 //! A live tree is read without locks, so one file's trouble never fails the run: a file that vanishes
-//! or cannot be read is left out, a file that changes while being read is stored as read; each becomes
-//! a warning in the manifest's tree entry.
+//! or cannot be read is left out, a file that changes while being read is stored as read (and marked
+//! `inconsistent` in the index, so the next run reads it again); each becomes a warning in the
+//! manifest's tree entry.
+//!
+//! Incrementals (see [`state`]): the previous run's index is merged with the walk. A regular file
+//! whose size, mtime, ctime, inode, mode and owner are unchanged is not read: its index line is
+//! carried over, pointing at the snapshot and volume that already hold its bytes. Everything else
+//! (new and changed files, and every directory, symlink and special file, which cost a header each)
+//! goes into this snapshot's volumes. The new index lists every path present now; deleted paths
+//! are simply absent. `depends_on` in the manifest names the older snapshots it points into.
 
 pub mod file;
 pub mod index;
 pub mod owners;
+pub mod state;
 pub mod volume;
 pub mod walk;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, Metadata};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::error::usage;
 use crate::pipeline::Pipeline;
 use crate::snapshot::manifest::{ObjectEntry, TreeEntry, TreeRun};
 use index::{EntryKind, IndexEntry, IndexWriter};
+use state::{Previous, Start};
 use volume::{EntryHeader, Volumes};
 use walk::{display, Excludes, Item, Walker};
-
-pub const DEFAULT_VOLUME_SIZE: u64 = 256 << 20;
 
 pub struct TreeSpec {
     pub name: String,
@@ -43,12 +51,18 @@ pub struct TreeSpec {
     /// Globs matched against the path relative to the root, e.g. `**/cache/**` (see [`walk`]).
     pub exclude: Vec<String>,
     pub volume_size: u64,
+    /// Full or incremental, as decided before anything was written (see [`state::decide`]).
+    pub start: Start,
+    pub identity: state::Identity,
+    pub state_file: PathBuf,
 }
 
 pub struct TreeResult {
     pub entry: TreeEntry,
     /// The volumes in order, then the index.
     pub objects: Vec<ObjectEntry>,
+    /// The state to write once the snapshot is committed.
+    pub state: state::Pending,
 }
 
 /// Backs up one tree into the pipeline's snapshot. `on_bytes(n)` is called with the number of
@@ -89,8 +103,16 @@ pub fn backup_tree(
         .next()
         .unwrap_or("");
 
+    let previous = match &spec.start {
+        Start::Full { .. } => None,
+        Start::Incremental { header, file } => Some(Previous::open(file, header)?),
+    };
     let mut run = Backup {
         walker: Walker::new(&spec.path, Excludes::new(&spec.exclude)?),
+        previous,
+        depends_on: BTreeSet::new(),
+        new_files: 0,
+        new_bytes: 0,
         volumes: Volumes::new(pipeline, name, spec.volume_size),
         index: IndexWriter::new(name, snapshot)?,
         names: owners::Names::default(),
@@ -120,27 +142,79 @@ pub fn backup_tree(
         warnings,
         files,
         bytes,
+        new_files,
+        new_bytes,
+        previous,
+        depends_on,
         ..
     } = run;
     let (volume_keys, mut objects) = volumes.finish()?;
-    let index_object = index.finish(pipeline, name)?;
+    let (index_object, index_file) = index.finish(pipeline, name)?;
+    let depends_on: Vec<String> = depends_on.into_iter().collect();
+    let (run, parent, full_reason, full_snapshot, chain) = match (&previous, &spec.start) {
+        (Some(p), _) => {
+            let h = p.header();
+            (
+                TreeRun::Incremental,
+                Some(h.snapshot.clone()),
+                None,
+                h.full_snapshot.clone(),
+                h.chain + 1,
+            )
+        }
+        (None, start) => {
+            let reason = match start {
+                Start::Full { reason } => reason.clone(),
+                Start::Incremental { .. } => String::new(),
+            };
+            (TreeRun::Full, None, Some(reason), snapshot.to_string(), 0)
+        }
+    };
     let entry = TreeEntry {
         name: name.clone(),
         path: root_text.to_string(),
-        run: TreeRun::Full,
-        parent: None,
+        run,
+        parent,
+        depends_on: depends_on.clone(),
+        full_reason,
         files,
         bytes,
+        new_files,
+        new_bytes,
         volumes: volume_keys,
         index: index_object.key.clone(),
         warnings,
     };
     objects.push(index_object);
-    Ok(TreeResult { entry, objects })
+    let state = state::Pending {
+        file: spec.state_file.clone(),
+        header: state::StateHeader {
+            format: state::FORMAT.into(),
+            version: state::VERSION,
+            identity: spec.identity.clone(),
+            snapshot: snapshot.to_string(),
+            full_snapshot,
+            chain,
+            depends_on,
+        },
+        index: index_file,
+    };
+    Ok(TreeResult {
+        entry,
+        objects,
+        state,
+    })
 }
 
 struct Backup<'a> {
     walker: Walker,
+    /// The previous run's index, for an incremental.
+    previous: Option<Previous>,
+    /// Older snapshots whose volumes hold files of this index.
+    depends_on: BTreeSet<String>,
+    /// Files and bytes read in this run.
+    new_files: u64,
+    new_bytes: u64,
     volumes: Volumes<'a>,
     index: IndexWriter,
     names: owners::Names,
@@ -149,9 +223,16 @@ struct Backup<'a> {
     /// Directories that enclose the walk's position, with their tar header blocks.
     enclosing: Vec<(Vec<u8>, Vec<u8>)>,
     warnings: Vec<String>,
+    /// Files and bytes of the tree as this snapshot sees it.
     files: u64,
     bytes: u64,
     on_bytes: &'a (dyn Fn(u64) + Sync),
+}
+
+/// What a file's content write reports.
+struct Stored {
+    sha256: String,
+    inconsistent: bool,
 }
 
 /// The parts of an entry that come from its metadata, for both the tar header and the index.
@@ -210,6 +291,13 @@ impl Backup<'_> {
                 return self.store(&rel, &meta, EntryKind::Hardlink, link, |_| Ok(None));
             }
         }
+        if let Some(prev) = self.previous.as_mut() {
+            if let Some(old) = prev.take(&rel)? {
+                if prev.unchanged(&old, &meta) {
+                    return self.carry_over(rel, &meta, old);
+                }
+            }
+        }
         let (mut file, meta) = match file::open_regular(&self.walker.full_path(&rel)) {
             Ok(opened) => opened,
             Err(e) => {
@@ -220,24 +308,32 @@ impl Backup<'_> {
         let on_bytes = self.on_bytes;
         let mut copied = None;
         let size = meta.len();
+        let mut changed = false;
         self.store(&rel, &meta, EntryKind::File, None, |sink| {
             let c = file::copy_exact(&mut file, size, sink, on_bytes)
                 .with_context(|| format!("writing {}", sink.key()))?;
-            let sha = c.sha256.clone();
+            let after = file.metadata().ok();
+            changed = after.is_none_or(|a| {
+                a.len() != meta.len()
+                    || a.mtime() != meta.mtime()
+                    || a.mtime_nsec() != meta.mtime_nsec()
+                    || a.ctime() != meta.ctime()
+                    || a.ctime_nsec() != meta.ctime_nsec()
+            });
+            let stored = Stored {
+                sha256: c.sha256.clone(),
+                inconsistent: changed || c.grew || c.padded > 0 || c.read_error.is_some(),
+            };
             copied = Some(c);
-            Ok(Some(sha))
+            Ok(Some(stored))
         })?;
         self.files += 1;
         self.bytes += size;
+        self.new_files += 1;
+        self.new_bytes += size;
         if meta.nlink() > 1 {
             self.hardlinks.insert((meta.dev(), meta.ino()), rel.clone());
         }
-        let after = file.metadata().ok();
-        let changed = after.is_none_or(|a| {
-            a.len() != meta.len()
-                || a.mtime() != meta.mtime()
-                || a.mtime_nsec() != meta.mtime_nsec()
-        });
         let p = display(&rel);
         match copied {
             Some(c) if c.read_error.is_some() => {
@@ -259,6 +355,20 @@ impl Backup<'_> {
         Ok(())
     }
 
+    /// An unchanged file: its previous index line, pointing where its bytes already are.
+    fn carry_over(&mut self, rel: Vec<u8>, meta: &Metadata, old: IndexEntry) -> Result<()> {
+        let Some(snapshot) = old.snapshot.clone() else {
+            bail!("internal error: a carried-over entry without its snapshot");
+        };
+        self.files += 1;
+        self.bytes += old.size;
+        if meta.nlink() > 1 {
+            self.hardlinks.insert((meta.dev(), meta.ino()), rel);
+        }
+        self.depends_on.insert(snapshot);
+        self.index.push(&old)
+    }
+
     /// Writes one tar entry and its index line. `data` writes the entry's content (files only) and
     /// returns its sha256.
     fn store(
@@ -267,7 +377,7 @@ impl Backup<'_> {
         meta: &Metadata,
         kind: EntryKind,
         link: Option<&[u8]>,
-        data: impl FnOnce(&mut crate::pipeline::ObjectSink) -> Result<Option<String>>,
+        data: impl FnOnce(&mut crate::pipeline::ObjectSink) -> Result<Option<Stored>>,
     ) -> Result<()> {
         let device = matches!(kind, EntryKind::Char | EntryKind::Block)
             .then(|| (libc::major(meta.rdev()), libc::minor(meta.rdev())));
@@ -301,9 +411,9 @@ impl Backup<'_> {
             self.enclosing.pop();
         }
         let enclosing: Vec<&[u8]> = self.enclosing.iter().map(|(_, b)| b.as_slice()).collect();
-        let mut sha256 = None;
+        let mut stored = None;
         let volume = self.volumes.append(&blocks, size, &enclosing, |sink| {
-            sha256 = data(sink)?;
+            stored = data(sink)?;
             Ok(())
         })?;
         if kind == EntryKind::Dir {
@@ -325,7 +435,12 @@ impl Backup<'_> {
             user: text(&owner.user),
             group: text(&owner.group),
             mtime: header.mtime,
-            sha256,
+            mtime_ns: u32::try_from(meta.mtime_nsec()).unwrap_or(0),
+            ctime: meta.ctime(),
+            ctime_ns: u32::try_from(meta.ctime_nsec()).unwrap_or(0),
+            ino: meta.ino(),
+            inconsistent: stored.as_ref().is_some_and(|s| s.inconsistent),
+            sha256: stored.map(|s| s.sha256),
             volume,
             snapshot: None,
             link: None,

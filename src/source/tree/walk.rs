@@ -193,6 +193,19 @@ impl Walker {
     }
 }
 
+/// The walk's order on relative paths: the root first, then component by component, each compared
+/// as bytes. Indexes are in this order, which lets push merge the previous index with the walk and
+/// restore match index entries with volume entries, both streaming.
+pub fn walk_cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (a == ROOT, b == ROOT) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Less,
+        (false, true) => Ordering::Greater,
+        (false, false) => a.split(|c| *c == b'/').cmp(b.split(|c| *c == b'/')),
+    }
+}
+
 /// A path for messages only: lossy, with control characters (a newline in a name) escaped.
 pub fn display(rel: &[u8]) -> String {
     String::from_utf8_lossy(rel).escape_debug().to_string()
@@ -204,6 +217,18 @@ mod tests {
 
     fn ex(patterns: &[&str]) -> Excludes {
         Excludes::new(&patterns.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn walk_order_is_component_wise() {
+        use std::cmp::Ordering::*;
+        assert_eq!(walk_cmp(b".", b"a"), Less);
+        assert_eq!(walk_cmp(b"a", b"a/b"), Less);
+        // Byte order would put "a.txt" first ('.' < '/'); the walk finishes "a/" first.
+        assert_eq!(walk_cmp(b"a/b", b"a.txt"), Less);
+        assert_eq!(walk_cmp(b"a/z", b"ab"), Less);
+        assert_eq!(walk_cmp(b"b", b"a/b"), Greater);
+        assert_eq!(walk_cmp(b"a/b", b"a/b"), Equal);
     }
 
     #[test]
