@@ -236,6 +236,6 @@ fn snapshots_lists_sources_and_signature() {
             "--signer",
             other.path("keys/someone-else.cert.asc").to_str().unwrap(),
         ])
-        .expect(0);
+        .expect(1);
     assert!(bad.stdout.contains("INVALID"), "{}", bad.stdout);
 }

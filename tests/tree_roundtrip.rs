@@ -652,6 +652,7 @@ fn hostile_snapshot(env: &LocalEnv, entries: &[Crafted<'_>]) -> Result<Manifest>
                     full_snapshot: String::new(),
                     chain: 0,
                     depends_on: Vec::new(),
+                    walk_started_ms: 0,
                 },
                 index: index_file,
             },

@@ -19,6 +19,10 @@ deleted. Every store is listed before anything is deleted: if a listing fails, n
 deleted anywhere; if a store shows no snapshot of a host that the other store or a passed
 verification knows, nothing of that host is deleted. Both exit 1.
 
+File-tree incrementals point into older snapshots' volumes: a snapshot a kept one needs is kept
+too (shown as needed by ...), whatever the policy says. The kept snapshots' manifests are read
+for this; one that cannot be read stops every deletion of its host (exit 1).
+
 Exit codes: 0 done, 1 a listing or deletion failed (or the alarm above), 2 usage/config error.";
 
 #[derive(clap::Args)]
@@ -62,6 +66,7 @@ pub fn run_with(
         &Options {
             dry_run: a.dry_run,
             now,
+            dependencies: &prune::ManifestDependencies { office },
         },
     );
     if cli.json {
@@ -114,7 +119,10 @@ fn print_human(r: &Report) {
         for h in &s.hosts {
             let mut lines: Vec<(&str, String)> = Vec::new();
             for k in &h.keep {
-                let why: Vec<String> = k.reasons.iter().map(|r| r.describe()).collect();
+                let mut why: Vec<String> = k.reasons.iter().map(|r| r.describe()).collect();
+                if !k.needed_by.is_empty() {
+                    why.push(format!("needed by {}", k.needed_by.join(", ")));
+                }
                 let state = if k.complete { "" } else { " incomplete," };
                 lines.push((
                     &k.snapshot,

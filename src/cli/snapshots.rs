@@ -4,10 +4,11 @@ use std::process::ExitCode;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{reading_store, runtime, Cli};
+use super::{reading_store, runtime, Cli, EXIT_FAILED};
 use offsite::config::human;
 use offsite::keyring::read_keys;
 use offsite::snapshot::list::{list, load_manifest, SnapshotInfo};
+use offsite::snapshot::manifest::TreeRun;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -34,6 +35,37 @@ struct Row {
     sources: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     finished_at: Option<String>,
+    /// Per file tree: full or incremental, and on what.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    trees: Vec<TreeRow>,
+}
+
+#[derive(Serialize)]
+struct TreeRow {
+    name: String,
+    run: TreeRun,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    depends_on: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    full_reason: Option<String>,
+    files: u64,
+    new_files: u64,
+    new_bytes: u64,
+}
+
+impl TreeRow {
+    /// `tree/www (full)`, `tree/www (incremental on 20261122T020000Z-1a2b, 12 new files)`.
+    fn describe(&self) -> String {
+        match (&self.run, &self.parent) {
+            (TreeRun::Incremental, Some(p)) => format!(
+                "tree/{} (incremental on {p}, {} new of {} files)",
+                self.name, self.new_files, self.files
+            ),
+            _ => format!("tree/{} (full)", self.name),
+        }
+    }
 }
 
 pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
@@ -54,6 +86,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
             signature: None,
             sources: Vec::new(),
             finished_at: None,
+            trees: Vec::new(),
         };
         if can_open && s.complete {
             match read_keys(cfg.as_ref(), &s.host, a.key.as_deref(), a.signer.as_deref())
@@ -61,11 +94,25 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
             {
                 Ok(m) => {
                     row.signature = Some("valid".into());
+                    row.trees = m
+                        .trees
+                        .iter()
+                        .map(|t| TreeRow {
+                            name: t.name.clone(),
+                            run: t.run,
+                            parent: t.parent.clone(),
+                            depends_on: t.depends_on.clone(),
+                            full_reason: t.full_reason.clone(),
+                            files: t.files,
+                            new_files: t.new_files,
+                            new_bytes: t.new_bytes,
+                        })
+                        .collect();
                     row.sources = m
                         .databases
                         .iter()
                         .map(|d| d.source.clone())
-                        .chain(m.trees.iter().map(|t| format!("tree/{}", t.name)))
+                        .chain(row.trees.iter().map(TreeRow::describe))
                         .collect();
                     row.finished_at = Some(m.finished_at);
                 }
@@ -74,9 +121,18 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         }
         rows.push(row);
     }
+    // A snapshot whose signature does not check out is not the host's: say so in the exit code.
+    let code = if rows
+        .iter()
+        .any(|r| r.signature.as_deref().is_some_and(|s| s != "valid"))
+    {
+        ExitCode::from(EXIT_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    };
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
     }
     if rows.is_empty() {
         println!("no snapshots in {}", store.location());
@@ -117,5 +173,5 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
             r.signature.as_deref().unwrap_or_default()
         );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }

@@ -28,10 +28,15 @@
 //! 7. **A failed delete stops that store.** The rest of its plan is reported as not deleted; the
 //!    other store still runs, since its plan stands on its own listing. The run fails.
 //!
+//! 8. **Chains stay whole.** A kept snapshot whose file trees are incremental points into older
+//!    snapshots' volumes (`depends_on` in its signed manifest); those are kept too, whatever the
+//!    policy says, with the reason `needed_by` and which kept snapshots need them. The manifests of
+//!    the kept snapshots are read (signature checked) for this; if one cannot be read, nothing of
+//!    that host is deleted and the run fails, since what it needs is unknown. A push in progress
+//!    can only build on the newest complete snapshot's chain, which is always kept (rule 5).
+//!
 //! Not done here on purpose: verify records of deleted snapshots stay (they are the report's
-//! history); hosts not in `office.hosts` are never touched; tree incrementals are not followed to
-//! their parents, because push writes only full trees so far (a kept incremental would need its
-//! parent kept, which takes reading manifests; prune decides from object presence alone).
+//! history); hosts not in `office.hosts` are never touched.
 
 pub mod policy;
 
@@ -48,9 +53,9 @@ use super::context::Office;
 use super::record;
 use crate::config::{human_duration, Retention, StoreConfig};
 use crate::error::usage;
-use crate::snapshot::list::{list, SnapshotInfo};
+use crate::snapshot::list::{list, load_manifest, SnapshotInfo};
 use crate::snapshot::{SnapshotId, MANIFEST_NAME};
-use crate::store::AdminStore;
+use crate::store::{AdminStore, Store};
 
 /// An incomplete snapshot younger than this may still be written by its push.
 pub const INCOMPLETE_GRACE_HOURS: i64 = 48;
@@ -65,9 +70,29 @@ pub struct Target {
     pub retention_key: &'static str,
 }
 
-pub struct Options {
+pub struct Options<'a> {
     pub dry_run: bool,
     pub now: OffsetDateTime,
+    /// Which older snapshots a snapshot needs (rule 8).
+    pub dependencies: &'a dyn Dependencies,
+}
+
+/// Tells which older snapshots a complete snapshot's trees point into.
+pub trait Dependencies {
+    fn of(&self, store: &dyn Store, snap: &SnapshotInfo) -> Result<Vec<String>>;
+}
+
+/// Reads them from the snapshot's manifest, checking its signature with the office's keys.
+pub struct ManifestDependencies<'a> {
+    pub office: &'a Office,
+}
+
+impl Dependencies for ManifestDependencies<'_> {
+    fn of(&self, store: &dyn Store, snap: &SnapshotInfo) -> Result<Vec<String>> {
+        let signers = self.office.signers(&snap.host)?;
+        let m = load_manifest(store, snap, &self.office.decryption, signers)?;
+        Ok(m.depends_on())
+    }
 }
 
 /// The stores to prune, with their policies, from the config. A usage error when no retention is
@@ -138,6 +163,8 @@ pub enum KeepReason {
     InProgress,
     /// Its id carries no readable time; nothing is decided about it.
     Undated,
+    /// A kept incremental's index points into its volumes (rule 8).
+    NeededBy,
 }
 
 impl KeepReason {
@@ -148,6 +175,7 @@ impl KeepReason {
             KeepReason::NewestComplete => "newest_complete",
             KeepReason::InProgress => "in_progress",
             KeepReason::Undated => "undated",
+            KeepReason::NeededBy => "needed_by",
         }
     }
 
@@ -160,6 +188,7 @@ impl KeepReason {
                 format!("younger than {INCOMPLETE_GRACE_HOURS}h: its push may still be running")
             }
             KeepReason::Undated => "its id has no readable time".into(),
+            KeepReason::NeededBy => "holds files of a kept incremental".into(),
         }
     }
 }
@@ -209,6 +238,9 @@ pub struct Kept {
     pub complete: bool,
     pub age_hours: Option<f64>,
     pub reasons: Vec<KeepReason>,
+    /// The kept snapshots whose trees point into this one (rule 8).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub needed_by: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -326,6 +358,7 @@ pub fn plan_host(
             complete: s.complete,
             age_hours,
             reasons,
+            needed_by: Vec::new(),
         });
     }
 
@@ -359,6 +392,7 @@ pub fn plan_host(
                 complete: true,
                 age_hours,
                 reasons,
+                needed_by: Vec::new(),
             });
         }
     }
@@ -384,6 +418,54 @@ fn doomed(s: &SnapshotInfo, age_hours: Option<f64>, reason: DeleteReason) -> Doo
         deleted_objects: 0,
         error: None,
     }
+}
+
+/// Rule 8: moves every snapshot a kept one depends on from `delete` to `keep`. An error (a manifest
+/// that cannot be read) means nothing of the host may be deleted.
+pub fn keep_dependencies(
+    plan: &mut HostPlan,
+    snaps: &[SnapshotInfo],
+    store: &dyn Store,
+    deps: &dyn Dependencies,
+) -> Result<(), String> {
+    let kept: Vec<String> = plan
+        .keep
+        .iter()
+        .filter(|k| k.complete)
+        .map(|k| k.snapshot.clone())
+        .collect();
+    for id in kept {
+        let Some(info) = snaps.iter().find(|s| s.id == id && s.complete) else {
+            continue;
+        };
+        let needs = deps.of(store, info).map_err(|e| {
+            format!(
+                "cannot read the manifest of {}/{id} to learn which snapshots its file trees need ({e:#}): deleting nothing of {} in any store",
+                plan.host, plan.host
+            )
+        })?;
+        for dep in needs {
+            if let Some(pos) = plan.delete.iter().position(|d| d.snapshot == dep) {
+                let d = plan.delete.remove(pos);
+                plan.keep.push(Kept {
+                    snapshot: d.snapshot,
+                    complete: d.complete,
+                    age_hours: d.age_hours,
+                    reasons: vec![KeepReason::NeededBy],
+                    needed_by: vec![id.clone()],
+                });
+            } else if let Some(k) = plan.keep.iter_mut().find(|k| k.snapshot == dep) {
+                if !k.needed_by.contains(&id) {
+                    if !k.reasons.contains(&KeepReason::NeededBy) {
+                        k.reasons.push(KeepReason::NeededBy);
+                    }
+                    k.needed_by.push(id.clone());
+                }
+            }
+        }
+    }
+    plan.keep.sort_by(|a, b| b.snapshot.cmp(&a.snapshot));
+    Ok(())
 }
 
 /// Rule 2: the reason nothing of `host` may be deleted, if there is one. `listings` holds, per
@@ -498,6 +580,11 @@ pub fn prune(targets: &[Target], hosts: &[String], offsite_dir: &Path, opts: &Op
             let Some(l) = &listings[ti] else { continue };
             let mut plan = plan_host(host, &l[hi], &t.retention, verified[hi].as_deref(), now);
             plan.error = alarm.clone();
+            if let Err(e) =
+                keep_dependencies(&mut plan, &l[hi], t.store.as_store(), opts.dependencies)
+            {
+                plan.error.get_or_insert(e);
+            }
             report.stores[ti].hosts.push(plan);
         }
     }

@@ -103,6 +103,13 @@ pub fn backup_tree(
         .next()
         .unwrap_or("");
 
+    let walk_started_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0),
+    )
+    .unwrap_or(0);
     let previous = match &spec.start {
         Start::Full { .. } => None,
         Start::Incremental { header, file } => Some(Previous::open(file, header)?),
@@ -196,6 +203,7 @@ pub fn backup_tree(
             full_snapshot,
             chain,
             depends_on,
+            walk_started_ms,
         },
         index: index_file,
     };

@@ -15,7 +15,6 @@
 //! production never reads S3 objects or decrypts anything for an incremental: the state holds all
 //! it needs, and the office key stays in the office.
 
-use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -62,6 +61,8 @@ pub struct StateHeader {
     pub chain: u32,
     /// Older snapshots the index points into (besides `snapshot` itself).
     pub depends_on: Vec<String>,
+    /// When that run began walking the tree, in milliseconds since the epoch (the racy-file rule).
+    pub walk_started_ms: i64,
 }
 
 pub fn state_file(state_dir: &Path, host: &str, tree: &str) -> PathBuf {
@@ -241,8 +242,6 @@ pub struct Previous {
     header: StateHeader,
     entries: IndexReader<BufReader<Decoder>>,
     next: Option<(Vec<u8>, IndexEntry)>,
-    /// Snapshot id -> its start time (seconds), for the racy-file rule.
-    started: HashMap<String, i64>,
 }
 
 impl Previous {
@@ -258,7 +257,6 @@ impl Previous {
             header,
             entries: IndexReader::new(r)?,
             next: None,
-            started: HashMap::new(),
         })
     }
 
@@ -293,9 +291,10 @@ impl Previous {
     /// Whether the file the walk found (`meta`, from lstat) is the one `prev` describes, so its
     /// bytes need not be read again: same size, mtime, ctime, inode, mode and owner, stored whole.
     ///
-    /// A file whose ctime was not safely before the start of the run that read it is read again:
-    /// a write in the same clock tick after the read would leave every timestamp as recorded.
-    pub fn unchanged(&mut self, prev: &IndexEntry, meta: &fs::Metadata) -> bool {
+    /// A file the previous run read although its ctime was less than [`RACY_MS`] before that run
+    /// began is read again: a write in the same timestamp tick after the read would have left every
+    /// timestamp as recorded. (A file carried over from an older run passed this test then.)
+    pub fn unchanged(&self, prev: &IndexEntry, meta: &fs::Metadata) -> bool {
         let same = prev.kind == EntryKind::File
             && !prev.inconsistent
             && prev.sha256.is_some()
@@ -311,18 +310,20 @@ impl Previous {
         if !same {
             return false;
         }
-        let Some(id) = prev.snapshot.as_deref() else {
-            return false;
-        };
-        let started = *self.started.entry(id.to_string()).or_insert_with(|| {
-            id.parse::<SnapshotId>()
-                .and_then(|i| i.time())
-                .map(|t| t.unix_timestamp())
-                .unwrap_or(i64::MIN)
-        });
-        prev.ctime < started.saturating_sub(1)
+        if prev.snapshot.as_deref() != Some(self.header.snapshot.as_str()) {
+            return true;
+        }
+        let ctime_ms = prev
+            .ctime
+            .saturating_mul(1000)
+            .saturating_add(i64::from(prev.ctime_ns / 1_000_000));
+        ctime_ms < self.header.walk_started_ms.saturating_sub(RACY_MS)
     }
 }
+
+/// How long before a run a file must have last changed for that run's read of it to be trusted
+/// without reading it again: one second covers filesystems that keep whole-second timestamps.
+pub const RACY_MS: i64 = 1000;
 
 /// The state a committed snapshot leaves for the next run.
 pub struct Pending {
