@@ -226,6 +226,19 @@ struct Point {
     tree: BTreeMap<Vec<u8>, String>,
 }
 
+impl Point {
+    /// Describes the tree, then pushes it.
+    fn push(s: &Setup, src: &Path) -> Self {
+        let tree = describe(src);
+        let id = push(s, &[], 0);
+        Point {
+            id,
+            after: rfc3339_now(),
+            tree,
+        }
+    }
+}
+
 fn rfc3339_now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -248,14 +261,7 @@ fn chain_of_changes(s: &Setup, src: &Path, local: bool) {
     fs::create_dir(src.join("empty")).expect("empty dir");
     std::os::unix::fs::symlink("a.txt", src.join("link")).expect("symlink");
     settle();
-    let mut points = Vec::new();
-    let tree = describe(src);
-    let id = push(s, &[], 0);
-    points.push(Point {
-        id,
-        after: rfc3339_now(),
-        tree,
-    });
+    let mut points = vec![Point::push(s, src)];
 
     // Run 2: modify, add, delete, rename, chmod, retarget a symlink.
     settle();
@@ -272,13 +278,7 @@ fn chain_of_changes(s: &Setup, src: &Path, local: bool) {
     fs::remove_file(src.join("link")).expect("unlink");
     std::os::unix::fs::symlink("new.txt", src.join("link")).expect("retarget");
     settle();
-    let tree = describe(src);
-    let id = push(s, &[], 0);
-    points.push(Point {
-        id,
-        after: rfc3339_now(),
-        tree,
-    });
+    points.push(Point::push(s, src));
 
     // Run 3: a big file changes, a directory goes, another comes, a hardlink is broken.
     settle();
@@ -287,13 +287,7 @@ fn chain_of_changes(s: &Setup, src: &Path, local: bool) {
     write(src, "d/e2/x.txt", b"x-ray\n");
     fs::remove_file(src.join("hard2")).expect("unlink hardlink");
     settle();
-    let tree = describe(src);
-    let id = push(s, &[], 0);
-    points.push(Point {
-        id,
-        after: rfc3339_now(),
-        tree,
-    });
+    points.push(Point::push(s, src));
 
     // snapshots shows how each run went.
     let runs = tree_runs(s);

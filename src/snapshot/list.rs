@@ -22,6 +22,9 @@ pub struct SnapshotInfo {
     pub complete: bool,
     pub objects: usize,
     pub stored_bytes: u64,
+    /// It holds file-tree objects (`files/...`): only then can it depend on older snapshots.
+    #[serde(skip)]
+    pub has_trees: bool,
 }
 
 impl SnapshotInfo {
@@ -53,11 +56,15 @@ pub fn list(store: &dyn Store, host: Option<&str>) -> Result<Vec<SnapshotInfo>> 
                 complete: false,
                 objects: 0,
                 stored_bytes: 0,
+                has_trees: false,
             });
         s.objects += 1;
         s.stored_bytes += o.size;
         if rest == MANIFEST_NAME {
             s.complete = true;
+        }
+        if rest.starts_with("files/") {
+            s.has_trees = true;
         }
     }
     let mut out: Vec<SnapshotInfo> = snaps.into_values().collect();

@@ -435,7 +435,11 @@ pub fn keep_dependencies(
         .map(|k| k.snapshot.clone())
         .collect();
     for id in kept {
-        let Some(info) = snaps.iter().find(|s| s.id == id && s.complete) else {
+        // Only a snapshot with file trees can point into another: the others' manifests are not read.
+        let Some(info) = snaps
+            .iter()
+            .find(|s| s.id == id && s.complete && s.has_trees)
+        else {
             continue;
         };
         let needs = deps.of(store, info).map_err(|e| {

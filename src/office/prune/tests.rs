@@ -16,6 +16,7 @@ fn info(id: &str, complete: bool) -> SnapshotInfo {
         complete,
         objects: 2,
         stored_bytes: 10,
+        has_trees: false,
     }
 }
 
