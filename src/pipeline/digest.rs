@@ -59,6 +59,111 @@ impl<W: Write> Write for HashWriter<W> {
     }
 }
 
+/// A [`HashWriter`] whose sha256 runs on a thread of its own.
+///
+/// Writes are copied into 1 MiB blocks that the hashing thread consumes, so the writer's thread (which
+/// also reads the source and feeds the compressor: the critical path of a push) only pays a memcpy.
+/// At most [`IN_FLIGHT`] blocks wait, which bounds the memory and makes a slow hasher hold back the
+/// writer rather than let data pile up. Dropping it unfinished closes the channel, which ends the
+/// thread.
+pub struct OffloadedHashWriter<W> {
+    inner: W,
+    block: Vec<u8>,
+    to_hasher: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    recycled: std::sync::mpsc::Receiver<Vec<u8>>,
+    hasher: Option<std::thread::JoinHandle<String>>,
+    size: u64,
+}
+
+const BLOCK: usize = 1 << 20;
+const IN_FLIGHT: usize = 3;
+
+impl<W: Write> OffloadedHashWriter<W> {
+    pub fn new(inner: W) -> io::Result<Self> {
+        let (to_hasher, blocks) = std::sync::mpsc::sync_channel::<Vec<u8>>(IN_FLIGHT);
+        let (give_back, recycled) = std::sync::mpsc::sync_channel::<Vec<u8>>(IN_FLIGHT + 1);
+        let hasher = std::thread::Builder::new()
+            .name("offsite-sha256".into())
+            .spawn(move || {
+                let mut h = Sha256::new();
+                for mut block in blocks {
+                    h.update(&block);
+                    block.clear();
+                    let _ = give_back.try_send(block);
+                }
+                hex::encode(h.finalize())
+            })?;
+        Ok(Self {
+            inner,
+            block: Vec::with_capacity(BLOCK),
+            to_hasher: Some(to_hasher),
+            recycled,
+            hasher: Some(hasher),
+            size: 0,
+        })
+    }
+
+    fn send_block(&mut self) -> io::Result<()> {
+        let next = self
+            .recycled
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BLOCK));
+        let full = std::mem::replace(&mut self.block, next);
+        self.to_hasher
+            .as_ref()
+            .and_then(|tx| tx.send(full).ok())
+            .ok_or_else(|| io::Error::other("the sha256 thread stopped"))
+    }
+
+    pub fn finish(mut self) -> io::Result<(W, Measured)> {
+        if !self.block.is_empty() {
+            self.send_block()?;
+        }
+        drop(self.to_hasher.take());
+        let sha256 = self
+            .hasher
+            .take()
+            .ok_or_else(|| io::Error::other("the sha256 thread is gone"))?
+            .join()
+            .map_err(|_| io::Error::other("the sha256 thread panicked"))?;
+        Ok((
+            self.inner,
+            Measured {
+                size: self.size,
+                sha256,
+            },
+        ))
+    }
+
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+impl<W: Write> Write for OffloadedHashWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            let k = rest.len().min(BLOCK - self.block.len());
+            self.block.extend_from_slice(&rest[..k]);
+            rest = &rest[k..];
+            if self.block.len() == BLOCK {
+                self.send_block()?;
+            }
+        }
+        self.size += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// A reader that hashes what it reads and, at end of stream, fails unless size and sha256 equal what is
 /// expected. A consumer therefore never sees a clean EOF on corrupted or truncated data.
 pub struct VerifyingReader<R> {
@@ -124,6 +229,23 @@ impl<R: Read> Read for VerifyingReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_offloaded_hash_equals_the_inline_one() -> io::Result<()> {
+        let data: Vec<u8> = (0..3 * BLOCK + 12345).map(|i| (i % 251) as u8).collect();
+        let mut a = HashWriter::new(Vec::new());
+        let mut b = OffloadedHashWriter::new(Vec::new())?;
+        for chunk in data.chunks(70_000) {
+            a.write_all(chunk)?;
+            b.write_all(chunk)?;
+        }
+        let (out_a, ma) = a.finish();
+        let (out_b, mb) = b.finish()?;
+        assert_eq!((out_a, ma), (out_b, mb));
+        let (_, empty) = OffloadedHashWriter::new(Vec::new())?.finish()?;
+        assert_eq!(empty.sha256, hex::encode(Sha256::digest(b"")));
+        Ok(())
+    }
 
     fn measure(data: &[u8]) -> Measured {
         let mut w = HashWriter::new(Vec::new());

@@ -22,7 +22,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use sequoia_openpgp::serialize::stream::Message;
 
 pub use compress::{Algorithm, Compression, Compressor};
-pub use digest::{HashWriter, Measured};
+pub use digest::{HashWriter, Measured, OffloadedHashWriter};
 pub use shared::Shared;
 
 use crate::crypto::Encryption;
@@ -75,8 +75,10 @@ impl Pipeline {
                 return Err(e);
             }
         };
+        // The plaintext hash runs beside the caller: its thread reads the source and compresses.
+        let plain = OffloadedHashWriter::new(compressed).context("starting the hashing thread")?;
         Ok(ObjectSink {
-            plain: Some(HashWriter::new(compressed)),
+            plain: Some(plain),
             worker: Some(worker),
             failed: None,
             key,
@@ -125,7 +127,7 @@ fn encrypt_and_store(
 /// aborted, and the drop returns only once both happened.
 pub struct ObjectSink {
     /// `None` once finished or after the encrypting side failed.
-    plain: Option<HashWriter<Compressor<ChunkSender>>>,
+    plain: Option<OffloadedHashWriter<Compressor<ChunkSender>>>,
     /// `None` once joined.
     worker: Option<Worker>,
     /// The encrypting side's error, once a write fetched it, so that later calls repeat the cause.
@@ -153,7 +155,10 @@ impl ObjectSink {
     pub fn finish(mut self) -> Result<ObjectEntry> {
         let what = format!("finishing {}", self.full_key);
         let plain = self.plain.take().ok_or_else(|| self.earlier_failure())?;
-        let (compressed, plain) = plain.finish();
+        let (compressed, plain) = match plain.finish() {
+            Ok(done) => done,
+            Err(e) => return Err(anyhow!(self.explain(e))).context(what),
+        };
         if let Err(e) = compressed.finish().and_then(ChunkSender::finish) {
             return Err(anyhow!(self.explain(e))).context(what);
         }

@@ -48,8 +48,23 @@ pub fn copy_exact(
     out: &mut impl Write,
     on_bytes: &(dyn Fn(u64) + Sync),
 ) -> io::Result<Copied> {
+    BUFFER.with(|b| copy_with(src, size, out, on_bytes, &mut b.borrow_mut()))
+}
+
+thread_local! {
+    /// One read buffer per thread, reused for every file: a fresh 256 KiB buffer per file costs a
+    /// zeroed allocation (and page faults) for each of a tree's many small files.
+    static BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; CHUNK]);
+}
+
+fn copy_with(
+    src: &mut impl Read,
+    size: u64,
+    out: &mut impl Write,
+    on_bytes: &(dyn Fn(u64) + Sync),
+    buf: &mut [u8],
+) -> io::Result<Copied> {
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
     let mut left = size;
     let mut read_error = None;
     while left > 0 {
@@ -69,7 +84,9 @@ pub fn copy_exact(
         left -= n as u64;
     }
     let padded = left;
-    buf.fill(0);
+    if left > 0 {
+        buf.fill(0);
+    }
     while left > 0 {
         let n = left.min(CHUNK as u64) as usize;
         hasher.update(&buf[..n]);
