@@ -59,6 +59,8 @@ pub struct Volumes<'p> {
     tree: String,
     limit: u64,
     current: Option<Current>,
+    /// The previous volume, finishing on a thread of its own (see [`Volumes::close`]).
+    finishing: Option<std::thread::JoinHandle<Result<ObjectEntry>>>,
     number: u32,
     keys: Vec<String>,
     objects: Vec<ObjectEntry>,
@@ -71,6 +73,7 @@ impl<'p> Volumes<'p> {
             tree: tree.to_string(),
             limit,
             current: None,
+            finishing: None,
             number: 0,
             keys: Vec::new(),
             objects: Vec::new(),
@@ -129,12 +132,33 @@ impl<'p> Volumes<'p> {
         Ok(key)
     }
 
+    /// Ends the current volume. Finishing it (zstd's last jobs, the end of the encryption, the
+    /// store's commit and fsync) drains every stage of its pipeline one after the other; it runs on a
+    /// thread of its own, so the next volume's data already flows meanwhile. One volume at most
+    /// finishes at a time, which bounds the memory and threads to two pipelines.
     fn close(&mut self) -> Result<()> {
         if let Some(mut cur) = self.current.take() {
             write_zeros(&mut cur.sink, TRAILER)
                 .with_context(|| format!("writing {}", cur.sink.key()))?;
+            self.join_finishing()?;
             self.keys.push(cur.sink.key().to_string());
-            self.objects.push(cur.sink.finish()?);
+            let sink = cur.sink;
+            self.finishing = Some(
+                std::thread::Builder::new()
+                    .name("offsite-volume-end".into())
+                    .spawn(move || sink.finish())
+                    .context("starting a thread to finish a volume")?,
+            );
+        }
+        Ok(())
+    }
+
+    fn join_finishing(&mut self) -> Result<()> {
+        if let Some(handle) = self.finishing.take() {
+            let entry = handle
+                .join()
+                .map_err(|_| anyhow::anyhow!("finishing a volume panicked"))??;
+            self.objects.push(entry);
         }
         Ok(())
     }
@@ -142,7 +166,11 @@ impl<'p> Volumes<'p> {
     /// Ends the last volume and returns the volume keys (in order) and their manifest entries.
     pub fn finish(mut self) -> Result<(Vec<String>, Vec<ObjectEntry>)> {
         self.close()?;
-        Ok((self.keys, self.objects))
+        self.join_finishing()?;
+        Ok((
+            std::mem::take(&mut self.keys),
+            std::mem::take(&mut self.objects),
+        ))
     }
 }
 
