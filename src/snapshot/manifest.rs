@@ -107,6 +107,8 @@ pub struct ObjectEntry {
     pub stored_size: u64,
     pub stored_sha256: String,
     pub plain_size: u64,
+    /// Empty for tree volumes, whose files each have their sha256 in the index.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub plain_sha256: String,
     pub compression: Algorithm,
     pub recipients: Vec<String>,
