@@ -37,9 +37,22 @@ pub fn human_duration(d: Duration) -> String {
     let s = d.as_secs();
     match s {
         0..=119 => format!("{s}s"),
-        120..=7199 => format!("{}m", s / 60),
-        7200..=172_799 => format!("{}h", s / 3600),
-        _ => format!("{}d {}h", s / 86_400, (s % 86_400) / 3600),
+        _ if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        172_800.. => format!("{}d {}h", s / 86_400, (s % 86_400) / 3600),
+        _ if s % 3600 == 0 || s >= 7200 => format!("{}h", s / 3600),
+        _ => format!("{}m", s / 60),
+    }
+}
+
+/// Serializes a duration the way the config writes it (`30d`, `26h`), for `config check`.
+pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&human_duration(*d))
+}
+
+pub fn serialize_opt<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => serialize(d, s),
+        None => s.serialize_none(),
     }
 }
 
@@ -69,5 +82,9 @@ mod tests {
         assert!(parse_duration("12").is_err());
         assert!(parse_duration("soon").is_err());
         assert_eq!(human_duration(Duration::from_secs(26 * 3600)), "26h");
+        assert_eq!(human_duration(Duration::from_secs(3600)), "1h");
+        assert_eq!(human_duration(Duration::from_secs(1800)), "30m");
+        assert_eq!(human_duration(Duration::from_secs(30 * 86_400)), "30d");
+        assert_eq!(human_duration(Duration::from_secs(50 * 3600)), "2d 2h");
     }
 }

@@ -102,6 +102,7 @@ pub struct TreeConfig {
     pub exclude: Vec<String>,
     pub volume_size: u64,
     /// A full run when the last full is older than this.
+    #[serde(serialize_with = "duration::serialize")]
     pub full_every: std::time::Duration,
     /// At most this many incrementals after a full (`None`: no cap but `full_every`).
     pub max_chain: Option<u32>,
@@ -116,6 +117,7 @@ pub struct OfficeConfig {
     pub hosts: BTreeMap<String, PathBuf>,
     pub scratch: Scratch,
     pub checks: Vec<Check>,
+    #[serde(serialize_with = "duration::serialize")]
     pub max_age: std::time::Duration,
     pub retention: Option<Retention>,
     pub offsite_retention: Option<Retention>,
@@ -155,6 +157,7 @@ pub struct Retention {
     pub keep_weekly: u32,
     pub keep_monthly: u32,
     pub keep_yearly: u32,
+    #[serde(serialize_with = "duration::serialize_opt")]
     pub keep_within: Option<std::time::Duration>,
 }
 
