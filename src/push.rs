@@ -121,6 +121,7 @@ pub fn push(
             store.location()
         )
     })?;
+    mark_needs(&jobs, store.as_ref(), &snapshot_dir)?;
     tracing::info!(
         "push: snapshot {} of {} sources to {}",
         id,
@@ -197,6 +198,22 @@ pub fn push(
     }
     m.finished_at = OffsetDateTime::now_utc().format(&Rfc3339)?;
 
+    // What the incrementals point into must still be there: committing otherwise would make a
+    // snapshot that cannot be restored. (The state still names the missing snapshot, so the next run
+    // of that tree is full.)
+    for t in &m.trees {
+        for id in &t.depends_on {
+            if !complete_in(store.as_ref(), &cfg.host, id)? {
+                return Err(anyhow!(
+                    "push failed; no snapshot was committed: snapshot {id}, which the incremental of tree {} builds on, is no longer complete in {} (deleted while this push ran?). The next run of {} is a full backup.",
+                    t.name,
+                    store.location(),
+                    t.name
+                ));
+            }
+        }
+    }
+
     // The commit point: the manifest, signed and encrypted, written last and never overwritten.
     let json = serde_json::to_vec_pretty(&m)?;
     let sealed = keys.encryption.seal(&json, &keys.signing)?;
@@ -232,6 +249,40 @@ pub fn push(
     })
 }
 
+/// Whether snapshot `id` of `host` is committed (has its manifest) in the store.
+fn complete_in(store: &dyn Store, host: &str, id: &str) -> Result<bool> {
+    let key = format!("{}{MANIFEST_NAME}", crate::snapshot::dir(host, id));
+    Ok(store
+        .list(&key)
+        .with_context(|| format!("looking for {key} in {}", store.location()))?
+        .iter()
+        .any(|o| o.key == key))
+}
+
+/// Tells office-side prune, while this push runs, which older snapshots its incrementals build on:
+/// an empty object `needs/<id>` per snapshot. prune keeps what a young incomplete snapshot needs,
+/// so a prune running beside a long push cannot delete a parent under it. (The manifest's
+/// `depends_on` takes over once the snapshot is committed.)
+fn mark_needs(jobs: &[Job], store: &dyn Store, snapshot_dir: &str) -> Result<()> {
+    let mut needs = std::collections::BTreeSet::new();
+    for job in jobs {
+        if let Job::Tree(t) = job {
+            if let tree::state::Start::Incremental { header, .. } = &t.start {
+                needs.insert(header.snapshot.clone());
+                needs.extend(header.depends_on.iter().cloned());
+            }
+        }
+    }
+    for id in needs {
+        let key = format!("{snapshot_dir}needs/{id}");
+        store
+            .create(&key)
+            .and_then(|w| w.commit())
+            .with_context(|| format!("writing {key}"))?;
+    }
+    Ok(())
+}
+
 /// Pre-flight: asks every server what to dump and checks the dump tools, and decides full or
 /// incremental for each tree, before anything is written.
 fn plan(
@@ -259,14 +310,7 @@ fn plan(
     if !cfg.trees.is_empty() {
         tree::state::prepare(&cfg.state_dir, &cfg.host)?;
     }
-    let exists = |id: &str| -> Result<bool> {
-        let key = format!("{}{MANIFEST_NAME}", crate::snapshot::dir(&cfg.host, id));
-        Ok(store
-            .list(&key)
-            .with_context(|| format!("looking for {key} in {}", store.location()))?
-            .iter()
-            .any(|o| o.key == key))
-    };
+    let exists = |id: &str| complete_in(store, &cfg.host, id);
     for t in &cfg.trees {
         if !t.path.is_dir() {
             return Err(crate::error::usage(format!(

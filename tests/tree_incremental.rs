@@ -259,6 +259,9 @@ fn chain_of_changes(s: &Setup, src: &Path, local: bool) {
     write(src, "caf\u{e9}.txt", b"latin");
     fs::write(src.join(OsStr::from_bytes(b"raw\xff")), b"not utf-8").expect("raw name");
     fs::create_dir(src.join("empty")).expect("empty dir");
+    write(src, "hl/a-file", b"linked from elsewhere\n");
+    write(src, "hm/x.txt", b"x-ray\n");
+    fs::hard_link(src.join("hl/a-file"), src.join("hm/y")).expect("hardlink across dirs");
     std::os::unix::fs::symlink("a.txt", src.join("link")).expect("symlink");
     settle();
     let mut points = vec![Point::push(s, src)];
@@ -363,6 +366,15 @@ fn chain_of_changes(s: &Setup, src: &Path, local: bool) {
     assert_eq!(
         fs::read(to.join("hard2")).expect("hard2"),
         b"shared inode\n"
+    );
+
+    // A directory holding a file and a hardlink whose target lies outside it: both come back.
+    let to = out.path().join("hard-dir");
+    restore(s, &to, &["--snapshot", &points[0].id, "--path", "hm"]);
+    assert_eq!(fs::read(to.join("hm/x.txt")).expect("x.txt"), b"x-ray\n");
+    assert_eq!(
+        fs::read(to.join("hm/y")).expect("hm/y"),
+        b"linked from elsewhere\n"
     );
 
     // A path the snapshot does not have: a usage error, and nothing written.
@@ -582,6 +594,33 @@ fn prune_keeps_what_kept_incrementals_need_and_verify_still_passes() {
         ),
     );
     s.offsite_with(&office, &["pull"], &[]).expect(0);
+
+    // A push still running that builds on inc1 (its `needs/` marker, as push writes it before it
+    // dumps): prune keeps inc1 for it.
+    let running = format!(
+        "{}-beef",
+        time::OffsetDateTime::now_utc()
+            .format(time::macros::format_description!(
+                "[year][month][day]T[hour][minute][second]Z"
+            ))
+            .expect("format")
+    );
+    let marker = s.path(&format!("store/{}/{running}/needs/{inc1}", s.host));
+    fs::create_dir_all(marker.parent().expect("dir")).expect("mkdir");
+    fs::write(&marker, b"").expect("marker");
+    let dry = json(
+        &s.offsite_with(&office, &["--json", "prune", "--dry-run"], &[])
+            .expect(0),
+    );
+    let local = &dry["stores"][0]["hosts"][0];
+    let inc1_row = local["keep"]
+        .as_array()
+        .expect("keep")
+        .iter()
+        .find(|k| k["snapshot"] == inc1.as_str())
+        .unwrap_or_else(|| panic!("inc1 is kept while a push builds on it: {local}"));
+    assert_eq!(inc1_row["needed_by"][0], running.as_str());
+    fs::remove_dir_all(s.path(&format!("store/{}/{running}", s.host))).expect("rm");
 
     // keep_last 1 keeps inc3; inc3's index points into the full (c) and inc2 (a); inc1 goes.
     let dry = s

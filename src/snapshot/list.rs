@@ -25,6 +25,9 @@ pub struct SnapshotInfo {
     /// It holds file-tree objects (`files/...`): only then can it depend on older snapshots.
     #[serde(skip)]
     pub has_trees: bool,
+    /// The older snapshots a push in progress builds on (its `needs/<id>` markers).
+    #[serde(skip)]
+    pub needs: Vec<String>,
 }
 
 impl SnapshotInfo {
@@ -57,6 +60,7 @@ pub fn list(store: &dyn Store, host: Option<&str>) -> Result<Vec<SnapshotInfo>> 
                 objects: 0,
                 stored_bytes: 0,
                 has_trees: false,
+                needs: Vec::new(),
             });
         s.objects += 1;
         s.stored_bytes += o.size;
@@ -65,6 +69,9 @@ pub fn list(store: &dyn Store, host: Option<&str>) -> Result<Vec<SnapshotInfo>> 
         }
         if rest.starts_with("files/") {
             s.has_trees = true;
+        }
+        if let Some(id) = rest.strip_prefix("needs/") {
+            s.needs.push(id.to_string());
         }
     }
     let mut out: Vec<SnapshotInfo> = snaps.into_values().collect();

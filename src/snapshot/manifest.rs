@@ -12,7 +12,10 @@ use crate::pipeline::compress::Algorithm;
 use crate::pipeline::digest::Measured;
 
 pub const FORMAT: &str = "offsite-manifest";
-pub const VERSION: u32 = 1;
+/// 2: trees may be incremental (`depends_on`: older snapshots a restore needs, which an older
+/// office would not keep), and tree volumes carry no plaintext sha256. A version-1 reader refuses
+/// these manifests with "upgrade offsite" rather than misreading them.
+pub const VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

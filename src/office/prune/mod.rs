@@ -33,7 +33,9 @@
 //!    policy says, with the reason `needed_by` and which kept snapshots need them. The manifests of
 //!    the kept snapshots are read (signature checked) for this; if one cannot be read, nothing of
 //!    that host is deleted and the run fails, since what it needs is unknown. A push in progress
-//!    can only build on the newest complete snapshot's chain, which is always kept (rule 5).
+//!    (an incomplete snapshot within the grace period) has no manifest yet: it names what it builds
+//!    on in `needs/<id>` markers, written before it dumps, and those are kept too. push also checks
+//!    again, just before it commits, that everything it points into still exists.
 //!
 //! Not done here on purpose: verify records of deleted snapshots stay (they are the report's
 //! history); hosts not in `office.hosts` are never touched.
@@ -428,26 +430,25 @@ pub fn keep_dependencies(
     store: &dyn Store,
     deps: &dyn Dependencies,
 ) -> Result<(), String> {
-    let kept: Vec<String> = plan
-        .keep
-        .iter()
-        .filter(|k| k.complete)
-        .map(|k| k.snapshot.clone())
-        .collect();
+    let kept: Vec<String> = plan.keep.iter().map(|k| k.snapshot.clone()).collect();
     for id in kept {
-        // Only a snapshot with file trees can point into another: the others' manifests are not read.
-        let Some(info) = snaps
-            .iter()
-            .find(|s| s.id == id && s.complete && s.has_trees)
-        else {
+        let Some(info) = snaps.iter().find(|s| s.id == id) else {
             continue;
         };
-        let needs = deps.of(store, info).map_err(|e| {
-            format!(
-                "cannot read the manifest of {}/{id} to learn which snapshots its file trees need ({e:#}): deleting nothing of {} in any store",
-                plan.host, plan.host
-            )
-        })?;
+        let needs = if !info.complete {
+            // A push in progress: its `needs/` markers say what its incrementals build on.
+            info.needs.clone()
+        } else if info.has_trees {
+            deps.of(store, info).map_err(|e| {
+                format!(
+                    "cannot read the manifest of {}/{id} to learn which snapshots its file trees need ({e:#}): deleting nothing of {} in any store",
+                    plan.host, plan.host
+                )
+            })?
+        } else {
+            // Only a snapshot with file trees can point into another: no manifest to read.
+            continue;
+        };
         for dep in needs {
             if let Some(pos) = plan.delete.iter().position(|d| d.snapshot == dep) {
                 let d = plan.delete.remove(pos);

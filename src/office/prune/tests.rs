@@ -17,6 +17,7 @@ fn info(id: &str, complete: bool) -> SnapshotInfo {
         objects: 2,
         stored_bytes: 10,
         has_trees: false,
+        needs: Vec::new(),
     }
 }
 

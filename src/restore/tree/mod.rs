@@ -181,25 +181,31 @@ fn walk_view(
             missing.join(", ")
         )));
     }
+    // Hardlink targets outside the selection come before their links in walk order, so they get
+    // volume lists of their own (read in a second round) to keep every list in walk order.
+    let mut outside: Spools<VolumeKey> = Spools::new()?;
     if !orphans.is_empty() {
-        orphan_targets(src, chain, &orphans, &mut files)?;
+        orphan_targets(src, chain, &orphans, &mut outside)?;
     }
 
     // Pass 2: the volumes.
     r.create_dirs()?;
-    let spools = files.finish()?;
     r.stats.volumes_in_view = chain.volume_count();
-    for ((snapshot, volume), entries) in spools {
-        let (dir, object) = chain.volume(&snapshot, &volume)?;
-        let key = format!("{dir}{volume}");
-        let reader = open_object(src.store, dir, object, src.keys)?;
-        r.stats.objects_read.push(key.clone());
-        r.volume(&key, reader, entries)?;
+    for spools in [files.finish()?, outside.finish()?] {
+        let keys: Vec<VolumeKey> = spools.keys().cloned().collect();
+        for (i, (snapshot, volume)) in keys.iter().enumerate() {
+            let (dir, object) = chain.volume(snapshot, volume)?;
+            let key = format!("{dir}{volume}");
+            let reader = open_object(src.store, dir, object, src.keys)?;
+            r.stats.objects_read.push(key.clone());
+            r.volume(&key, reader, spools.read(i)?)?;
+        }
     }
 
     // Pass 3: links and special files, in index order.
-    for (_, entries) in late.finish()? {
-        for item in entries {
+    let late = late.finish()?;
+    for i in 0..late.len() {
+        for item in late.read(i)? {
             let item = item?;
             let path = item.dest()?;
             r.late(&item.entry, &path)

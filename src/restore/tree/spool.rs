@@ -80,26 +80,50 @@ impl<K: Ord + Clone> Spools<K> {
         Ok(())
     }
 
-    /// Every list, in key order, as readers of their entries in the order pushed.
-    pub fn finish(mut self) -> Result<Vec<(K, SpoolReader)>> {
+    /// Every list, in key order. Each is opened only when it is read, so a view of thousands of
+    /// volumes never holds thousands of files open.
+    pub fn finish(mut self) -> Result<SpoolSet<K>> {
         for (_, mut w) in std::mem::take(&mut self.open) {
             w.flush().context("writing the restore's spool")?;
         }
-        let mut out = Vec::new();
-        for (k, n) in &self.files {
-            let f = File::open(self.dir.path().join(n.to_string()))
-                .context("reading the restore's spool")?;
-            out.push((
-                k.clone(),
-                SpoolReader {
-                    lines: BufReader::with_capacity(64 << 10, f),
-                    line: Vec::new(),
-                },
-            ));
-        }
-        // The files stay readable through their open handles once the directory is gone.
-        drop(self.dir);
-        Ok(out)
+        let lists = self
+            .files
+            .iter()
+            .map(|(k, n)| (k.clone(), self.dir.path().join(n.to_string())))
+            .collect();
+        Ok(SpoolSet {
+            _dir: self.dir,
+            lists,
+        })
+    }
+}
+
+/// The finished lists; the temporary directory lives as long as this.
+pub struct SpoolSet<K> {
+    _dir: tempfile::TempDir,
+    lists: Vec<(K, std::path::PathBuf)>,
+}
+
+impl<K: Clone> SpoolSet<K> {
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.lists.iter().map(|(k, _)| k)
+    }
+
+    /// The entries of list `i` (in key order), in the order pushed.
+    pub fn read(&self, i: usize) -> Result<SpoolReader> {
+        let (_, path) = self
+            .lists
+            .get(i)
+            .context("internal error: no such spool list")?;
+        let f = File::open(path).context("reading the restore's spool")?;
+        Ok(SpoolReader {
+            lines: BufReader::with_capacity(64 << 10, f),
+            line: Vec::new(),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.lists.len()
     }
 }
 

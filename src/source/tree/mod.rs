@@ -5,8 +5,10 @@
 //!                      -> index line -> temporary file -> files/<tree>/index.jsonl(.zst.pgp), last
 //! ```
 //!
-//! Every volume is a complete GNU tar archive: stock `tar -x` of the volumes in order rebuilds the
-//! tree. The index (see [`index`]) says, for each path, what it is and which volume holds it; it is
+//! Every volume is a complete GNU tar archive: stock `tar -x` of a full run's volumes in order
+//! rebuilds the tree. An incremental's volumes hold only what changed (and hardlinks whose targets
+//! may live in older snapshots), so a chain is extracted full first, then each incremental in
+//! order; the index says exactly which paths exist. The index (see [`index`]) says, for each path, what it is and which volume holds it; it is
 //! what restore, verify and later incrementals work from.
 //!
 //! A live tree is read without locks, so one file's trouble never fails the run: a file that vanishes

@@ -317,13 +317,22 @@ impl Previous {
             .ctime
             .saturating_mul(1000)
             .saturating_add(i64::from(prev.ctime_ns / 1_000_000));
-        ctime_ms < self.header.walk_started_ms.saturating_sub(RACY_MS)
+        // Whole-second timestamps (no nanoseconds) may come from a filesystem that keeps 2 s
+        // (FAT) or from a server's clock (NFS): a wider margin for those.
+        let margin = if prev.ctime_ns == 0 && prev.mtime_ns == 0 {
+            COARSE_RACY_MS
+        } else {
+            RACY_MS
+        };
+        ctime_ms < self.header.walk_started_ms.saturating_sub(margin)
     }
 }
 
 /// How long before a run a file must have last changed for that run's read of it to be trusted
-/// without reading it again: one second covers filesystems that keep whole-second timestamps.
+/// without reading it again, on filesystems with fine timestamps.
 pub const RACY_MS: i64 = 1000;
+/// The same where timestamps have no sub-second part.
+pub const COARSE_RACY_MS: i64 = 5000;
 
 /// The state a committed snapshot leaves for the next run.
 pub struct Pending {

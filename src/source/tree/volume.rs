@@ -174,6 +174,16 @@ impl<'p> Volumes<'p> {
     }
 }
 
+impl Drop for Volumes<'_> {
+    /// On an error path, the volume still finishing is waited for, so that nothing of this tree
+    /// is still being written when the caller reports the failure.
+    fn drop(&mut self) {
+        if let Some(handle) = self.finishing.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
 fn padded(size: u64) -> u64 {
     size.div_ceil(BLOCK) * BLOCK
 }
