@@ -428,16 +428,26 @@ fn three_runs_on_s3() {
     chain_of_changes(&s, &src, false);
 }
 
-fn small_tree(s: &Setup, extra: &str) -> PathBuf {
+/// A tree of `files` configured as tree `www` (with `extra` YAML for it), settled for a first run.
+fn tree_of(s: &Setup, files: &[(&str, &[u8])], extra: &str) -> PathBuf {
     let src = s.path("src");
-    write(&src, "keep.txt", b"unchanged\n");
-    write(&src, "moving.txt", b"v1\n");
+    for (rel, data) in files {
+        write(&src, rel, data);
+    }
     s.config(&format!(
         "trees: [{{ name: www, path: '{}'{extra} }}]",
         src.display()
     ));
     settle();
     src
+}
+
+fn small_tree(s: &Setup, extra: &str) -> PathBuf {
+    tree_of(
+        s,
+        &[("keep.txt", b"unchanged\n"), ("moving.txt", b"v1\n")],
+        extra,
+    )
 }
 
 fn touch(src: &Path, n: u32) {
@@ -460,22 +470,9 @@ fn a_lost_or_corrupt_state_means_a_full_backup() {
     fs::remove_dir_all(s.path("state")).expect("rm state");
     touch(&src, 3);
     let third = push(&s, &[], 0);
-    let runs = tree_runs(&s);
-    assert_eq!(runs[&third]["run"], "full");
-    assert!(
-        runs[&third]["full_reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("no state")),
-        "{}",
-        runs[&third]
-    );
+    assert_full(&s, &third, "no state");
     let out = tempfile::tempdir().expect("tempdir");
-    restore(&s, &out.path().join("r3"), &["--snapshot", &third]);
-    assert_same(
-        &describe(&src),
-        &describe(&out.path().join("r3")),
-        "after state loss",
-    );
+    assert_restores(&s, &third, &src, &out.path().join("r3"));
 
     // A corrupt state: the same.
     let state = s.path(&format!("state/{}/www.state.zst", s.host));
@@ -485,14 +482,8 @@ fn a_lost_or_corrupt_state_means_a_full_backup() {
     fs::write(&state, &bytes).expect("corrupt");
     touch(&src, 4);
     let fourth = push(&s, &[], 0);
-    let runs = tree_runs(&s);
-    assert_eq!(runs[&fourth]["run"], "full", "{}", runs[&fourth]);
-    restore(&s, &out.path().join("r4"), &["--snapshot", &fourth]);
-    assert_same(
-        &describe(&src),
-        &describe(&out.path().join("r4")),
-        "after corruption",
-    );
+    assert_full(&s, &fourth, "unusable");
+    assert_restores(&s, &fourth, &src, &out.path().join("r4"));
 
     // A state from another setup (here: another tree root) is foreign: full.
     touch(&src, 5);
@@ -505,15 +496,23 @@ fn a_lost_or_corrupt_state_means_a_full_backup() {
         moved.display()
     ));
     let sixth = push(&s, &[], 0);
-    let runs = tree_runs(&s);
-    assert_eq!(runs[&sixth]["run"], "full");
+    assert_full(&s, &sixth, "another setup");
+}
+
+/// Snapshot `id` ran its tree in full, for a reason that mentions `why`.
+fn assert_full(s: &Setup, id: &str, why: &str) {
+    let run = &tree_runs(s)[id];
+    assert_eq!(run["run"], "full", "{run}");
     assert!(
-        runs[&sixth]["full_reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("another setup")),
-        "{}",
-        runs[&sixth]
+        run["full_reason"].as_str().is_some_and(|r| r.contains(why)),
+        "{run}"
     );
+}
+
+/// Snapshot `id` restores to exactly the tree at `src`.
+fn assert_restores(s: &Setup, id: &str, src: &Path, to: &Path) {
+    restore(s, to, &["--snapshot", id]);
+    assert_same(&describe(src), &describe(to), &format!("restore of {id}"));
 }
 
 #[test]
@@ -538,9 +537,7 @@ fn an_old_full_or_a_long_chain_or_full_means_a_full_backup() {
         runs_of(&[&a, &b, &c, &d]),
         ["full", "incremental", "incremental", "full"]
     );
-    assert!(tree_runs(&s)[&d]["full_reason"]
-        .as_str()
-        .is_some_and(|r| r.contains("max_chain")));
+    assert_full(&s, &d, "max_chain");
 
     // The last full looks 31 days old: full.
     touch(&src, 5);
@@ -548,10 +545,7 @@ fn an_old_full_or_a_long_chain_or_full_means_a_full_backup() {
         .format(&time::format_description::well_known::Rfc3339)
         .expect("format");
     let e = push(&s, &[("OFFSITE_NOW", &later)], 0);
-    assert_eq!(runs_of(&[&e]), ["full"]);
-    assert!(tree_runs(&s)[&e]["full_reason"]
-        .as_str()
-        .is_some_and(|r| r.contains("full_every")));
+    assert_full(&s, &e, "full_every");
 
     // push --full forces one.
     touch(&src, 6);
@@ -565,15 +559,7 @@ fn an_old_full_or_a_long_chain_or_full_means_a_full_backup() {
 #[test]
 fn prune_keeps_what_kept_incrementals_need_and_verify_still_passes() {
     let s = Setup::new("inc-prune");
-    let src = s.path("src");
-    write(&src, "a", b"a1");
-    write(&src, "b", b"b1");
-    write(&src, "c", b"c1");
-    s.config(&format!(
-        "trees: [{{ name: www, path: '{}' }}]",
-        src.display()
-    ));
-    settle();
+    let src = tree_of(&s, &[("a", b"a1"), ("b", b"b1"), ("c", b"c1")], "");
     let full = push(&s, &[], 0);
     write(&src, "a", b"a2");
     settle();

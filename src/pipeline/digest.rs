@@ -157,10 +157,6 @@ impl<W: Write> OffloadedHashWriter<W> {
         ))
     }
 
-    pub fn get_mut(&mut self) -> &mut W {
-        &mut self.inner
-    }
-
     pub fn size(&self) -> u64 {
         self.size
     }
