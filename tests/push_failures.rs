@@ -46,6 +46,8 @@ fn a_dump_killed_midway_commits_nothing_and_keeps_older_snapshots() {
     let s = Setup::new("killed-host");
     pg_config(&s, &pg.name, None);
     s.offsite(&["push"]).expect(0);
+    // Snapshot ids sort by the millisecond; a second apart, the order is unmistakable here too.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
 
     // The dump streams 200 kB, then its process is killed by SIGKILL; another source succeeds, so
     // the failed snapshot has objects but no manifest.

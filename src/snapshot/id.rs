@@ -21,7 +21,13 @@ impl SnapshotId {
         let stamp = at
             .format(FORMAT)
             .unwrap_or_else(|_| "19700101T000000Z".into());
-        Self(format!("{stamp}-{:04x}", rand::random::<u16>()))
+        // The suffix sorts by the millisecond within the second (its top 10 bits), so two runs in
+        // the same second still sort by time and `latest` is the newer one; the low 6 bits are
+        // random, and a clash in the same millisecond is refused by the store (keys are never
+        // overwritten).
+        let ms = u16::try_from(at.millisecond()).unwrap_or(0).min(999);
+        let suffix = (ms << 6) | (rand::random::<u16>() & 0x3f);
+        Self(format!("{stamp}-{suffix:04x}"))
     }
 
     pub fn as_str(&self) -> &str {
@@ -75,6 +81,12 @@ mod tests {
         assert_eq!(
             parsed.time().unwrap(),
             time::macros::datetime!(2026-11-23 02:00:00 UTC)
+        );
+        let early = SnapshotId::new(time::macros::datetime!(2026-11-23 02:00:00.001 UTC));
+        let late = SnapshotId::new(time::macros::datetime!(2026-11-23 02:00:00.999 UTC));
+        assert!(
+            early < late,
+            "{early} < {late}: the same second sorts by millisecond"
         );
         assert!("latest".parse::<SnapshotId>().is_err());
         assert!("20261123T020000Z-zzzz".parse::<SnapshotId>().is_err());
