@@ -25,7 +25,7 @@ impl SnapshotId {
         // the same second still sort by time and `latest` is the newer one; the low 6 bits are
         // random, and a clash in the same millisecond is refused by the store (keys are never
         // overwritten).
-        let ms = u16::try_from(at.millisecond()).unwrap_or(0).min(999);
+        let ms = at.millisecond().min(999);
         let suffix = (ms << 6) | (rand::random::<u16>() & 0x3f);
         Self(format!("{stamp}-{suffix:04x}"))
     }
