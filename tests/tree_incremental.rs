@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use common::cli::{Run, Setup};
+use common::db::{PgDb, PG_URL};
 use common::s3::{endpoint, TestBucket, ACCESS_KEY, SECRET_KEY};
 use offsite::crypto::{load_certs, DecryptionKeys};
 use offsite::restore::tree::{restore_tree, Selection, TreeSource};
@@ -144,6 +145,11 @@ fn tree_runs(s: &Setup) -> BTreeMap<String, serde_json::Value> {
 
 /// Restores with the CLI and returns its `--json` report.
 fn restore(s: &Setup, to: &Path, args: &[&str]) -> serde_json::Value {
+    json(&restore_run(s, to, args).expect(0))
+}
+
+/// `offsite --json restore --host HOST --tree www --to TO ARGS`, whatever its exit code.
+fn restore_run(s: &Setup, to: &Path, args: &[&str]) -> Run {
     let mut all = vec![
         "--json",
         "restore",
@@ -155,7 +161,7 @@ fn restore(s: &Setup, to: &Path, args: &[&str]) -> serde_json::Value {
         to.to_str().expect("utf-8 temp path"),
     ];
     all.extend_from_slice(args);
-    json(&s.offsite(&all).expect(0))
+    s.offsite(&all)
 }
 
 fn objects_read(report: &serde_json::Value) -> Vec<String> {
@@ -379,18 +385,7 @@ fn chain_of_changes(s: &Setup, src: &Path, local: bool) {
 
     // A path the snapshot does not have: a usage error, and nothing written.
     let to = out.path().join("missing");
-    s.offsite(&[
-        "restore",
-        "--host",
-        &s.host,
-        "--tree",
-        "www",
-        "--to",
-        to.to_str().expect("utf-8"),
-        "--path",
-        "b.txt",
-    ])
-    .expect(2);
+    restore_run(s, &to, &["--path", "b.txt"]).expect(2);
     assert!(fs::read_dir(&to)
         .map(|mut d| d.next().is_none())
         .unwrap_or(true));
@@ -571,6 +566,14 @@ fn prune_keeps_what_kept_incrementals_need_and_verify_still_passes() {
     settle();
     let inc3 = push(&s, &[], 0);
     let expected = describe(&src);
+    // While it ran, inc3 told prune what it builds on: its parent inc2, and the full that still
+    // holds c (inc2 holds a, the full b and c).
+    let mut needs: Vec<String> = fs::read_dir(s.path(&format!("store/{}/{inc3}/needs", s.host)))
+        .expect("inc3 wrote needs/ markers")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    needs.sort();
+    assert_eq!(needs, [full.clone(), inc2.clone()]);
 
     let office = s.write(
         "office.yaml",
@@ -705,4 +708,52 @@ fn a_file_growing_while_read_warns_and_the_previous_version_survives() {
     let third = push(&s, &[], 0);
     restore(&s, &out.path().join("r3"), &["--snapshot", &third]);
     assert!(fs::read(out.path().join("r3/grow.log")).expect("r3") == now);
+}
+
+#[test]
+fn a_parent_deleted_while_the_push_runs_is_never_committed_against() {
+    let pg = PgDb::new("inc_race");
+    pg.exec("CREATE TABLE t (x int)");
+    let s = Setup::new("inc-race");
+    let src = tree_of(&s, &[("a", b"a1"), ("b", b"b1")], "");
+    let full = push(&s, &[], 0);
+    write(&src, "a", b"a2");
+    settle();
+
+    // A slow database dump keeps the push open after its pre-flight saw the full complete.
+    let slow = s.write(
+        "slow-pg_dump",
+        "#!/bin/bash\nif [ \"$1\" = --version ]; then exec pg_dump --version; fi\nsleep 3\nexec pg_dump \"$@\"\n",
+    );
+    fs::set_permissions(&slow, fs::Permissions::from_mode(0o755)).expect("chmod");
+    s.config(&format!(
+        "trees: [{{ name: www, path: '{}' }}]\npostgres: [{{ url: '{PG_URL}', databases: [{}], pg_dump: '{}' }}]",
+        src.display(),
+        pg.name,
+        slow.display()
+    ));
+    let run = std::thread::scope(|scope| {
+        let pushing = scope.spawn(|| s.offsite(&["push"]));
+        std::thread::sleep(Duration::from_millis(1500));
+        // The full goes away meanwhile (a prune that ignored the needs/ marker, an operator).
+        fs::remove_dir_all(s.path(&format!("store/{}/{full}", s.host))).expect("rm full");
+        pushing.join().expect("push thread")
+    });
+    let run = run.expect(1);
+    assert!(
+        run.stderr.contains("is no longer complete")
+            && run.stderr.contains("no snapshot was committed"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        s.local_snapshots().iter().all(|(_, complete)| !complete),
+        "nothing complete is left or made: {:?}",
+        s.local_snapshots()
+    );
+
+    // The state still names the full, which is gone: the next run starts a new chain.
+    let next = push(&s, &[], 0);
+    assert_full(&s, &next, "no longer complete");
+    assert_restores(&s, &next, &src, &s.path("restored"));
 }

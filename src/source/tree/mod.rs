@@ -8,8 +8,8 @@
 //! Every volume is a complete GNU tar archive: stock `tar -x` of a full run's volumes in order
 //! rebuilds the tree. An incremental's volumes hold only what changed (and hardlinks whose targets
 //! may live in older snapshots), so a chain is extracted full first, then each incremental in
-//! order; the index says exactly which paths exist. The index (see [`index`]) says, for each path, what it is and which volume holds it; it is
-//! what restore, verify and later incrementals work from.
+//! order. The index (see [`index`]) says, for each path, what it is and which snapshot and volume
+//! hold it; it is what restore, verify and later incrementals work from.
 //!
 //! A live tree is read without locks, so one file's trouble never fails the run: a file that vanishes
 //! or cannot be read is left out, a file that changes while being read is stored as read (and marked
@@ -171,12 +171,15 @@ pub fn backup_tree(
                 h.chain + 1,
             )
         }
-        (None, start) => {
-            let reason = match start {
-                Start::Full { reason } => reason.clone(),
-                Start::Incremental { .. } => String::new(),
-            };
-            (TreeRun::Full, None, Some(reason), snapshot.to_string(), 0)
+        (None, Start::Full { reason }) => (
+            TreeRun::Full,
+            None,
+            Some(reason.clone()),
+            snapshot.to_string(),
+            0,
+        ),
+        (None, Start::Incremental { .. }) => {
+            bail!("internal error: an incremental run of tree {name} without its previous index")
         }
     };
     let entry = TreeEntry {
