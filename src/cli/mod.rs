@@ -163,6 +163,35 @@ pub fn reading_store(
     }
 }
 
+/// How reading commands judge the store `reading_store` opened: the configured store by its own
+/// times; a directory given with `--store` as a copy (its files' times may be when it was copied,
+/// so they only bound a snapshot's time from above). With an office section, what the office's
+/// ledger recorded wins.
+pub fn reading_judge(cli: &Cli, cfg: Option<&Config>) -> Result<offsite::snapshot::trust::Judge> {
+    use offsite::snapshot::trust::{Judge, Origin};
+    let origin = if cli.store.is_some() {
+        Origin::Copy
+    } else {
+        Origin::Source
+    };
+    let office = cfg.and_then(|c| c.office.as_ref());
+    let tolerance = office
+        .map(|o| o.clock_tolerance)
+        .unwrap_or(offsite::config::DEFAULT_CLOCK_TOLERANCE);
+    match office.and_then(|o| o.offsite_dir.as_ref()) {
+        Some(dir) => {
+            let hosts: Vec<String> = office
+                .map(|o| o.hosts.keys().cloned().collect())
+                .unwrap_or_default();
+            offsite::office::ledger::judge(dir, &hosts, origin, tolerance)
+        }
+        None => Ok(Judge::bare(
+            origin,
+            time::Duration::try_from(tolerance).unwrap_or(time::Duration::HOUR),
+        )),
+    }
+}
+
 /// The current time; `OFFSITE_NOW` (RFC 3339) overrides it so tests of age-dependent behaviour
 /// (freshness, abandoned snapshots, retention) do not depend on the wall clock.
 pub fn now() -> Result<time::OffsetDateTime> {

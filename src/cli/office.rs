@@ -83,6 +83,9 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
                 &prune::Args {
                     dry_run: false,
                     host: None,
+                    force: false,
+                    quarantined: false,
+                    yes: false,
                 },
             ),
         );

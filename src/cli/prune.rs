@@ -19,6 +19,14 @@ deleted. Every store is listed before anything is deleted: if a listing fails, n
 deleted anywhere; if a store shows no snapshot of a host that the other store or a passed
 verification knows, nothing of that host is deleted. Both exit 1.
 
+Every time prune uses is trusted time: when the store received a snapshot's manifest (recorded
+by pull in the office's ledger), never the time production claims in the id. A snapshot whose
+claim does not fit (office.clock_tolerance) is QUARANTINED: never counted by any rule, never the
+reason to delete anything, kept as evidence until you delete it with --quarantined --yes.
+One run deletes at most office.max_prune_fraction of a host's complete snapshots, and never a
+snapshot that was the newest verified one within keep_within (a week when unset); --force
+lifts both (a flood of snapshots from a hacked host must not push history out in one night).
+
 File-tree incrementals point into older snapshots' volumes: a snapshot a kept one needs is kept
 too (shown as needed by ...), whatever the policy says. The kept snapshots' manifests are read
 for this; one that cannot be read stops every deletion of its host (exit 1).
@@ -34,6 +42,17 @@ pub struct Args {
     /// Only this host (one of office.hosts).
     #[arg(long)]
     pub host: Option<String>,
+    /// Delete beyond office.max_prune_fraction, and snapshots that were recently the newest
+    /// verified: for a policy you just made stricter, after reading a dry run.
+    #[arg(long)]
+    pub force: bool,
+    /// Delete the quarantined snapshots (and nothing else), in both stores. Needs --yes: they are
+    /// evidence of a forged or misdated push.
+    #[arg(long)]
+    pub quarantined: bool,
+    /// Confirms --quarantined.
+    #[arg(long, requires = "quarantined")]
+    pub yes: bool,
 }
 
 pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
@@ -57,8 +76,21 @@ pub fn run_with(
     a: &Args,
 ) -> Result<ExitCode> {
     let hosts = office.hosts(a.host.as_deref())?;
+    if a.quarantined && !a.yes && !a.dry_run {
+        return Err(offsite::error::usage(
+            "--quarantined deletes evidence of a forged or misdated push: look at `offsite snapshots` and the report first, then add --yes (or --dry-run to see the plan)",
+        ));
+    }
     let now = now()?;
     let targets = prune::targets(office, rt.handle())?;
+    let o = &office.office;
+    let protect_window = [&o.retention, &o.offsite_retention]
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.keep_within)
+        .max()
+        .unwrap_or(std::time::Duration::from_secs(7 * 86_400));
+    let known = office.judge(offsite::snapshot::trust::Origin::Copy)?.known;
     let report = prune::prune(
         &targets,
         &hosts,
@@ -67,6 +99,13 @@ pub fn run_with(
             dry_run: a.dry_run,
             now,
             dependencies: &prune::ManifestDependencies { office },
+            known: &known,
+            tolerance: time::Duration::try_from(o.clock_tolerance).unwrap_or(time::Duration::HOUR),
+            max_fraction: o.max_prune_fraction,
+            force: a.force,
+            protect_window: time::Duration::try_from(protect_window)
+                .unwrap_or(time::Duration::WEEK),
+            quarantined: a.quarantined,
         },
     );
     if cli.json {
@@ -167,6 +206,9 @@ fn print_human(r: &Report) {
             }
             if let Some(e) = &h.error {
                 println!("  {}: nothing deleted: {e}", h.host);
+            }
+            for n in &h.notes {
+                println!("  {}: {n}", h.host);
             }
         }
         let verb = if r.dry_run { "would delete" } else { "deleted" };

@@ -59,7 +59,27 @@ pub fn run_with(
             }
         }
     }
-    Ok(if record.ok {
+    // A quarantine, a bad signature or a flood is an alarm for a person, every run until handled:
+    // the pull itself may have worked, but this night's backups cannot be taken at face value.
+    let mut alarm = false;
+    for h in &record.hosts {
+        for q in &h.quarantined {
+            alarm = true;
+            eprintln!("  {}/{}: QUARANTINED: {}", h.host, q.snapshot, q.reason);
+        }
+        for i in &h.invalid {
+            alarm = true;
+            eprintln!("  {}/{}: not pulled: {}", h.host, i.snapshot, i.reason);
+        }
+        for f in &h.floods {
+            alarm = true;
+            eprintln!(
+                "  {}: FLOOD: {} snapshots committed on {} (office.max_snapshots_per_day: {})",
+                h.host, f.snapshots, f.day, f.max
+            );
+        }
+    }
+    Ok(if record.ok && !alarm {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_FAILED)

@@ -3,13 +3,13 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use super::{now, reading_store, runtime, Cli};
+use super::{now, reading_judge, reading_store, runtime, Cli};
 use offsite::config::{human, Config};
 use offsite::error::usage;
 use offsite::keyring::read_keys;
 use offsite::restore::db::{dump_to, restore_db, DbTarget};
 use offsite::restore::tree::{restore_tree, Selection, TreeSource};
-use offsite::snapshot::list::{find, find_at, load_manifest, parse_point_in_time};
+use offsite::snapshot::list::{list, load_manifest, parse_point_in_time, pick, Which};
 
 const RESTORE_HELP: &str = "\
 Which snapshot: SNAPSHOT or --snapshot ID (an id, or `latest`, the default), or --at TIME for
@@ -92,14 +92,26 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         (None, None) => return Err(usage("pass --host HOST (no config to take it from)")),
     };
     let keys = read_keys(cfg.as_ref(), &host, a.key.as_deref(), a.signer.as_deref())?;
-    let snap = match (&a.at, a.snapshot.as_ref().or(a.snapshot_id.as_ref())) {
-        (Some(at), _) => find_at(store.as_ref(), &host, parse_point_in_time(at, now()?)?)?,
-        (None, Some(id)) => find(store.as_ref(), &host, id)?,
-        (None, None) => find(store.as_ref(), &host, "latest")?,
+    let which = match (&a.at, a.snapshot.as_ref().or(a.snapshot_id.as_ref())) {
+        (Some(at), _) => Which::At(parse_point_in_time(at, now()?)?),
+        (None, Some(id)) => Which::parse(id)?,
+        (None, None) => Which::Latest,
     };
+    let mut snaps = list(store.as_ref(), Some(&host))?;
+    reading_judge(cli, cfg.as_ref())?.assess(&mut snaps);
+    // Nothing is restored before the manifest's signature has been checked; `latest` and `--at`
+    // pass over snapshots that are quarantined or whose signature does not check out.
+    let picked = pick(&store.location(), &host, snaps, &which, &|s| {
+        load_manifest(store.as_ref(), s, &keys.decryption, &keys.signers)
+    })?;
+    for s in &picked.skipped {
+        eprintln!("warning: {s}");
+    }
+    let (snap, manifest) = (picked.info, picked.manifest);
+    if let Some(q) = &snap.quarantine {
+        eprintln!("warning: {host}/{} is QUARANTINED: {q}", snap.id);
+    }
     tracing::info!("restoring from snapshot {host}/{}", snap.id);
-    // Nothing is restored before the manifest's signature has been checked.
-    let manifest = load_manifest(store.as_ref(), &snap, &keys.decryption, &keys.signers)?;
     let dir = snap.dir();
     if let Some(source) = &a.db {
         if a.stdout {

@@ -79,6 +79,11 @@ pub fn verify_all(
         } else {
             "offsite".into()
         },
+        origin: if a.from_s3 {
+            offsite::snapshot::trust::Origin::Source
+        } else {
+            offsite::snapshot::trust::Origin::Copy
+        },
         now: super::now()?,
     };
     let mut out = Vec::new();

@@ -126,6 +126,12 @@ pub struct OfficeConfig {
     pub allow_pattern: String,
     pub notify: Notify,
     pub parallel_downloads: usize,
+    #[serde(serialize_with = "duration::serialize")]
+    pub clock_tolerance: std::time::Duration,
+    pub max_snapshots_per_day: u32,
+    pub max_prune_fraction: f64,
+    #[serde(serialize_with = "duration::serialize")]
+    pub refresh_max_age: std::time::Duration,
 }
 
 /// A database server reference: URL (without password) and password.
@@ -179,6 +185,8 @@ pub struct Notify {
 
 pub const DEFAULT_ALLOW_PATTERN: &str = "_(dev|test|staging)$";
 pub const DEFAULT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(26 * 3600);
+pub const DEFAULT_CLOCK_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(3600);
+pub const DEFAULT_REFRESH_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(48 * 3600);
 
 impl Config {
     /// Reads and checks a config file.
@@ -487,6 +495,34 @@ fn check_office(o: raw::RawOffice, base: &Path) -> Result<OfficeConfig> {
             })
             .unwrap_or_default(),
         parallel_downloads: o.parallel_downloads.unwrap_or(4).max(1),
+        clock_tolerance: match o.clock_tolerance {
+            Some(s) => parse_duration(&s)
+                .map_err(|e| usage(format!("office.clock_tolerance: {e}")))?,
+            None => DEFAULT_CLOCK_TOLERANCE,
+        },
+        max_snapshots_per_day: match o.max_snapshots_per_day {
+            Some(0) => {
+                return Err(usage(
+                    "office.max_snapshots_per_day: 0 would flag every snapshot; give 1 or more",
+                ))
+            }
+            Some(n) => n,
+            None => 4,
+        },
+        max_prune_fraction: match o.max_prune_fraction {
+            Some(f) if (0.0..=1.0).contains(&f) && f > 0.0 => f,
+            Some(f) => {
+                return Err(usage(format!(
+                    "office.max_prune_fraction: {f} is not a share in (0, 1] (0.5: at most half of a host's snapshots per run)"
+                )))
+            }
+            None => 0.5,
+        },
+        refresh_max_age: match o.refresh_max_age {
+            Some(s) => parse_duration(&s)
+                .map_err(|e| usage(format!("office.refresh_max_age: {e}")))?,
+            None => DEFAULT_REFRESH_MAX_AGE,
+        },
     })
 }
 

@@ -149,6 +149,14 @@ pub struct RawOffice {
     pub notify: Option<RawNotify>,
     /// Objects downloaded at once by pull.
     pub parallel_downloads: Option<usize>,
+    /// How far a snapshot's claimed time may be from the store's time of its commit (`1h`).
+    pub clock_tolerance: Option<String>,
+    /// More commits than this by one host in one (trusted) day are flagged as a flood.
+    pub max_snapshots_per_day: Option<u32>,
+    /// The largest share of a host's complete snapshots one prune run may delete (0.5).
+    pub max_prune_fraction: Option<f64>,
+    /// refresh refuses a newest verified snapshot older than this (`48h`).
+    pub refresh_max_age: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -97,6 +97,20 @@ impl Office {
         Ok(OfficeLock { _file: file })
     }
 
+    /// Assesses listings of `origin` with what the ledger recorded of every configured host.
+    pub fn judge(
+        &self,
+        origin: crate::snapshot::trust::Origin,
+    ) -> Result<crate::snapshot::trust::Judge> {
+        let hosts: Vec<String> = self.signers.keys().cloned().collect();
+        super::ledger::judge(
+            &self.offsite_dir,
+            &hosts,
+            origin,
+            self.office.clock_tolerance,
+        )
+    }
+
     /// The certificates whose signatures count for `host`.
     pub fn signers(&self, host: &str) -> Result<&[Cert]> {
         self.signers

@@ -7,6 +7,7 @@
 
 pub mod checks;
 pub mod context;
+pub mod ledger;
 pub mod notify;
 pub mod prune;
 pub mod pull;

@@ -16,12 +16,15 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::context::Office;
-use super::record::{Incomplete, PullHost, PullRecord, PULL_FORMAT};
+use super::ledger::{Entry, Ledger};
+use super::record::{Flood, Incomplete, PullHost, PullRecord, Suspect, PULL_FORMAT};
 use crate::config::human;
 use crate::pipeline::digest::VerifyingReader;
-use crate::snapshot::list::{list, load_manifest, SnapshotInfo};
-use crate::snapshot::{Manifest, SnapshotId, MANIFEST_NAME};
-use crate::store::{read_all, Store};
+use crate::snapshot::list::{list, load_manifest_sealed, SnapshotInfo};
+use crate::snapshot::trust::{self, Origin};
+use crate::snapshot::{Manifest, MANIFEST_NAME};
+use crate::store::Store;
+use std::collections::HashMap;
 
 /// An incomplete snapshot older than this is a push that died, not one in progress.
 pub const ABANDONED_AFTER_HOURS: f64 = 24.0;
@@ -63,13 +66,60 @@ fn pull_host(
     host: &str,
     now: OffsetDateTime,
 ) -> Result<PullHost> {
-    let remote = list(source, Some(host))?;
+    let mut remote = list(source, Some(host))?;
     let local: Vec<SnapshotInfo> = list(office.offsite.as_ref(), Some(host))?;
+    let mut ledger = Ledger::load(&office.offsite_dir, host)?;
+    let tolerance =
+        time::Duration::try_from(office.office.clock_tolerance).unwrap_or(time::Duration::HOUR);
     let mut out = PullHost::new(host);
     let mut errors = Vec::new();
+
+    // Record what is new before anything is trusted: the store's time of each manifest, the
+    // signature, and whether the claims fit. A manifest opened here is kept for the download.
+    let mut opened: HashMap<String, (Manifest, Vec<u8>)> = HashMap::new();
+    for snap in remote.iter().filter(|s| s.complete) {
+        let known_good = ledger.snapshots.get(&snap.id).is_some_and(Entry::valid);
+        let here = local.iter().any(|l| l.id == snap.id && l.complete);
+        if known_good && here {
+            continue;
+        }
+        let result = load_manifest_sealed(
+            source,
+            snap,
+            &office.decryption,
+            office.signers(&snap.host)?,
+        );
+        let entry = ledger_entry(
+            ledger.snapshots.get(&snap.id),
+            snap,
+            result.as_ref().map(|(m, _)| m),
+            now,
+            tolerance,
+        );
+        if let Some(q) = entry.quarantine.as_ref().filter(|_| {
+            ledger
+                .snapshots
+                .get(&snap.id)
+                .is_none_or(|e| e.quarantine.is_none())
+        }) {
+            tracing::warn!("{host}/{}: QUARANTINED: {q}", snap.id);
+        }
+        ledger.snapshots.insert(snap.id.clone(), entry);
+        if let Ok(m) = result {
+            opened.insert(snap.id.clone(), m);
+        }
+    }
+    ledger.save(&office.offsite_dir)?;
+
+    let mut judge = crate::snapshot::trust::Judge::bare(Origin::Source, tolerance);
+    judge.known.extend(ledger.known());
+    judge.assess(&mut remote);
     for snap in &remote {
         if !snap.complete {
-            let age = snapshot_age_hours(&snap.id, now);
+            let age = snap
+                .trusted
+                .map(|t| (now - t).as_seconds_f64() / 3600.0)
+                .unwrap_or(0.0);
             out.incomplete.push(Incomplete {
                 snapshot: snap.id.clone(),
                 age_hours: age,
@@ -77,17 +127,32 @@ fn pull_host(
             });
             continue;
         }
-        out.newest_complete = Some(snap.id.clone());
-        out.newest_complete_time = snap
-            .id
-            .parse::<SnapshotId>()
-            .ok()
-            .and_then(|i| i.time().ok())
-            .and_then(|t| t.format(&Rfc3339).ok());
+        let entry = ledger.snapshots.get(&snap.id);
+        if let Some(e) = entry.filter(|e| !e.valid()) {
+            // Never downloaded: nothing of a snapshot the host did not sign is trusted.
+            out.invalid.push(Suspect::new(snap, &e.signature));
+            continue;
+        }
+        match &snap.quarantine {
+            // Still copied: it is evidence, and the office keeps it until a person decides.
+            Some(q) => out.quarantined.push(Suspect::new(snap, q)),
+            None if snap.trusted.is_some() => {
+                let newer = out
+                    .newest_complete_trusted
+                    .is_none_or(|t| Some(t) <= snap.trusted);
+                if newer {
+                    out.newest_complete = Some(snap.id.clone());
+                    out.newest_complete_trusted = snap.trusted;
+                    out.newest_complete_time = snap.trusted.and_then(|t| t.format(&Rfc3339).ok());
+                }
+            }
+            None => {}
+        }
         if local.iter().any(|l| l.id == snap.id && l.complete) {
             continue;
         }
-        match pull_snapshot(office, source, snap) {
+        let opened = opened.remove(&snap.id);
+        match pull_snapshot(office, source, snap, opened) {
             Ok((objects, bytes, skipped)) => {
                 out.pulled.push(snap.id.clone());
                 out.objects += objects;
@@ -97,6 +162,7 @@ fn pull_host(
             Err(e) => errors.push(format!("{host}/{}: {e:#}", snap.id)),
         }
     }
+    out.floods = floods(&ledger, now, office.office.max_snapshots_per_day);
     if !errors.is_empty() {
         out.ok = false;
         out.error = Some(errors.join("; "));
@@ -104,12 +170,114 @@ fn pull_host(
     Ok(out)
 }
 
-fn snapshot_age_hours(id: &str, now: OffsetDateTime) -> f64 {
-    id.parse::<SnapshotId>()
-        .ok()
-        .and_then(|i| i.time().ok())
-        .map(|t| (now - t).as_seconds_f64() / 3600.0)
-        .unwrap_or(0.0)
+/// The ledger entry for a snapshot pull lists: the first sighting's time is kept for ever; the
+/// signature and the claims are judged from the manifest when it opened.
+fn ledger_entry(
+    previous: Option<&Entry>,
+    snap: &SnapshotInfo,
+    manifest: Result<&Manifest, &anyhow::Error>,
+    now: OffsetDateTime,
+    tolerance: time::Duration,
+) -> Entry {
+    let stamp = |t: OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
+    let (trusted, time_from, first_seen) = match previous {
+        Some(p) => (
+            p.trusted().unwrap_or(now),
+            p.time_from.clone(),
+            p.first_seen.clone(),
+        ),
+        None => match snap.committed {
+            Some(t) => (t, "store".to_string(), stamp(now)),
+            None => (now, "first_seen".to_string(), stamp(now)),
+        },
+    };
+    let claimed = trust::claimed(&snap.id);
+    let mut quarantine = claimed.and_then(|c| trust::misfit(c, trusted, tolerance));
+    if claimed.is_none() {
+        quarantine = Some("its id carries no readable time".into());
+    }
+    let (signature, started_at, finished_at) = match manifest {
+        Ok(m) => {
+            if quarantine.is_none() {
+                quarantine = claims_misfit(m, claimed, trusted, tolerance);
+            }
+            (
+                "valid".to_string(),
+                Some(m.started_at.clone()),
+                Some(m.finished_at.clone()),
+            )
+        }
+        Err(e) => (format!("INVALID: {e:#}"), None, None),
+    };
+    Entry {
+        trusted_time: stamp(trusted),
+        time_from,
+        first_seen,
+        signature,
+        started_at,
+        finished_at,
+        quarantine,
+    }
+}
+
+/// The manifest's own times against its id and the store: the id is the start, and the store
+/// received the manifest when the push finished.
+fn claims_misfit(
+    m: &Manifest,
+    claimed: Option<OffsetDateTime>,
+    trusted: OffsetDateTime,
+    tolerance: time::Duration,
+) -> Option<String> {
+    let parse = |s: &str| OffsetDateTime::parse(s, &Rfc3339).ok();
+    let Some(finished) = parse(&m.finished_at) else {
+        return Some(format!(
+            "its manifest's finished_at {:?} is not a time",
+            m.finished_at
+        ));
+    };
+    if (finished - trusted).abs() > tolerance {
+        return Some(format!(
+            "its manifest says it finished at {}, but the store received it at {} ({} apart): forged, or the host's clock was off",
+            m.finished_at,
+            trusted.format(&Rfc3339).unwrap_or_default(),
+            trust::human(finished - trusted)
+        ));
+    }
+    match (parse(&m.started_at), claimed) {
+        (Some(started), Some(c)) if (started - c).abs() > time::Duration::seconds(1) => {
+            Some(format!(
+                "its manifest says it started at {}, but its id says {}",
+                m.started_at,
+                c.format(&Rfc3339).unwrap_or_default()
+            ))
+        }
+        (None, _) => Some(format!(
+            "its manifest's started_at {:?} is not a time",
+            m.started_at
+        )),
+        _ => None,
+    }
+}
+
+/// Days (trusted, UTC) in the last week on which the host committed more than `max` snapshots.
+fn floods(ledger: &Ledger, now: OffsetDateTime, max: u32) -> Vec<Flood> {
+    let mut per_day: std::collections::BTreeMap<time::Date, u32> = Default::default();
+    for e in ledger.snapshots.values().filter(|e| e.valid()) {
+        if let Some(t) = e.trusted() {
+            if now - t <= time::Duration::days(7) {
+                *per_day.entry(t.date()).or_default() += 1;
+            }
+        }
+    }
+    per_day
+        .into_iter()
+        .filter(|(_, n)| *n > max)
+        .map(|(day, n)| Flood {
+            day: day.to_string(),
+            snapshots: n,
+            max,
+        })
+        .collect()
 }
 
 /// Copies one complete snapshot. Returns (objects downloaded, bytes downloaded, objects skipped).
@@ -117,16 +285,19 @@ fn pull_snapshot(
     office: &Office,
     source: &dyn Store,
     snap: &SnapshotInfo,
+    opened: Option<(Manifest, Vec<u8>)>,
 ) -> Result<(u64, u64, u64)> {
     let dir = snap.dir();
     // The signature first: nothing of a snapshot signed by an unknown key is downloaded.
-    let manifest = load_manifest(
-        source,
-        snap,
-        &office.decryption,
-        office.signers(&snap.host)?,
-    )?;
-    let sealed = read_all(source, &format!("{dir}{MANIFEST_NAME}"))?;
+    let (manifest, sealed) = match opened {
+        Some(o) => o,
+        None => load_manifest_sealed(
+            source,
+            snap,
+            &office.decryption,
+            office.signers(&snap.host)?,
+        )?,
+    };
     remove_stale_partials(&office.offsite_dir.join(&snap.host).join(&snap.id));
     let present: std::collections::HashMap<String, u64> = office
         .offsite

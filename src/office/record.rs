@@ -17,7 +17,8 @@ pub struct VerifyRecord {
     pub version: u32,
     pub host: String,
     pub snapshot: String,
-    /// When the snapshot was taken (from its id), RFC 3339.
+    /// The snapshot's trusted time, RFC 3339: when the store received its manifest (see
+    /// `snapshot::trust`). Records written before offsite had trusted time hold the id's time.
     pub snapshot_time: String,
     /// When this verification ran, RFC 3339.
     pub verified_at: String,
@@ -108,6 +109,15 @@ fn record_path(offsite_dir: &Path, host: &str, snapshot: &str) -> PathBuf {
 }
 
 impl VerifyRecord {
+    /// `snapshot_time`, parsed (None when unreadable).
+    pub fn trusted_time(&self) -> Option<time::OffsetDateTime> {
+        time::OffsetDateTime::parse(
+            &self.snapshot_time,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .ok()
+    }
+
     /// Writes the record, replacing an earlier verification of the same snapshot.
     pub fn save(&self, offsite_dir: &Path) -> Result<PathBuf> {
         let path = record_path(offsite_dir, &self.host, &self.snapshot);
@@ -170,12 +180,17 @@ pub fn load_all(offsite_dir: &Path, host: Option<&str>) -> Result<Vec<VerifyReco
     Ok(out)
 }
 
-/// The newest snapshot of `host` that passed verify.
+/// The newest snapshot of `host` that passed verify, by trusted time (a snapshot id claims a time;
+/// the record holds the store's).
 pub fn newest_verified(offsite_dir: &Path, host: &str) -> Result<Option<VerifyRecord>> {
     Ok(load_all(offsite_dir, Some(host))?
         .into_iter()
-        .rev()
-        .find(|r| r.ok))
+        .filter(|r| r.ok)
+        .max_by(|a, b| {
+            a.trusted_time()
+                .cmp(&b.trusted_time())
+                .then_with(|| a.snapshot.cmp(&b.snapshot))
+        }))
 }
 
 pub const PULL_FORMAT: &str = "offsite-pull";
@@ -207,8 +222,51 @@ pub struct PullHost {
     pub newest_complete_time: Option<String>,
     /// Snapshots with objects but no manifest in the source store.
     pub incomplete: Vec<Incomplete>,
+    /// Complete snapshots whose claimed time does not fit the store's time: never latest, never
+    /// counted by retention, kept until a person deletes them (`prune --quarantined --yes`).
+    #[serde(default)]
+    pub quarantined: Vec<Suspect>,
+    /// Complete snapshots whose manifest is not validly signed by the host: never downloaded.
+    #[serde(default)]
+    pub invalid: Vec<Suspect>,
+    /// Days on which the host committed more than `office.max_snapshots_per_day`.
+    #[serde(default)]
+    pub floods: Vec<Flood>,
+    /// The trusted time of `newest_complete`, for choosing it.
+    #[serde(skip)]
+    pub newest_complete_trusted: Option<time::OffsetDateTime>,
     #[serde(default)]
     pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Suspect {
+    pub snapshot: String,
+    pub reason: String,
+    /// The store's time of its manifest (RFC 3339).
+    #[serde(default)]
+    pub trusted_time: Option<String>,
+}
+
+impl Suspect {
+    pub fn new(snap: &crate::snapshot::list::SnapshotInfo, reason: &str) -> Self {
+        Self {
+            snapshot: snap.id.clone(),
+            reason: reason.to_string(),
+            trusted_time: snap.trusted.and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Flood {
+    /// `2026-12-04` (UTC, by trusted time).
+    pub day: String,
+    pub snapshots: u32,
+    pub max: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -232,6 +290,10 @@ impl PullHost {
             newest_complete: None,
             newest_complete_time: None,
             incomplete: Vec::new(),
+            quarantined: Vec::new(),
+            invalid: Vec::new(),
+            floods: Vec::new(),
+            newest_complete_trusted: None,
             error: None,
         }
     }

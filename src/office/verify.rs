@@ -21,8 +21,9 @@ use super::record::{
 use super::scratch::{drop_scratch, register, scratch_name};
 use crate::config::{Check, Server};
 use crate::restore::db::{restore_db, DbTarget};
-use crate::snapshot::list::{find, load_manifest, SnapshotInfo};
+use crate::snapshot::list::{find, list, load_manifest, pick, SnapshotInfo, Which};
 use crate::snapshot::manifest::{DatabaseEntry, Engine};
+use crate::snapshot::trust::Origin;
 use crate::snapshot::{Manifest, SnapshotId};
 use crate::store::Store;
 
@@ -32,6 +33,8 @@ pub struct VerifyOptions {
     pub keep_scratch: bool,
     /// `offsite` or `s3`, for the record.
     pub from: String,
+    /// Whether `store` is the store production writes to or the offsite copy.
+    pub origin: Origin,
     pub now: OffsetDateTime,
 }
 
@@ -43,10 +46,35 @@ pub fn verify_host(
     rt: &tokio::runtime::Handle,
     opts: &VerifyOptions,
 ) -> Result<VerifyRecord> {
-    let snap = find(store, host, &opts.which)?;
+    let mut snaps = list(store, Some(host))?;
+    office.judge(opts.origin)?.assess(&mut snaps);
+    let signers = office.signers(host)?;
+    let open = |s: &SnapshotInfo| load_manifest(store, s, &office.decryption, signers);
+    let (snap, manifest, skipped) = match Which::parse(&opts.which)? {
+        // A snapshot asked for by id is verified whatever it is, and a bad signature is recorded
+        // as the failure it is.
+        Which::Id(id) => {
+            let snap = find(store, host, &id)?;
+            let snap = snaps.into_iter().find(|s| s.id == snap.id).unwrap_or(snap);
+            let manifest = open(&snap);
+            (snap, manifest, Vec::new())
+        }
+        which => {
+            let p = pick(&store.location(), host, snaps, &which, &open)?;
+            (p.info, Ok(p.manifest), p.skipped)
+        }
+    };
     let started = Instant::now();
     let mut record = empty_record(&snap, opts)?;
-    match load_manifest(store, &snap, &office.decryption, office.signers(host)?) {
+    record.warnings.extend(skipped);
+    if let Some(q) = &snap.quarantine {
+        // Evidence, never "verified as current": a quarantined snapshot cannot pass.
+        record.errors.push(format!(
+            "snapshot {host}/{} is quarantined: {q}; it is kept as evidence until a person deletes it (offsite prune --quarantined --yes)",
+            snap.id
+        ));
+    }
+    match manifest {
         Err(e) => record.errors.push(format!("{e:#}")),
         Ok(manifest) => check_snapshot(office, store, &snap, &manifest, rt, opts, &mut record),
     }
@@ -60,7 +88,11 @@ pub fn verify_host(
 }
 
 fn empty_record(snap: &SnapshotInfo, opts: &VerifyOptions) -> Result<VerifyRecord> {
-    let taken = snap.id.parse::<SnapshotId>()?.time()?;
+    // Its age is the store's time, never what production claims.
+    let taken = match snap.trusted {
+        Some(t) => t,
+        None => snap.id.parse::<SnapshotId>()?.time()?,
+    };
     Ok(VerifyRecord {
         format: FORMAT.into(),
         version: VERSION,

@@ -28,6 +28,20 @@ pub struct SnapshotInfo {
     /// The older snapshots a push in progress builds on (its `needs/<id>` markers).
     #[serde(skip)]
     pub needs: Vec<String>,
+    /// The store's own time of the manifest (S3 `LastModified`, a local file's mtime): when the
+    /// store received the commit. Production cannot choose it.
+    #[serde(skip)]
+    pub committed: Option<OffsetDateTime>,
+    /// The store's time of the newest object: a push still writing keeps this young.
+    #[serde(skip)]
+    pub last_write: Option<OffsetDateTime>,
+    /// What the office trusts as the snapshot's time, once [`super::trust::Judge`] has assessed
+    /// it: never the time production claims.
+    #[serde(skip)]
+    pub trusted: Option<OffsetDateTime>,
+    /// Why the snapshot is quarantined: what it claims does not fit what the store saw.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<String>,
 }
 
 impl SnapshotInfo {
@@ -61,11 +75,19 @@ pub fn list(store: &dyn Store, host: Option<&str>) -> Result<Vec<SnapshotInfo>> 
                 stored_bytes: 0,
                 has_trees: false,
                 needs: Vec::new(),
+                committed: None,
+                last_write: None,
+                trusted: None,
+                quarantine: None,
             });
         s.objects += 1;
         s.stored_bytes += o.size;
+        if o.modified > s.last_write {
+            s.last_write = o.modified;
+        }
         if rest == MANIFEST_NAME {
             s.complete = true;
+            s.committed = o.modified;
         }
         if rest.starts_with("files/") {
             s.has_trees = true;
@@ -79,49 +101,125 @@ pub fn list(store: &dyn Store, host: Option<&str>) -> Result<Vec<SnapshotInfo>> 
     Ok(out)
 }
 
-/// Resolves `latest` or an id to a complete snapshot of `host`.
-pub fn find(store: &dyn Store, host: &str, which: &str) -> Result<SnapshotInfo> {
-    let snaps = list(store, Some(host))?;
-    if which == "latest" {
-        return snaps.into_iter().rev().find(|s| s.complete).ok_or_else(|| {
-            usage(format!(
-                "no complete snapshot of host {host} in {}",
-                store.location()
-            ))
-        });
+/// Which snapshot a command works on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Which {
+    /// The newest trustworthy one: complete, not quarantined, validly signed, by trusted time.
+    Latest,
+    /// Exactly this id, whatever its state (the caller reports a quarantine).
+    Id(String),
+    /// The newest trustworthy one the store received at or before this time.
+    At(OffsetDateTime),
+}
+
+impl Which {
+    /// `latest` or a snapshot id.
+    pub fn parse(s: &str) -> Result<Self> {
+        if s == "latest" {
+            return Ok(Which::Latest);
+        }
+        s.parse::<SnapshotId>().map_err(|e| usage(e.to_string()))?;
+        Ok(Which::Id(s.to_string()))
     }
-    which
-        .parse::<SnapshotId>()
-        .map_err(|e| usage(e.to_string()))?;
-    match snaps.into_iter().find(|s| s.id == which) {
+}
+
+/// A chosen snapshot, its manifest (signature checked), and the newer ones passed over, with why.
+pub struct Picked {
+    pub info: SnapshotInfo,
+    pub manifest: Manifest,
+    pub skipped: Vec<String>,
+}
+
+/// Resolves `which` among `snaps` (one host's, assessed by a [`super::trust::Judge`]). `open`
+/// loads a manifest and checks its signature: for `latest` and `--at`, a snapshot whose manifest
+/// does not open is skipped, never chosen and never blocking, so anyone with put access to the
+/// store cannot stop restores by writing a newer snapshot.
+pub fn pick(
+    location: &str,
+    host: &str,
+    mut snaps: Vec<SnapshotInfo>,
+    which: &Which,
+    open: &dyn Fn(&SnapshotInfo) -> Result<Manifest>,
+) -> Result<Picked> {
+    if let Which::Id(id) = which {
+        return match snaps.into_iter().find(|s| &s.id == id) {
+            Some(s) if s.complete => {
+                let manifest = open(&s)?;
+                Ok(Picked {
+                    info: s,
+                    manifest,
+                    skipped: Vec::new(),
+                })
+            }
+            Some(s) => Err(usage(format!(
+                "snapshot {host}/{} is incomplete (no manifest: its push did not finish); it cannot be restored",
+                s.id
+            ))),
+            None => Err(usage(format!("no snapshot {id} of host {host} in {location}"))),
+        };
+    }
+    let quarantined = snaps
+        .iter()
+        .filter(|s| s.complete && s.quarantine.is_some())
+        .count();
+    snaps.retain(super::trust::countable);
+    snaps.sort_by(|a, b| a.trusted.cmp(&b.trusted).then_with(|| a.id.cmp(&b.id)));
+    let oldest = snaps.first().map(|s| s.id.clone());
+    if let Which::At(at) = which {
+        snaps.retain(|s| s.trusted.is_some_and(|t| t <= *at));
+    }
+    let mut skipped = Vec::new();
+    for s in snaps.into_iter().rev() {
+        match open(&s) {
+            Ok(manifest) => {
+                return Ok(Picked {
+                    info: s,
+                    manifest,
+                    skipped,
+                })
+            }
+            Err(e) => {
+                let msg = format!("skipped {host}/{}: {e:#}", s.id);
+                tracing::warn!("{msg}");
+                skipped.push(msg);
+            }
+        }
+    }
+    let mut why = Vec::new();
+    if quarantined > 0 {
+        why.push(format!("{quarantined} quarantined"));
+    }
+    if !skipped.is_empty() {
+        why.push(format!(
+            "{} whose manifest does not open ({})",
+            skipped.len(),
+            skipped.join("; ")
+        ));
+    }
+    let why = if why.is_empty() {
+        String::new()
+    } else {
+        format!(" ({}; see `offsite snapshots`)", why.join(", "))
+    };
+    Err(usage(match (which, oldest) {
+        (Which::At(at), Some(oldest)) => format!(
+            "no trustworthy snapshot of host {host} was taken at or before {}; the oldest is {oldest}{why}",
+            at.format(&Rfc3339).unwrap_or_default()
+        ),
+        _ => format!("no trustworthy complete snapshot of host {host} in {location}{why}"),
+    }))
+}
+
+/// Looks up one snapshot by id: it must exist and be complete.
+pub fn find(store: &dyn Store, host: &str, id: &str) -> Result<SnapshotInfo> {
+    id.parse::<SnapshotId>().map_err(|e| usage(e.to_string()))?;
+    match list(store, Some(host))?.into_iter().find(|s| s.id == id) {
         Some(s) if s.complete => Ok(s),
         Some(s) => Err(usage(format!(
             "snapshot {host}/{} is incomplete (no manifest: its push did not finish); it cannot be restored",
             s.id
         ))),
-        None => Err(usage(format!("no snapshot {which} of host {host} in {}", store.location()))),
-    }
-}
-
-/// The newest complete snapshot of `host` taken at or before `at` (by the time in its id).
-pub fn find_at(store: &dyn Store, host: &str, at: OffsetDateTime) -> Result<SnapshotInfo> {
-    let snaps = list(store, Some(host))?;
-    let complete: Vec<SnapshotInfo> = snaps.into_iter().filter(|s| s.complete).collect();
-    let time = |s: &SnapshotInfo| s.id.parse::<SnapshotId>().and_then(|i| i.time()).ok();
-    let at_text = at.format(&Rfc3339).unwrap_or_default();
-    match complete
-        .iter()
-        .rev()
-        .find(|s| time(s).is_some_and(|t| t <= at))
-    {
-        Some(s) => Ok(s.clone()),
-        None => Err(usage(match complete.first() {
-            Some(oldest) => format!(
-                "no complete snapshot of host {host} was taken at or before {at_text}; the oldest is {}",
-                oldest.id
-            ),
-            None => format!("no complete snapshot of host {host} in {}", store.location()),
-        })),
+        None => Err(usage(format!("no snapshot {id} of host {host} in {}", store.location()))),
     }
 }
 
@@ -168,6 +266,16 @@ pub fn load_manifest(
     keys: &DecryptionKeys,
     signers: &[Cert],
 ) -> Result<Manifest> {
+    Ok(load_manifest_sealed(store, snap, keys, signers)?.0)
+}
+
+/// [`load_manifest`], also returning the sealed bytes as stored (pull copies them as they are).
+pub fn load_manifest_sealed(
+    store: &dyn Store,
+    snap: &SnapshotInfo,
+    keys: &DecryptionKeys,
+    signers: &[Cert],
+) -> Result<(Manifest, Vec<u8>)> {
     let key = format!("{}{MANIFEST_NAME}", snap.dir());
     let sealed = read_all(store, &key)?;
     let (json, _signer) = open_signed(&sealed, keys, signers)
@@ -181,5 +289,5 @@ pub fn load_manifest(
             manifest.snapshot
         );
     }
-    Ok(manifest)
+    Ok((manifest, sealed))
 }

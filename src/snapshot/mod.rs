@@ -3,6 +3,7 @@
 pub mod id;
 pub mod list;
 pub mod manifest;
+pub mod trust;
 
 pub use id::SnapshotId;
 pub use manifest::Manifest;

@@ -206,16 +206,13 @@ pub fn pull(hosts: &[(&str, f64, Vec<Incomplete>)]) -> PullRecord {
             .map(|(h, newest, incomplete)| {
                 let (id, t) = snapshot_at(*newest, 0xbeef);
                 PullHost {
-                    host: h.to_string(),
-                    ok: true,
                     pulled: vec![id.clone()],
                     objects: 12,
                     bytes: 123 << 20,
-                    skipped_objects: 0,
                     newest_complete: Some(id),
                     newest_complete_time: Some(rfc3339(t)),
                     incomplete: incomplete.clone(),
-                    error: None,
+                    ..PullHost::new(h)
                 }
             })
             .collect(),

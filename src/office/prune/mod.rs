@@ -56,8 +56,10 @@ use super::record;
 use crate::config::{human_duration, Retention, StoreConfig};
 use crate::error::usage;
 use crate::snapshot::list::{list, load_manifest, SnapshotInfo};
-use crate::snapshot::{SnapshotId, MANIFEST_NAME};
+use crate::snapshot::trust::{countable, Judge, Known, Origin};
+use crate::snapshot::MANIFEST_NAME;
 use crate::store::{AdminStore, Store};
+use std::collections::BTreeMap;
 
 /// An incomplete snapshot younger than this may still be written by its push.
 pub const INCOMPLETE_GRACE_HOURS: i64 = 48;
@@ -70,6 +72,8 @@ pub struct Target {
     pub retention: Retention,
     /// Where the policy comes from: `office.retention` or `office.offsite_retention`.
     pub retention_key: &'static str,
+    /// The store production writes to, or the offsite copy: how its times are judged.
+    pub origin: Origin,
 }
 
 pub struct Options<'a> {
@@ -77,6 +81,17 @@ pub struct Options<'a> {
     pub now: OffsetDateTime,
     /// Which older snapshots a snapshot needs (rule 8).
     pub dependencies: &'a dyn Dependencies,
+    /// What the office's ledger recorded (trusted times, quarantines), and the clock tolerance.
+    pub known: &'a BTreeMap<(String, String), Known>,
+    pub tolerance: time::Duration,
+    /// `office.max_prune_fraction` (rule 10).
+    pub max_fraction: f64,
+    /// Lifts rules 10 and 11.
+    pub force: bool,
+    /// Rule 11's window: `keep_within`, else a week.
+    pub protect_window: time::Duration,
+    /// Delete the quarantined snapshots, and nothing else.
+    pub quarantined: bool,
 }
 
 /// Tells which older snapshots a complete snapshot's trees point into.
@@ -122,6 +137,7 @@ pub fn targets(office: &Office, handle: &tokio::runtime::Handle) -> Result<Vec<T
             store: crate::store::open_admin(&office.cfg, handle)?,
             retention: r.clone(),
             retention_key: "office.retention",
+            origin: Origin::Source,
         });
     }
     let offsite_policy = if same_dir {
@@ -141,6 +157,7 @@ pub fn targets(office: &Office, handle: &tokio::runtime::Handle) -> Result<Vec<T
             store: office.offsite.clone(),
             retention: r.clone(),
             retention_key: key,
+            origin: Origin::Copy,
         });
     }
     Ok(out)
@@ -167,6 +184,12 @@ pub enum KeepReason {
     Undated,
     /// A kept incremental's index points into its volumes (rule 8).
     NeededBy,
+    /// Its claimed time does not fit the store's (rule 9): evidence, kept until a person decides.
+    Quarantined,
+    /// Was the newest verified snapshot within the protection window (rule 11).
+    RecentlyVerified,
+    /// The policy would delete it, but this run reached `office.max_prune_fraction` (rule 10).
+    PruneLimit,
 }
 
 impl KeepReason {
@@ -178,6 +201,9 @@ impl KeepReason {
             KeepReason::InProgress => "in_progress",
             KeepReason::Undated => "undated",
             KeepReason::NeededBy => "needed_by",
+            KeepReason::Quarantined => "quarantined",
+            KeepReason::RecentlyVerified => "recently_verified",
+            KeepReason::PruneLimit => "prune_limit",
         }
     }
 
@@ -191,6 +217,16 @@ impl KeepReason {
             }
             KeepReason::Undated => "its id has no readable time".into(),
             KeepReason::NeededBy => "holds files of a kept incremental".into(),
+            KeepReason::Quarantined => {
+                "QUARANTINED: its claimed time does not fit the store's (kept as evidence; offsite prune --quarantined --yes deletes it)".into()
+            }
+            KeepReason::RecentlyVerified => {
+                "was the newest verified snapshot within the protection window".into()
+            }
+            KeepReason::PruneLimit => {
+                "over office.max_prune_fraction for one run (a later run deletes it, or --force)"
+                    .into()
+            }
         }
     }
 }
@@ -209,6 +245,8 @@ pub enum DeleteReason {
     Policy,
     /// Incomplete and older than the grace period: its push died.
     Abandoned,
+    /// Quarantined, deleted on a person's request (`prune --quarantined --yes`).
+    Quarantined,
 }
 
 impl DeleteReason {
@@ -218,6 +256,7 @@ impl DeleteReason {
             DeleteReason::Abandoned => {
                 format!("incomplete and older than {INCOMPLETE_GRACE_HOURS}h: its push died")
             }
+            DeleteReason::Quarantined => "quarantined, deleted on request".into(),
         }
     }
 }
@@ -268,6 +307,9 @@ pub struct HostPlan {
     pub keep: Vec<Kept>,
     /// Newest first.
     pub delete: Vec<Doomed>,
+    /// Worth knowing, not a failure: where a safety rule held the policy back.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -314,12 +356,9 @@ pub fn describe_retention(r: &Retention) -> String {
     parts.join(", ")
 }
 
-fn snapshot_time(id: &str) -> Option<OffsetDateTime> {
-    id.parse::<SnapshotId>().ok().and_then(|i| i.time().ok())
-}
-
-/// What to keep and delete of one host in one store: a pure function of the listing, the policy,
-/// the newest verified snapshot and `now`.
+/// What to keep and delete of one host in one store: a pure function of the listing (assessed by
+/// a [`Judge`]: every time here is trusted time), the policy, the newest verified snapshot and
+/// `now`.
 pub fn plan_host(
     host: &str,
     snaps: &[SnapshotInfo],
@@ -330,21 +369,22 @@ pub fn plan_host(
     let grace = time::Duration::hours(INCOMPLETE_GRACE_HOURS);
     let mut keep = Vec::new();
     let mut delete = Vec::new();
-    // (index into snaps, time) of the complete snapshots, for the policy.
+    // (index into snaps, trusted time) of the complete snapshots the policy may count.
     let mut complete: Vec<(usize, OffsetDateTime)> = Vec::new();
     for (i, s) in snaps.iter().enumerate() {
         if s.host != host {
             continue;
         }
-        let t = snapshot_time(&s.id);
+        let t = s.trusted;
         let age_hours = t.map(|t| (now - t).as_seconds_f64() / 3600.0);
         let mut reasons = Vec::new();
-        if newest_verified == Some(s.id.as_str()) {
+        if newest_verified == Some(s.id.as_str()) && s.quarantine.is_none() {
             reasons.push(KeepReason::NewestVerified);
         }
         match t {
+            _ if s.complete && s.quarantine.is_some() => reasons.push(KeepReason::Quarantined),
             None => reasons.push(KeepReason::Undated),
-            Some(t) if s.complete => {
+            Some(t) if countable(s) => {
                 complete.push((i, t));
                 continue;
             }
@@ -405,7 +445,118 @@ pub fn plan_host(
         error: None,
         keep,
         delete,
+        notes: Vec::new(),
     }
+}
+
+/// `prune --quarantined --yes`: the quarantined complete snapshots, and nothing else.
+pub fn plan_quarantined(host: &str, snaps: &[SnapshotInfo], now: OffsetDateTime) -> HostPlan {
+    let delete = snaps
+        .iter()
+        .filter(|s| s.host == host && s.complete && s.quarantine.is_some())
+        .map(|s| {
+            let age = s.trusted.map(|t| (now - t).as_seconds_f64() / 3600.0);
+            doomed(s, age, DeleteReason::Quarantined)
+        })
+        .collect();
+    HostPlan {
+        host: host.to_string(),
+        error: None,
+        keep: Vec::new(),
+        delete,
+        notes: Vec::new(),
+    }
+}
+
+/// Rule 11: keeps every snapshot `protected` names, whatever the policy says.
+pub fn keep_protected(plan: &mut HostPlan, protected: &[String]) {
+    for id in protected {
+        if let Some(pos) = plan.delete.iter().position(|d| &d.snapshot == id) {
+            let d = plan.delete.remove(pos);
+            plan.keep.push(Kept {
+                snapshot: d.snapshot,
+                complete: d.complete,
+                age_hours: d.age_hours,
+                reasons: vec![KeepReason::RecentlyVerified],
+                needed_by: Vec::new(),
+            });
+        }
+    }
+    plan.keep.sort_by(|a, b| b.snapshot.cmp(&a.snapshot));
+}
+
+/// Rule 10: at most `fraction` of the host's complete snapshots go in one run, the oldest first;
+/// the rest of the policy's deletions wait for a later run.
+pub fn limit_deletions(plan: &mut HostPlan, complete: usize, fraction: f64) {
+    let allowed = (complete as f64 * fraction).floor() as usize;
+    let policy: Vec<usize> = (0..plan.delete.len())
+        .filter(|&i| plan.delete[i].reason == DeleteReason::Policy)
+        .collect();
+    if policy.len() <= allowed {
+        return;
+    }
+    // `delete` is newest first: hold back the newest, so the oldest go first.
+    let held = policy.len() - allowed;
+    let mut held_ids = Vec::new();
+    for &i in policy.iter().take(held) {
+        held_ids.push(plan.delete[i].snapshot.clone());
+    }
+    plan.delete
+        .retain(|d| !held_ids.contains(&d.snapshot) || d.reason != DeleteReason::Policy);
+    plan.notes.push(format!(
+        "the policy would delete {} of {complete} complete snapshots of {}; office.max_prune_fraction {fraction} allows {allowed} per run: {held} kept for now (a flood of snapshots, or a policy just made stricter? prune --force deletes them all)",
+        policy.len(),
+        plan.host,
+    ));
+    for id in held_ids {
+        // Its age and size are in the plan's listing; the reason says why it waits.
+        plan.keep.push(Kept {
+            snapshot: id,
+            complete: true,
+            age_hours: None,
+            reasons: vec![KeepReason::PruneLimit],
+            needed_by: Vec::new(),
+        });
+    }
+    plan.keep.sort_by(|a, b| b.snapshot.cmp(&a.snapshot));
+}
+
+/// Rule 11: the snapshots that were the newest verified one at some moment of the window that
+/// ends now (the one in effect at its start included), from verify records in any order.
+pub fn recently_verified(
+    records: &[record::VerifyRecord],
+    window_start: OffsetDateTime,
+) -> Vec<String> {
+    let parse = |s: &str| OffsetDateTime::parse(s, &Rfc3339).ok();
+    let mut passed: Vec<(OffsetDateTime, &record::VerifyRecord)> = records
+        .iter()
+        .filter(|r| r.ok)
+        .filter_map(|r| Some((parse(&r.verified_at)?, r)))
+        .collect();
+    passed.sort_by_key(|(at, _)| *at);
+    let mut newest: Option<&record::VerifyRecord> = None;
+    let mut out: Vec<String> = Vec::new();
+    for (at, r) in passed {
+        if at > window_start {
+            if let Some(n) = newest {
+                // In effect when the window opened (or until this verification).
+                if !out.contains(&n.snapshot) {
+                    out.push(n.snapshot.clone());
+                }
+            }
+        }
+        let newer = newest
+            .is_none_or(|n| (r.trusted_time(), &r.snapshot) > (n.trusted_time(), &n.snapshot));
+        if newer {
+            newest = Some(r);
+        }
+    }
+    if let Some(n) = newest {
+        if !out.contains(&n.snapshot) {
+            out.push(n.snapshot.clone());
+        }
+    }
+    out
 }
 
 fn doomed(s: &SnapshotInfo, age_hours: Option<f64>, reason: DeleteReason) -> Doomed {
@@ -518,14 +669,30 @@ pub fn prune(targets: &[Target], hosts: &[String], offsite_dir: &Path, opts: &Op
     };
 
     let mut verified: Vec<Option<String>> = Vec::new();
+    let mut protected: Vec<Vec<String>> = Vec::new();
     for host in hosts {
-        match record::newest_verified(offsite_dir, host) {
-            Ok(r) => verified.push(r.map(|r| r.snapshot)),
+        match record::load_all(offsite_dir, Some(host)) {
+            Ok(records) => {
+                let newest = records
+                    .iter()
+                    .filter(|r| r.ok)
+                    .max_by(|a, b| {
+                        (a.trusted_time(), &a.snapshot).cmp(&(b.trusted_time(), &b.snapshot))
+                    })
+                    .map(|r| r.snapshot.clone());
+                verified.push(newest);
+                protected.push(if opts.force {
+                    Vec::new()
+                } else {
+                    recently_verified(&records, now - opts.protect_window)
+                });
+            }
             Err(e) => {
                 report.errors.push(format!(
                     "reading the verify records of {host}: {e:#}; without them the newest verified snapshot is unknown"
                 ));
                 verified.push(None);
+                protected.push(Vec::new());
             }
         }
     }
@@ -543,9 +710,18 @@ pub fn prune(targets: &[Target], hosts: &[String], offsite_dir: &Path, opts: &Op
             hosts: Vec::new(),
         };
         let mut per_host = Vec::new();
+        let judge = Judge {
+            origin: t.origin,
+            tolerance: opts.tolerance,
+            known: opts.known.clone(),
+        };
         for host in hosts {
             match list(t.store.as_store(), Some(host)) {
-                Ok(s) => per_host.push(s),
+                Ok(mut s) => {
+                    // Every time the plan uses is trusted time; quarantined ones never count.
+                    judge.assess(&mut s);
+                    per_host.push(s)
+                }
                 Err(e) => {
                     store.ok = false;
                     store.error = Some(format!("listing {host}: {e:#}"));
@@ -583,12 +759,23 @@ pub fn prune(targets: &[Target], hosts: &[String], offsite_dir: &Path, opts: &Op
         let alarm = emptiness_alarm(host, &seen, verified[hi].as_deref());
         for (ti, t) in targets.iter().enumerate() {
             let Some(l) = &listings[ti] else { continue };
+            if opts.quarantined {
+                report.stores[ti]
+                    .hosts
+                    .push(plan_quarantined(host, &l[hi], now));
+                continue;
+            }
             let mut plan = plan_host(host, &l[hi], &t.retention, verified[hi].as_deref(), now);
             plan.error = alarm.clone();
+            keep_protected(&mut plan, &protected[hi]);
             if let Err(e) =
                 keep_dependencies(&mut plan, &l[hi], t.store.as_store(), opts.dependencies)
             {
                 plan.error.get_or_insert(e);
+            }
+            if !opts.force {
+                let complete = l[hi].iter().filter(|s| countable(s)).count();
+                limit_deletions(&mut plan, complete, opts.max_fraction);
             }
             report.stores[ti].hosts.push(plan);
         }

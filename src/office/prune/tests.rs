@@ -9,7 +9,9 @@ use crate::store::{ObjectInfo, ObjectWriter, Store};
 
 const NOW: OffsetDateTime = datetime!(2026-11-23 12:00:00 UTC);
 
+/// A snapshot the store received at the time its id claims (so trusted time = claimed time).
 fn info(id: &str, complete: bool) -> SnapshotInfo {
+    let t = crate::snapshot::trust::claimed(id);
     SnapshotInfo {
         host: "web1".into(),
         id: id.into(),
@@ -18,6 +20,10 @@ fn info(id: &str, complete: bool) -> SnapshotInfo {
         stored_bytes: 10,
         has_trees: false,
         needs: Vec::new(),
+        committed: if complete { t } else { None },
+        last_write: t,
+        trusted: t,
+        quarantine: None,
     }
 }
 
@@ -239,6 +245,8 @@ fn target(name: &str, store: Arc<Recorder>, n: u32) -> Target {
         store,
         retention: keep_last(n),
         retention_key: "office.retention",
+        // The files were written now, under older ids: judged as a copy, their ids stand.
+        origin: Origin::Copy,
     }
 }
 
@@ -251,11 +259,19 @@ impl Dependencies for NoChains {
     }
 }
 
+static NOTHING_KNOWN: BTreeMap<(String, String), Known> = BTreeMap::new();
+
 fn opts(dry_run: bool) -> Options<'static> {
     Options {
         dry_run,
         now: NOW,
         dependencies: &NoChains,
+        known: &NOTHING_KNOWN,
+        tolerance: time::Duration::HOUR,
+        max_fraction: 1.0,
+        force: false,
+        protect_window: time::Duration::WEEK,
+        quarantined: false,
     }
 }
 
@@ -429,4 +445,115 @@ fn a_snapshot_committed_after_planning_is_not_deleted() {
     assert_eq!(n, 0);
     assert!(res.is_err());
     assert!(a.deletes.lock().unwrap().is_empty());
+}
+
+#[test]
+fn forged_future_snapshots_are_quarantined_and_never_push_real_ones_out() {
+    // Three real snapshots, and three re-sealed copies under ids of next year that the store
+    // received today: the judge quarantines them, and keep_last 3 counts only the real ones.
+    let mut snaps = vec![
+        info("20261120T020000Z-0001", true),
+        info("20261121T020000Z-0002", true),
+        info("20261122T020000Z-0003", true),
+    ];
+    for id in [
+        "20271201T020000Z-0004",
+        "20271202T020000Z-0005",
+        "20271203T020000Z-0006",
+    ] {
+        let mut s = info(id, true);
+        s.committed = Some(NOW);
+        s.last_write = Some(NOW);
+        snaps.push(s);
+    }
+    Judge::bare(Origin::Source, time::Duration::HOUR).assess(&mut snaps);
+    let p = plan_host("web1", &snaps, &keep_last(3), None, NOW);
+    assert!(p.delete.is_empty(), "{:?}", p.delete);
+    let quarantined: Vec<&str> = p
+        .keep
+        .iter()
+        .filter(|k| k.reasons == vec![KeepReason::Quarantined])
+        .map(|k| k.snapshot.as_str())
+        .collect();
+    assert_eq!(quarantined.len(), 3);
+    assert!(quarantined.iter().all(|id| id.starts_with("2027")));
+    let q = plan_quarantined("web1", &snaps, NOW);
+    assert_eq!(q.delete.len(), 3);
+    assert!(q.delete.iter().all(|d| d.snapshot.starts_with("2027")));
+}
+
+#[test]
+fn one_run_deletes_at_most_the_configured_share() {
+    let snaps: Vec<SnapshotInfo> = (1..=10)
+        .map(|d| info(&format!("202611{d:02}T020000Z-00{d:02}"), true))
+        .collect();
+    let mut p = plan_host("web1", &snaps, &keep_last(2), None, NOW);
+    assert_eq!(p.delete.len(), 8);
+    limit_deletions(&mut p, 10, 0.5);
+    // The five oldest go; the three newer ones the policy drops wait for a later run.
+    assert_eq!(
+        deleted_ids(&p),
+        vec![
+            "20261105T020000Z-0005",
+            "20261104T020000Z-0004",
+            "20261103T020000Z-0003",
+            "20261102T020000Z-0002",
+            "20261101T020000Z-0001"
+        ]
+    );
+    assert_eq!(
+        p.keep
+            .iter()
+            .filter(|k| k.reasons == vec![KeepReason::PruneLimit])
+            .count(),
+        3
+    );
+    assert!(p.notes[0].contains("max_prune_fraction"), "{:?}", p.notes);
+}
+
+#[test]
+fn snapshots_recently_the_newest_verified_are_protected() {
+    let rec = |snap: &str, verified_at: &str, ok: bool| record::VerifyRecord {
+        format: record::FORMAT.into(),
+        version: record::VERSION,
+        host: "web1".into(),
+        snapshot: snap.into(),
+        snapshot_time: crate::snapshot::trust::claimed(snap)
+            .unwrap()
+            .format(&Rfc3339)
+            .unwrap(),
+        verified_at: verified_at.into(),
+        verified_from: "offsite".into(),
+        ok,
+        seconds: 1.0,
+        signer: String::new(),
+        stored_bytes: 0,
+        plain_bytes: 0,
+        freshness: record::Freshness {
+            age_hours: 1.0,
+            max_age_hours: 26.0,
+            ok: true,
+        },
+        databases: Vec::new(),
+        trees: Vec::new(),
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let records = [
+        rec("20261101T020000Z-0001", "2026-11-01T06:00:00Z", true),
+        rec("20261110T020000Z-0002", "2026-11-10T06:00:00Z", true),
+        rec("20261118T020000Z-0003", "2026-11-18T06:00:00Z", true),
+        rec("20261120T020000Z-0004", "2026-11-20T06:00:00Z", false),
+        rec("20261121T020000Z-0005", "2026-11-21T06:00:00Z", true),
+    ];
+    let got = recently_verified(&records, NOW - time::Duration::WEEK);
+    // In effect when the window opened (Nov 16): 0002; then 0003 and 0005. Not the failed 0004.
+    assert_eq!(
+        got,
+        vec![
+            "20261110T020000Z-0002",
+            "20261118T020000Z-0003",
+            "20261121T020000Z-0005"
+        ]
+    );
 }
