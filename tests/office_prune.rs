@@ -1,7 +1,9 @@
 //! `offsite prune` with the real binary on real stores: a local directory, S3 (moto), and the offsite
 //! copy. Snapshots are written straight into the stores with chosen ids (prune decides from object
 //! presence alone, so a dummy object and a dummy `manifest.json.pgp` make a complete snapshot), and
-//! `OFFSITE_NOW` pins the clock.
+//! `OFFSITE_NOW` pins the clock. prune ages snapshots by the store's own time of their manifest
+//! (trusted time), so the fixtures give every object the store time its id claims: file mtimes in
+//! a local store, and a private moto whose clock is set (libfaketime) before each put.
 
 mod common;
 
@@ -62,6 +64,27 @@ fn write_local(root: &Path, id: &str, complete: bool) {
     if complete {
         std::fs::write(dir.join(MANIFEST), b"manifest").unwrap();
     }
+    // The store received it when its id says.
+    let t = std::time::SystemTime::from(claimed(id));
+    for f in [OBJECT, MANIFEST] {
+        if let Ok(file) = std::fs::File::options().write(true).open(dir.join(f)) {
+            file.set_modified(t).unwrap();
+        }
+    }
+}
+
+fn claimed(id: &str) -> OffsetDateTime {
+    offsite::snapshot::trust::claimed(id).expect("a snapshot id")
+}
+
+/// A private S3 server whose clock the test sets, with an empty bucket.
+fn moto_with_clock(bucket: &str) -> (PrivateMoto, aws_sdk_s3::Client) {
+    let moto = PrivateMoto::start_with_clock(NOW - time::Duration::days(30));
+    let client = raw_client(&moto.endpoint, ACCESS_KEY, SECRET_KEY);
+    runtime()
+        .block_on(client.create_bucket().bucket(bucket).send())
+        .expect("create bucket");
+    (moto, client)
 }
 
 /// Snapshot dirs of HOST in a local store: id -> complete.
@@ -95,9 +118,10 @@ fn s3_yaml(endpoint: &str, bucket: &str) -> String {
     )
 }
 
-/// The office section's retention lines (indented into `office:` by Setup's config).
+/// The office section's retention lines (indented into `office:` by Setup's config). These tests
+/// are about the policy: one run may delete any share of the snapshots (the limit has its own test).
 fn office_yaml(retention: &str) -> String {
-    format!("  offsite_dir: offsite\n  retention: {retention}")
+    format!("  offsite_dir: offsite\n  max_prune_fraction: 1\n  retention: {retention}")
 }
 
 fn put_s3(client: &aws_sdk_s3::Client, bucket: &str, id: &str, complete: bool) {
@@ -315,20 +339,33 @@ fn offsite_retention_applies_to_the_offsite_copy() {
 
 #[test]
 fn daily_policy_on_s3() {
-    let bucket = TestBucket::new("prune");
+    let name = "offsite-prune-daily";
+    let (moto, client) = moto_with_clock(name);
+    struct Bucket<'a> {
+        name: &'a str,
+        client: aws_sdk_s3::Client,
+    }
+    impl Bucket<'_> {
+        fn client(&self) -> &aws_sdk_s3::Client {
+            &self.client
+        }
+    }
+    let bucket = Bucket { name, client };
     let s = Setup::new(HOST);
     s.config_with_store(
-        &s3_yaml(&common::s3::endpoint(), &bucket.name),
+        &s3_yaml(&moto.endpoint, bucket.name),
         &office_yaml("{ keep_last: 2, keep_daily: 7 }"),
     );
     let snaps = three_a_day();
-    for (id, _) in &snaps {
-        put_s3(bucket.client(), &bucket.name, id, true);
+    for (id, t) in &snaps {
+        moto.set_clock(*t);
+        put_s3(bucket.client(), bucket.name, id, true);
         write_local(&s.path("offsite"), id, true);
     }
     // An abandoned push on S3, three days old: removed whole, however many objects it has.
     let dead = id_at(NOW - time::Duration::days(3), 0xdead);
-    put_s3(bucket.client(), &bucket.name, &dead, false);
+    moto.set_clock(claimed(&dead));
+    put_s3(bucket.client(), bucket.name, &dead, false);
 
     let want_kept = expected_kept(&snaps);
     let want_deleted: BTreeSet<String> = ids(&snaps).difference(&want_kept).cloned().collect();
@@ -340,7 +377,7 @@ fn daily_policy_on_s3() {
     assert_eq!(planned_deletes(&v, "offsite"), want_deleted);
     let mut all = ids(&snaps);
     all.insert(dead.clone());
-    assert_eq!(s3_ids(bucket.client(), &bucket.name), all);
+    assert_eq!(s3_ids(bucket.client(), bucket.name), all);
 
     let run = prune(&s, &[]).expect(0);
     assert!(
@@ -353,8 +390,8 @@ fn daily_policy_on_s3() {
         "{}",
         run.stdout
     );
-    assert_eq!(s3_ids(bucket.client(), &bucket.name), want_kept);
-    assert!(s3_snapshots(bucket.client(), &bucket.name)
+    assert_eq!(s3_ids(bucket.client(), bucket.name), want_kept);
+    assert!(s3_snapshots(bucket.client(), bucket.name)
         .iter()
         .all(|(_, complete)| *complete));
     assert_eq!(local_ids(&s.path("offsite")), want_kept);
@@ -468,19 +505,16 @@ fn an_empty_s3_listing_deletes_nothing_offsite() {
 
 #[test]
 fn a_failing_s3_listing_deletes_nothing_anywhere() {
-    let moto = PrivateMoto::start();
     let bucket = "offsite-prune-dead";
-    let client = raw_client(&moto.endpoint, ACCESS_KEY, SECRET_KEY);
-    runtime()
-        .block_on(client.create_bucket().bucket(bucket).send())
-        .expect("create bucket");
+    let (moto, client) = moto_with_clock(bucket);
     let s = Setup::new(HOST);
     s.config_with_store(
         &s3_yaml(&moto.endpoint, bucket),
         &office_yaml("{ keep_last: 1 }"),
     );
     let snaps = three_a_day();
-    for (id, _) in &snaps {
+    for (id, t) in &snaps {
+        moto.set_clock(*t);
         put_s3(&client, bucket, id, true);
         write_local(&s.path("offsite"), id, true);
     }

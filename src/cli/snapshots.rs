@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use serde::Serialize;
 
-use super::{reading_store, runtime, Cli, EXIT_FAILED};
+use super::{reading_judge, reading_store, runtime, Cli, EXIT_FAILED};
 use offsite::config::human;
 use offsite::keyring::read_keys;
 use offsite::snapshot::list::{list, load_manifest, SnapshotInfo};
@@ -35,6 +35,9 @@ struct Row {
     sources: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     finished_at: Option<String>,
+    /// The trusted time: when the store received the manifest (or what the office recorded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    received_at: Option<String>,
     /// Per file tree: full or incremental, and on what.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     trees: Vec<TreeRow>,
@@ -72,7 +75,8 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     let cfg = cli.maybe_config()?;
     let rt = runtime()?;
     let store = reading_store(cli, cfg.as_ref(), rt.handle())?;
-    let snaps = list(store.as_ref(), a.host.as_deref())?;
+    let mut snaps = list(store.as_ref(), a.host.as_deref())?;
+    reading_judge(cli, cfg.as_ref())?.assess(&mut snaps);
     let can_open = a.key.is_some()
         || cfg
             .as_ref()
@@ -86,6 +90,10 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
             signature: None,
             sources: Vec::new(),
             finished_at: None,
+            received_at: s.trusted.and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            }),
             trees: Vec::new(),
         };
         if can_open && s.complete {
@@ -121,11 +129,11 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         }
         rows.push(row);
     }
-    // A snapshot whose signature does not check out is not the host's: say so in the exit code.
-    let code = if rows
-        .iter()
-        .any(|r| r.signature.as_deref().is_some_and(|s| s != "valid"))
-    {
+    // A snapshot whose signature does not check out is not the host's, and a quarantined one
+    // claims a time the store contradicts: say so in the exit code.
+    let code = if rows.iter().any(|r| {
+        r.signature.as_deref().is_some_and(|s| s != "valid") || r.info.quarantine.is_some()
+    }) {
         ExitCode::from(EXIT_FAILED)
     } else {
         ExitCode::SUCCESS
@@ -143,10 +151,10 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         "HOST", "SNAPSHOT", "STATUS", "SIZE", "OBJECTS", "SIGNATURE"
     );
     for r in &rows {
-        let status = if r.info.complete {
-            "complete"
-        } else {
-            "incomplete"
+        let status = match (r.info.complete, &r.info.quarantine) {
+            (true, Some(_)) => "QUARANTINED",
+            (true, None) => "complete",
+            (false, _) => "incomplete",
         };
         println!(
             "{:<14} {:<22} {:<11} {:>10} {:>8}  {:<10} {}",
@@ -161,6 +169,11 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
                 .unwrap_or("-"),
             r.sources.join(", ")
         );
+    }
+    for r in &rows {
+        if let Some(q) = &r.info.quarantine {
+            eprintln!("{}/{}: QUARANTINED: {q}", r.info.host, r.info.id);
+        }
     }
     for r in rows
         .iter()

@@ -221,10 +221,41 @@ impl Drop for TestBucket {
 pub struct PrivateMoto {
     pub endpoint: String,
     child: Child,
+    /// The file libfaketime reads the server's clock from, for [`PrivateMoto::start_with_clock`].
+    clock: Option<tempfile::NamedTempFile>,
 }
+
+/// Debian's `faketime` package.
+pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 impl PrivateMoto {
     pub fn start() -> Self {
+        Self::spawn(None)
+    }
+
+    /// A server whose clock the test sets ([`PrivateMoto::set_clock`]), through libfaketime: the
+    /// store's own time (`LastModified`) of what a test writes is then whatever the test says,
+    /// the way a store that received those pushes on those days would report it.
+    pub fn start_with_clock(t: time::OffsetDateTime) -> Self {
+        assert!(
+            std::path::Path::new(LIBFAKETIME).exists(),
+            "{LIBFAKETIME} is missing: run scripts/services (it installs faketime)"
+        );
+        let clock = tempfile::NamedTempFile::new().expect("clock file");
+        write_clock(clock.path(), t);
+        Self::spawn(Some(clock))
+    }
+
+    /// Sets the server's clock (frozen at `t` until set again).
+    pub fn set_clock(&self, t: time::OffsetDateTime) {
+        let clock = self
+            .clock
+            .as_ref()
+            .expect("a server started with start_with_clock");
+        write_clock(clock.path(), t);
+    }
+
+    fn spawn(clock: Option<tempfile::NamedTempFile>) -> Self {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let moto = root.join(".venv-moto/bin/moto_server");
         assert!(
@@ -240,7 +271,17 @@ impl PrivateMoto {
             .port();
         let log = std::fs::File::create(root.join(format!("target/moto-private-{port}.log")))
             .expect("creating the private moto log");
-        let child = Command::new(&moto)
+        let mut cmd = Command::new(&moto);
+        if let Some(c) = &clock {
+            // Frozen wall clock read from the file on every call; the monotonic clock stays real,
+            // so the server's own timeouts keep working.
+            cmd.env("LD_PRELOAD", LIBFAKETIME)
+                .env("FAKETIME_TIMESTAMP_FILE", c.path())
+                .env("FAKETIME_NO_CACHE", "1")
+                .env("DONT_FAKE_MONOTONIC", "1")
+                .env("TZ", "UTC");
+        }
+        let child = cmd
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
@@ -250,6 +291,7 @@ impl PrivateMoto {
         let me = Self {
             endpoint: format!("http://127.0.0.1:{port}"),
             child,
+            clock,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !me.answers() {
@@ -343,6 +385,21 @@ impl Drop for PrivateMoto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// libfaketime's absolute format: `2026-11-13 02:00:00`, UTC (the server runs with TZ=UTC).
+fn write_clock(path: &std::path::Path, t: time::OffsetDateTime) {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    let text = format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}\n",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    std::fs::write(path, text).expect("writing the fake clock");
 }
 
 fn xml_field(body: &str, name: &str) -> String {

@@ -100,6 +100,45 @@ fn host_report(
         );
     }
 
+    if let Some(p) = pull {
+        for q in &p.quarantined {
+            warn(
+                warnings,
+                WarningKind::Quarantined,
+                None,
+                None,
+                format!(
+                    "snapshot {} is QUARANTINED: {}; it is never verified as current nor counted by retention, and is kept as evidence until a person deletes it (offsite prune --quarantined --yes)",
+                    q.snapshot, q.reason
+                ),
+            );
+        }
+        for i in &p.invalid {
+            warn(
+                warnings,
+                WarningKind::InvalidSignature,
+                None,
+                None,
+                format!(
+                    "snapshot {} was not pulled: {}; it is never restored or verified (someone with put access to the store wrote it, or the host's certificate changed)",
+                    i.snapshot, i.reason
+                ),
+            );
+        }
+        for f in &p.floods {
+            warn(
+                warnings,
+                WarningKind::Flood,
+                None,
+                None,
+                format!(
+                    "{host} committed {} snapshots on {} (office.max_snapshots_per_day: {}): a misconfigured timer, or a hacked host trying to push history out of retention; prune deletes at most office.max_prune_fraction per run",
+                    f.snapshots, f.day, f.max
+                ),
+            );
+        }
+    }
+
     let newest_complete = newest_complete(latest_rec, pull, now, max_age_hours);
     if let Some(n) = newest_complete.as_ref().filter(|n| !n.fresh) {
         let what = n

@@ -202,6 +202,12 @@ pub struct HistoryEntry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WarningKind {
+    /// A snapshot whose claimed time does not fit the store's: forged, or a host's clock is off.
+    Quarantined,
+    /// A snapshot whose manifest is not validly signed by the host's certificate.
+    InvalidSignature,
+    /// More snapshots in one day than `office.max_snapshots_per_day`.
+    Flood,
     /// A database's plain size fell by more than the threshold, or it vanished.
     DatabaseShrank,
     /// A table's row count fell by more than the threshold, or it vanished.
@@ -224,6 +230,9 @@ impl WarningKind {
             WarningKind::Stale => "stale",
             WarningKind::Abandoned => "abandoned",
             WarningKind::Pull => "pull failed",
+            WarningKind::Quarantined => "QUARANTINED",
+            WarningKind::InvalidSignature => "bad signature",
+            WarningKind::Flood => "flood",
             WarningKind::Record => "recorded",
         }
     }
