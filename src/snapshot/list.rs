@@ -203,10 +203,10 @@ pub fn pick(
     };
     Err(usage(match (which, oldest) {
         (Which::At(at), Some(oldest)) => format!(
-            "no trustworthy snapshot of host {host} was taken at or before {}; the oldest is {oldest}{why}",
+            "no complete snapshot of host {host} was taken at or before {}; the oldest is {oldest}{why}",
             at.format(&Rfc3339).unwrap_or_default()
         ),
-        _ => format!("no trustworthy complete snapshot of host {host} in {location}{why}"),
+        _ => format!("no complete snapshot of host {host} in {location}{why}"),
     }))
 }
 

@@ -1,0 +1,523 @@
+//! The office trusts nothing production claims. Each test does what an attacker holding a hacked
+//! host's signing key and put credential would do, with stock gpg, and then checks what a user
+//! would check: which snapshots still exist, and that they restore.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::cli::{Run, Setup};
+use common::s3::{endpoint, runtime, TestBucket, LIBFAKETIME};
+use time::macros::format_description;
+use time::OffsetDateTime;
+
+const HOST: &str = "web1";
+
+fn json(run: &Run) -> serde_json::Value {
+    serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", run.stdout, run.stderr))
+}
+
+/// One config for both roles (push gets it without `office:`): a tree `www`, the given store, and
+/// an office section with `office_extra` lines.
+fn config(s: &Setup, store: &str, office_extra: &str) {
+    s.write(
+        "config.yaml",
+        &format!(
+            "host: {HOST}\n{store}\nstate_dir: state\nencryption: {{ recipients: [keys/office.cert.asc], signing_key: keys/{HOST}.secret.asc }}\ntrees:\n  - {{ name: www, path: tree }}\noffice:\n  offsite_dir: offsite\n  decryption_key: keys/office.secret.asc\n  hosts: {{ {HOST}: keys/{HOST}.cert.asc }}\n{office_extra}\n"
+        ),
+    );
+}
+
+fn s3_store(bucket: &str) -> String {
+    format!(
+        "store:\n  s3: {{ bucket: {bucket}, prefix: prod, region: us-east-1, endpoint: '{}', path_style: true, access_key_id: test, secret_access_key: test }}",
+        endpoint()
+    )
+}
+
+/// Pushes a full snapshot of `tree/` after writing `content` into tree/page.html; returns its id.
+fn push(s: &Setup, content: &str, env: &[(&str, &str)]) -> String {
+    s.write("tree/page.html", content);
+    let run = s.offsite_env(&["--json", "push", "--full"], env).expect(0);
+    json(&run)["snapshot"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no snapshot id in {}", run.stdout))
+        .to_string()
+}
+
+trait RestoreTo {
+    fn expect_restore(&self, id: &str, to: &Path) -> Run;
+}
+
+impl RestoreTo for Setup {
+    fn expect_restore(&self, id: &str, to: &Path) -> Run {
+        let to = to.to_string_lossy().into_owned();
+        self.offsite(&["restore", "--snapshot", id, "--tree", "www", "--to", &to])
+    }
+}
+
+fn page_of(s: &Setup, id: &str) -> String {
+    let to = s.path(&format!("restored-{id}"));
+    s.expect_restore(id, &to).expect(0);
+    std::fs::read_to_string(to.join("page.html")).expect("restored page.html")
+}
+
+/// The attacker's kit: stock gpg holding the host's signing key (a hacked host has it) and the
+/// office's public certificate. `manifest` is the plaintext the host itself wrote; the result is
+/// sealed exactly as offsite seals a manifest: signed by the host, encrypted to the office.
+fn seal_as(s: &Setup, signer: &str, manifest: &[u8], out: &Path) {
+    let home = s.path(&format!("attacker-{signer}"));
+    if !home.exists() {
+        std::fs::create_dir_all(&home).expect("attacker gnupg home");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        let out = Command::new("gpg")
+            .env("GNUPGHOME", &home)
+            .args(["--batch", "--quiet", "--import"])
+            .arg(s.path(&format!("keys/{signer}.secret.asc")))
+            .output()
+            .expect("gpg --import");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let plain = s.path("forged-manifest.json");
+    std::fs::write(&plain, manifest).expect("writing the forged manifest");
+    let out_status = Command::new("gpg")
+        .env("GNUPGHOME", &home)
+        .args([
+            "--batch",
+            "--yes",
+            "--trust-model",
+            "always",
+            // offsite writes no compressed packets and reads none (no decompression bombs): the
+            // attacker mimics what push writes.
+            "--compress-algo",
+            "none",
+            "--sign",
+            "--encrypt",
+        ])
+        .arg("--recipient-file")
+        .arg(s.path("keys/office.cert.asc"))
+        .arg("--output")
+        .arg(out)
+        .arg(&plain)
+        .output()
+        .expect("gpg --sign --encrypt");
+    assert!(
+        out_status.status.success(),
+        "gpg: {}",
+        String::from_utf8_lossy(&out_status.stderr)
+    );
+}
+
+/// The manifest the host wrote for `id`, read back with the office key (the host knows it: it
+/// wrote it), with its `snapshot` field replaced.
+fn manifest_renamed(s: &Setup, sealed: &Path, to_id: &str) -> Vec<u8> {
+    let run = s.sh(&format!(
+        "gpg --batch --quiet --skip-verify --decrypt '{}'",
+        sealed.display()
+    ));
+    assert_eq!(run.code, 0, "gpg --decrypt: {}", run.stderr);
+    let mut m: serde_json::Value = serde_json::from_str(&run.stdout).expect("manifest JSON");
+    m["snapshot"] = serde_json::Value::String(to_id.to_string());
+    serde_json::to_vec(&m).expect("manifest JSON")
+}
+
+/// Every file under `dir`, relative to it.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else if let Ok(rel) = p.strip_prefix(root) {
+                out.push(rel.to_path_buf());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+fn s3_keys(bucket: &TestBucket, prefix: &str) -> Vec<String> {
+    let out = runtime()
+        .block_on(
+            bucket
+                .client()
+                .list_objects_v2()
+                .bucket(&bucket.name)
+                .prefix(prefix)
+                .send(),
+        )
+        .expect("list_objects_v2");
+    out.contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_string))
+        .collect()
+}
+
+fn s3_get(bucket: &TestBucket, key: &str) -> Vec<u8> {
+    runtime().block_on(async {
+        let o = bucket
+            .client()
+            .get_object()
+            .bucket(&bucket.name)
+            .key(key)
+            .send()
+            .await
+            .expect("get_object");
+        o.body.collect().await.expect("body").into_bytes().to_vec()
+    })
+}
+
+fn s3_put(bucket: &TestBucket, key: &str, data: Vec<u8>) {
+    runtime()
+        .block_on(
+            bucket
+                .client()
+                .put_object()
+                .bucket(&bucket.name)
+                .key(key)
+                .body(aws_sdk_s3::primitives::ByteStream::from(data))
+                .send(),
+        )
+        .expect("put_object");
+}
+
+/// Snapshot ids of HOST in the offsite copy, with whether each is complete.
+fn offsite_ids(s: &Setup) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(s.path("offsite").join(HOST))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn s3_ids(bucket: &TestBucket) -> Vec<String> {
+    let mut ids: Vec<String> = s3_keys(bucket, &format!("prod/{HOST}/"))
+        .iter()
+        .filter_map(|k| k.split('/').nth(2).map(str::to_string))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+#[test]
+fn forged_future_ids_cannot_cost_a_real_snapshot() {
+    let bucket = TestBucket::new("trust-forged");
+    let s = Setup::new(HOST);
+    config(&s, &s3_store(&bucket.name), "  retention: { keep_last: 3 }");
+    let real: Vec<String> = (1..=3)
+        .map(|n| push(&s, &format!("night {n}"), &[]))
+        .collect();
+
+    // The attack: copies of the newest real snapshot re-sealed under ids dated next December,
+    // each manifest's `snapshot` edited, signed with the host's key, encrypted to the office.
+    let sealed = s.path("real-manifest.pgp");
+    std::fs::write(
+        &sealed,
+        s3_get(
+            &bucket,
+            &format!("prod/{HOST}/{}/manifest.json.pgp", real[2]),
+        ),
+    )
+    .expect("saving the real manifest");
+    let forged: Vec<String> = (1..=3)
+        .map(|d| format!("202712{d:02}T020000Z-000{d}"))
+        .collect();
+    for id in &forged {
+        for key in s3_keys(&bucket, &format!("prod/{HOST}/{}/", real[2])) {
+            if key.ends_with("manifest.json.pgp") {
+                continue;
+            }
+            let rel = key.splitn(4, '/').nth(3).expect("object key");
+            s3_put(
+                &bucket,
+                &format!("prod/{HOST}/{id}/{rel}"),
+                s3_get(&bucket, &key),
+            );
+        }
+        let out = s.path(&format!("forged-{id}.pgp"));
+        seal_as(&s, HOST, &manifest_renamed(&s, &sealed, id), &out);
+        s3_put(
+            &bucket,
+            &format!("prod/{HOST}/{id}/manifest.json.pgp"),
+            std::fs::read(&out).expect("forged manifest"),
+        );
+    }
+
+    let office = s.offsite(&["office", "--no-refresh"]);
+    assert_eq!(
+        office.code, 1,
+        "a quarantine must fail the office run\n{}",
+        office.stderr
+    );
+    for id in &forged {
+        assert!(
+            office.stderr.contains(&format!("{HOST}/{id}: QUARANTINED")),
+            "{id} not reported:\n{}",
+            office.stderr
+        );
+    }
+    // verify proved the real newest snapshot, not a forgery.
+    let record = s
+        .path("offsite/reports/verify")
+        .join(HOST)
+        .join(format!("{}.json", real[2]));
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).expect("verify record of the real newest"))
+            .expect("record JSON");
+    assert_eq!(rec["ok"], true, "{rec}");
+    for id in &forged {
+        assert!(!s
+            .path(&format!("offsite/reports/verify/{HOST}/{id}.json"))
+            .exists());
+    }
+
+    // Every real snapshot survives in both places and restores; the forgeries are kept as evidence.
+    for (n, id) in real.iter().enumerate() {
+        assert!(s3_ids(&bucket).contains(id), "{id} was deleted from S3");
+        assert!(offsite_ids(&s).contains(id), "{id} was deleted offsite");
+        assert_eq!(page_of(&s, id), format!("night {}", n + 1));
+    }
+    for id in &forged {
+        assert!(s3_ids(&bucket).contains(id));
+    }
+    let latest = s.path("restored-latest");
+    let run = s
+        .offsite(&["restore", "--tree", "www", "--to", latest.to_str().unwrap()])
+        .expect(0);
+    assert_eq!(
+        std::fs::read_to_string(latest.join("page.html")).unwrap(),
+        "night 3",
+        "{}",
+        run.stderr
+    );
+
+    // What a person sees.
+    let snaps = s.offsite(&["snapshots"]).expect(1);
+    for id in &forged {
+        let line = snaps
+            .stdout
+            .lines()
+            .find(|l| l.contains(id.as_str()))
+            .unwrap_or_else(|| panic!("{id} not listed:\n{}", snaps.stdout));
+        assert!(line.contains("QUARANTINED"), "{line}");
+    }
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(s.path("offsite/reports/report.json")).expect("report.json"),
+    )
+    .expect("report JSON");
+    let quarantined = report["warnings"]
+        .as_array()
+        .expect("warnings")
+        .iter()
+        .filter(|w| w["kind"] == "quarantined")
+        .count();
+    assert_eq!(quarantined, 3, "{}", report["warnings"]);
+
+    // A second night changes nothing: prune still counts only the real snapshots.
+    s.offsite(&["office", "--no-refresh"]).expect(1);
+    for id in &real {
+        assert!(s3_ids(&bucket).contains(id) && offsite_ids(&s).contains(id));
+    }
+
+    // A person deletes the evidence once done with it; the real snapshots stay.
+    let refused = s.offsite(&["prune", "--quarantined"]).expect(2);
+    assert!(refused.stderr.contains("--yes"), "{}", refused.stderr);
+    s.offsite(&["prune", "--quarantined", "--yes"]).expect(0);
+    assert_eq!(s3_ids(&bucket), real);
+    assert_eq!(offsite_ids(&s), real);
+    s.offsite(&["snapshots"]).expect(0);
+}
+
+/// `20261204T153000Z-0abc` for the current time.
+fn id_now(suffix: u16) -> String {
+    let stamp = OffsetDateTime::now_utc()
+        .format(format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .expect("formatting an id");
+    format!("{stamp}-{suffix:04x}")
+}
+
+#[test]
+fn a_newer_snapshot_signed_by_another_key_never_blocks_latest() {
+    let s = Setup::new(HOST);
+    config(&s, "store: { local: store }", "");
+    s.add_host_key("mallory");
+    let real: Vec<String> = (1..=2)
+        .map(|n| push(&s, &format!("night {n}"), &[]))
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+
+    // Anyone with put access writes a newer snapshot, sealed with a key that is not the host's.
+    let forged = id_now(0x0bad);
+    let real_dir = s.path("store").join(HOST).join(&real[1]);
+    let forged_dir = s.path("store").join(HOST).join(&forged);
+    for rel in files(&real_dir) {
+        if rel.ends_with("manifest.json.pgp") {
+            continue;
+        }
+        let to = forged_dir.join(&rel);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(real_dir.join(&rel), &to).unwrap();
+    }
+    let manifest = manifest_renamed(&s, &real_dir.join("manifest.json.pgp"), &forged);
+    seal_as(
+        &s,
+        "mallory",
+        &manifest,
+        &forged_dir.join("manifest.json.pgp"),
+    );
+
+    let to = s.path("restored");
+    let run = s
+        .offsite(&["restore", "--tree", "www", "--to", to.to_str().unwrap()])
+        .expect(0);
+    assert_eq!(
+        std::fs::read_to_string(to.join("page.html")).unwrap(),
+        "night 2"
+    );
+    assert!(
+        run.stderr.contains(&format!("skipped {HOST}/{forged}")),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains(&real[1]), "{}", run.stderr);
+
+    let snaps = s.offsite(&["snapshots"]).expect(1);
+    assert!(snaps.stdout.contains("INVALID"), "{}", snaps.stdout);
+
+    // The office neither pulls it nor lets it block verify.
+    let pull = s.offsite(&["pull"]).expect(1);
+    assert!(
+        pull.stderr
+            .contains(&format!("{HOST}/{forged}: not pulled")),
+        "{}",
+        pull.stderr
+    );
+    assert!(!s.path("offsite").join(HOST).join(&forged).exists());
+    let verify = s.offsite(&["--json", "verify"]);
+    let v = json(&verify);
+    assert_eq!(
+        v[0]["Ok"]["snapshot"],
+        real[1].as_str(),
+        "{}",
+        verify.stderr
+    );
+    assert_eq!(v[0]["Ok"]["ok"], true, "{}", verify.stderr);
+}
+
+/// Runs the real binary under libfaketime at `at` (the clock ticks from there).
+fn at_time(s: &Setup, at: OffsetDateTime, args: &[&str]) -> Run {
+    let stamp = at
+        .format(format_description!(
+            "@[year]-[month]-[day] [hour]:[minute]:[second]"
+        ))
+        .expect("formatting a time");
+    s.offsite_env(
+        args,
+        &[
+            ("LD_PRELOAD", LIBFAKETIME),
+            ("FAKETIME", &stamp),
+            ("DONT_FAKE_MONOTONIC", "1"),
+            ("TZ", "UTC"),
+        ],
+    )
+}
+
+/// Gives every file of a local store's snapshot the store time `t`: the store received it then.
+fn received_at(s: &Setup, id: &str, t: OffsetDateTime) {
+    let dir = s.path("store").join(HOST).join(id);
+    for rel in files(&dir) {
+        std::fs::File::options()
+            .write(true)
+            .open(dir.join(rel))
+            .and_then(|f| f.set_modified(std::time::SystemTime::from(t)))
+            .expect("setting the store time");
+    }
+}
+
+#[test]
+fn a_flood_of_valid_snapshots_cannot_push_out_history() {
+    let s = Setup::new(HOST);
+    config(
+        &s,
+        "store: { local: store }",
+        "  retention: { keep_last: 7, keep_daily: 14 }",
+    );
+    // Keys made before the first backed-up day (a key is not valid before its creation).
+    let now = OffsetDateTime::now_utc();
+    std::fs::remove_dir_all(s.path("keys")).unwrap();
+    for name in ["office", HOST] {
+        at_time(
+            &s,
+            now - time::Duration::days(30),
+            &["keygen", name, "--out", s.path("keys").to_str().unwrap()],
+        )
+        .expect(0);
+    }
+    // Five nights of history, one snapshot each, received by the store on those nights.
+    let mut history = Vec::new();
+    for days in (1..=5).rev() {
+        let t = now - time::Duration::days(days);
+        s.write("tree/page.html", &format!("{days} days ago"));
+        let run = at_time(&s, t, &["--json", "push", "--full"]).expect(0);
+        let id = json(&run)["snapshot"].as_str().unwrap().to_string();
+        received_at(&s, &id, t);
+        history.push((id, days));
+    }
+    // The flood: 20 validly signed snapshots today.
+    let flood: Vec<String> = (1..=20)
+        .map(|n| push(&s, &format!("flood {n}"), &[]))
+        .collect();
+
+    let office = s.offsite(&["office", "--no-refresh"]);
+    assert_eq!(office.code, 1, "{}", office.stderr);
+    assert!(
+        office.stderr.contains("FLOOD: 20 snapshots"),
+        "{}",
+        office.stderr
+    );
+    assert!(
+        office.stdout.contains("max_prune_fraction"),
+        "prune must say why it stopped:\n{}",
+        office.stdout
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.path("offsite/reports/report.json")).unwrap())
+            .unwrap();
+    assert!(
+        report["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["kind"] == "flood"),
+        "{}",
+        report["warnings"]
+    );
+
+    // keep_last 7 + keep_daily 14 drop 13 of the 25; one run deletes at most half (12), the oldest
+    // of the flood first. Every night of history survives, in both places, and restores.
+    let left: Vec<String> = s.local_snapshots().into_iter().map(|(id, _)| id).collect();
+    assert_eq!(left.len(), 13, "{left:?}\n{}", office.stdout);
+    assert_eq!(offsite_ids(&s), left);
+    for (id, days) in &history {
+        assert!(left.contains(id), "{id} ({days} days old) was deleted");
+        assert_eq!(page_of(&s, id), format!("{days} days ago"));
+    }
+    assert!(left.contains(&flood[19]));
+    assert!(!left.contains(&flood[0]));
+}
