@@ -61,17 +61,21 @@ fn write_file(s: &Setup, name: &str, text: &str) -> String {
     p.display().to_string()
 }
 
-/// Writes a verify record for the newest snapshot in the store; returns its id.
+/// Writes a verify record for the newest snapshot in the store, as a verify that ran just now would
+/// (the snapshot's trusted time: now); returns its id.
 fn mark_verified(s: &Setup, ok: bool) -> String {
     let (id, complete) = s.local_snapshots().pop().expect("a snapshot");
     assert!(complete);
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("formatting now");
     VerifyRecord {
         format: FORMAT.into(),
         version: VERSION,
         host: s.host.clone(),
         snapshot: id.clone(),
-        snapshot_time: "2026-01-01T00:00:00Z".into(),
-        verified_at: "2026-01-01T01:00:00Z".into(),
+        snapshot_time: now.clone(),
+        verified_at: now,
         verified_from: "offsite".into(),
         ok,
         seconds: 1.0,
@@ -334,6 +338,90 @@ fn mariadb_refresh_keeps_triggers_views_and_routines_working() {
         dev.exec("SELECT COUNT(*) FROM information_schema.events WHERE event_schema = DATABASE()"),
         "1\n"
     );
+}
+
+#[test]
+fn refresh_and_restore_honour_what_verify_found() {
+    let src = PgDb::new("rfvv");
+    src.exec("CREATE TABLE t (x int); INSERT INTO t VALUES (1)");
+    let dev = pg_create(&format!("{}_dev", src.name));
+    let _left = Leftovers(dev.name.clone());
+    dev.exec("CREATE TABLE marker (x int); INSERT INTO marker VALUES (42)");
+    let before = dev.dump();
+    let s = Setup::new("rfvv-host");
+    let source = format!("postgres/{}", src.name);
+    let entry = Entry {
+        source: &source,
+        server: PG_URL,
+        database: &dev.name,
+        post_sql: &[],
+    };
+    write_config(&s, &pg_push(&src.name), "", std::slice::from_ref(&entry));
+    s.offsite(&["push"]).expect(0);
+    let good = mark_verified(&s, true);
+    let refused = |env: &[(&str, &str)], rule: &str| {
+        let run = s.offsite_env(&["--json", "refresh"], env).expect(2);
+        let j = json(&run);
+        assert_eq!(j["entries"][0]["rule"], rule, "{j}");
+        assert_eq!(dev.dump(), before, "{rule}: the dev database changed");
+        assert!(pg_leftovers(&dev.name).is_empty());
+        j
+    };
+
+    // Three days later the newest verified snapshot is too old to pass for today's data.
+    let later = (time::OffsetDateTime::now_utc() + time::Duration::days(3))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    refused(&[("OFFSITE_NOW", &later)], "verified-too-old");
+
+    // A newer snapshot failed verify: no quiet fallback to the older one.
+    std::thread::sleep(Duration::from_millis(1100));
+    s.offsite(&["push"]).expect(0);
+    let bad = mark_verified(&s, false);
+    let j = refused(&[], "newer-failed");
+    let msg = j["entries"][0]["message"].to_string() + &j.to_string();
+    assert!(msg.contains(&bad) && msg.contains(&good), "{j}");
+
+    // restore --replace from the failed snapshot needs --force; without it the target is untouched.
+    let run = s
+        .offsite(&[
+            "restore",
+            &bad,
+            "--db",
+            &source,
+            "--into",
+            &dev.name,
+            "--replace",
+        ])
+        .expect(2);
+    assert!(run.stderr.contains("FAILED verify"), "{}", run.stderr);
+    assert_eq!(dev.dump(), before, "restore --replace changed the target");
+    let run = s
+        .offsite(&[
+            "restore",
+            &good,
+            "--db",
+            &source,
+            "--into",
+            &dev.name,
+            "--replace",
+        ])
+        .expect(0);
+    assert!(run.stderr.contains("verify PASSED"), "{}", run.stderr);
+    assert_eq!(dev.exec("SELECT count(*) FROM t"), "1\n");
+    let run = s
+        .offsite(&[
+            "restore",
+            &bad,
+            "--db",
+            &source,
+            "--into",
+            &dev.name,
+            "--replace",
+            "--force",
+        ])
+        .expect(0);
+    assert!(run.stderr.contains("verify FAILED"), "{}", run.stderr);
 }
 
 #[test]

@@ -38,7 +38,7 @@ pub fn run_with(
     rt: &tokio::runtime::Runtime,
     a: &Args,
 ) -> Result<ExitCode> {
-    let report = refresh(office, rt.handle(), a.only.as_deref())?;
+    let report = refresh(office, rt.handle(), a.only.as_deref(), super::now()?)?;
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

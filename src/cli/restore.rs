@@ -64,6 +64,9 @@ pub struct Args {
     /// Replace --into if it exists (PostgreSQL: swapped in only after a successful restore).
     #[arg(long)]
     pub replace: bool,
+    /// With --replace: replace even from a snapshot that failed verify.
+    #[arg(long, requires = "replace")]
+    pub force: bool,
     /// File tree to restore.
     #[arg(long, value_name = "NAME", requires = "to")]
     pub tree: Option<String>,
@@ -112,6 +115,16 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         eprintln!("warning: {host}/{} is QUARANTINED: {q}", snap.id);
     }
     tracing::info!("restoring from snapshot {host}/{}", snap.id);
+    let verdict = verify_verdict(cfg.as_ref(), &host, &snap.id);
+    if let Some(v) = &verdict {
+        eprintln!("{host}/{}: verify {}", snap.id, v.describe());
+    }
+    if a.replace && !a.force && verdict.as_ref().is_some_and(|v| !v.ok) {
+        return Err(usage(format!(
+            "{host}/{} FAILED verify: --replace would swap a database for one restored from it; pick a snapshot that passed (offsite snapshots, the report), or add --force",
+            snap.id
+        )));
+    }
     let dir = snap.dir();
     if let Some(source) = &a.db {
         if a.stdout {
@@ -191,6 +204,60 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the office's verify recorded for a snapshot, when this config has an office section.
+struct Verdict {
+    ok: bool,
+    verified_at: String,
+    why: Vec<String>,
+}
+
+impl Verdict {
+    fn describe(&self) -> String {
+        if self.ok {
+            format!("PASSED at {}", self.verified_at)
+        } else {
+            format!(
+                "FAILED at {}{}",
+                self.verified_at,
+                if self.why.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", self.why.join("; "))
+                }
+            )
+        }
+    }
+}
+
+fn verify_verdict(cfg: Option<&Config>, host: &str, id: &str) -> Option<Verdict> {
+    let dir = cfg?.office.as_ref()?.offsite_dir.as_ref()?;
+    let records = offsite::office::record::load_all(dir, Some(host)).ok()?;
+    let r = records.into_iter().find(|r| r.snapshot == id)?;
+    let why = r
+        .errors
+        .iter()
+        .cloned()
+        .chain(
+            r.databases
+                .iter()
+                .filter(|d| !d.ok)
+                .map(|d| format!("{}: {}", d.source, d.error.as_deref().unwrap_or("failed"))),
+        )
+        .chain(r.trees.iter().filter(|t| !t.ok).map(|t| {
+            format!(
+                "tree/{}: {}",
+                t.name,
+                t.error.as_deref().unwrap_or("failed")
+            )
+        }))
+        .collect();
+    Some(Verdict {
+        ok: r.ok,
+        verified_at: r.verified_at,
+        why,
+    })
 }
 
 fn server_for(

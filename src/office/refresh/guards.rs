@@ -11,6 +11,8 @@
 //! | `unknown-host` | a host missing from `office.hosts` (its signatures cannot be checked) |
 //! | `post-sql-missing` | a post_sql file that does not exist: a refresh without its anonymization must not happen |
 //! | `no-verified-snapshot` | a host none of whose snapshots passed verify |
+//! | `verified-too-old` | a newest verified snapshot whose trusted time is older than `office.refresh_max_age`: the dev database would silently fall back to old data |
+//! | `newer-failed` | snapshots newer than the newest verified one that failed verify: something is wrong with production's backups, and an older copy is no quiet substitute |
 //! | `source-not-in-snapshot` | a newest verified snapshot without the source; there is no fallback to an older or unverified one |
 //!
 //! Servers are compared by host and port. Host names are resolved, and every loopback address (and a
@@ -25,7 +27,7 @@ use anyhow::Result;
 use super::MAX_TARGET_LEN;
 use crate::config::{Config, Databases, DbServer, Refresh};
 use crate::office::context::Office;
-use crate::office::record::{newest_verified, VerifyRecord};
+use crate::office::record::{load_all, newest_verified, VerifyRecord};
 use crate::snapshot::list::{find, load_manifest, SnapshotInfo};
 use crate::snapshot::manifest::{Engine, Manifest};
 
@@ -61,7 +63,7 @@ fn refuse(rule: &'static str, message: String) -> Checked {
 }
 
 /// Checks every rule for `r`, in the order of the table above.
-pub fn plan(office: &Office, r: &Refresh) -> Checked {
+pub fn plan(office: &Office, r: &Refresh, now: time::OffsetDateTime) -> Checked {
     if let Err(refusal) = check_target(&office.cfg, r) {
         return Checked::Refused(refusal);
     }
@@ -85,7 +87,7 @@ pub fn plan(office: &Office, r: &Refresh) -> Checked {
             );
         }
     }
-    match verified(office, r) {
+    match verified(office, r, now) {
         Ok(c) => c,
         Err(e) => Checked::Failed(e),
     }
@@ -199,7 +201,8 @@ fn is_production_db(s: &DbServer, target: &Endpoint, db: &str) -> bool {
 }
 
 /// The snapshot rules: a verified snapshot exists and holds the source.
-fn verified(office: &Office, r: &Refresh) -> Result<Checked> {
+fn verified(office: &Office, r: &Refresh, now: time::OffsetDateTime) -> Result<Checked> {
+    let records = load_all(&office.offsite_dir, Some(&r.host))?;
     let Some(record) = newest_verified(&office.offsite_dir, &r.host)? else {
         return Ok(refuse(
             "no-verified-snapshot",
@@ -210,6 +213,43 @@ fn verified(office: &Office, r: &Refresh) -> Result<Checked> {
             ),
         ));
     };
+    let taken = record.trusted_time();
+    let max_age = time::Duration::try_from(office.office.refresh_max_age)
+        .unwrap_or(time::Duration::hours(48));
+    if taken.is_none_or(|t| now - t > max_age) {
+        return Ok(Checked::Refused(Refusal {
+            rule: "verified-too-old",
+            message: format!(
+                "the newest verified snapshot {}/{} was taken {} ago (its store time, {}); office.refresh_max_age allows {}: refresh does not quietly fall back to old data (check push and verify of {})",
+                r.host,
+                record.snapshot,
+                taken
+                    .map(|t| crate::snapshot::trust::human(now - t))
+                    .unwrap_or_else(|| "an unknown time".into()),
+                record.snapshot_time,
+                crate::config::human_duration(office.office.refresh_max_age),
+                r.host
+            ),
+            snapshot: Some(record.snapshot.clone()),
+        }));
+    }
+    let failed_newer: Vec<&str> = records
+        .iter()
+        .filter(|x| !x.ok && x.trusted_time() > taken)
+        .map(|x| x.snapshot.as_str())
+        .collect();
+    if !failed_newer.is_empty() {
+        return Ok(Checked::Refused(Refusal {
+            rule: "newer-failed",
+            message: format!(
+                "snapshot(s) of {} newer than the newest verified one ({}) failed verify: {}; refresh does not fall back to an older snapshot while the newer ones fail (see the report)",
+                r.host,
+                record.snapshot,
+                failed_newer.join(", ")
+            ),
+            snapshot: Some(record.snapshot.clone()),
+        }));
+    }
     let snapshot = find(office.offsite.as_ref(), &r.host, &record.snapshot)?;
     // The record says verify passed; the manifest's signature is still checked again here, because
     // the offsite copy may have changed since.

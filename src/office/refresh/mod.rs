@@ -152,6 +152,7 @@ pub fn refresh(
     office: &Office,
     rt: &tokio::runtime::Handle,
     only: Option<&str>,
+    now: time::OffsetDateTime,
 ) -> Result<RefreshReport> {
     let all = &office.office.refresh;
     if all.is_empty() {
@@ -174,7 +175,7 @@ pub fn refresh(
     }
     let entries: Vec<EntryReport> = selected
         .into_iter()
-        .map(|r| refresh_one(office, rt, r))
+        .map(|r| refresh_one(office, rt, r, now))
         .collect();
     let exit_code = entries
         .iter()
@@ -188,7 +189,12 @@ pub fn refresh(
     })
 }
 
-fn refresh_one(office: &Office, rt: &tokio::runtime::Handle, r: &Refresh) -> EntryReport {
+fn refresh_one(
+    office: &Office,
+    rt: &tokio::runtime::Handle,
+    r: &Refresh,
+    now: time::OffsetDateTime,
+) -> EntryReport {
     let start = Instant::now();
     let mut report = EntryReport {
         database: r.database.clone(),
@@ -207,7 +213,7 @@ fn refresh_one(office: &Office, rt: &tokio::runtime::Handle, r: &Refresh) -> Ent
         post_sql: Vec::new(),
         replaced: false,
     };
-    match guards::plan(office, r) {
+    match guards::plan(office, r, now) {
         Checked::Refused(refusal) => {
             report.status = Status::Refused;
             report.rule = Some(refusal.rule.to_string());
