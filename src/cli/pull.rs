@@ -71,6 +71,10 @@ pub fn run_with(
             alarm = true;
             eprintln!("  {}/{}: not pulled: {}", h.host, i.snapshot, i.reason);
         }
+        for r in &h.recipients {
+            // A warning, not an alarm: a new office key is a normal change, and a person decides.
+            eprintln!("  {}/{}: warning: {}", h.host, r.snapshot, r.reason);
+        }
         for f in &h.floods {
             alarm = true;
             eprintln!(

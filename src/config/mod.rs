@@ -132,6 +132,9 @@ pub struct OfficeConfig {
     pub max_prune_fraction: f64,
     #[serde(serialize_with = "duration::serialize")]
     pub refresh_max_age: std::time::Duration,
+    /// Certificate files whose fingerprints are the only recipients pull accepts without a
+    /// warning; empty: those of the host's previous good snapshot.
+    pub expected_recipients: Vec<PathBuf>,
 }
 
 /// A database server reference: URL (without password) and password.
@@ -523,6 +526,11 @@ fn check_office(o: raw::RawOffice, base: &Path) -> Result<OfficeConfig> {
                 .map_err(|e| usage(format!("office.refresh_max_age: {e}")))?,
             None => DEFAULT_REFRESH_MAX_AGE,
         },
+        expected_recipients: o
+            .expected_recipients
+            .iter()
+            .map(|p| resolve(base, p))
+            .collect(),
     })
 }
 

@@ -50,6 +50,9 @@ pub struct Entry {
     /// Why the snapshot is quarantined, if it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quarantine: Option<String>,
+    /// Every recipient fingerprint the manifest names (its own and its objects'), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
 }
 
 impl Entry {
@@ -59,6 +62,19 @@ impl Entry {
 
     pub fn trusted(&self) -> Option<OffsetDateTime> {
         OffsetDateTime::parse(&self.trusted_time, &Rfc3339).ok()
+    }
+}
+
+impl Ledger {
+    /// The recipients of the newest validly signed, unquarantined snapshot recorded before
+    /// `before` (by trusted time): what the host encrypted to last time things were fine.
+    pub fn last_good_recipients(&self, before: Option<OffsetDateTime>) -> Option<&[String]> {
+        self.snapshots
+            .values()
+            .filter(|e| e.valid() && e.quarantine.is_none() && !e.recipients.is_empty())
+            .filter(|e| before.is_none_or(|b| e.trusted().is_some_and(|t| t < b)))
+            .max_by_key(|e| e.trusted())
+            .map(|e| e.recipients.as_slice())
     }
 }
 

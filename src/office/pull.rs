@@ -73,6 +73,7 @@ fn pull_host(
         time::Duration::try_from(office.office.clock_tolerance).unwrap_or(time::Duration::HOUR);
     let mut out = PullHost::new(host);
     let mut errors = Vec::new();
+    let expected = expected_fingerprints(office)?;
 
     // Record what is new before anything is trusted: the store's time of each manifest, the
     // signature, and whether the claims fit. A manifest opened here is kept for the download.
@@ -103,6 +104,12 @@ fn pull_host(
                 .is_none_or(|e| e.quarantine.is_none())
         }) {
             tracing::warn!("{host}/{}: QUARANTINED: {q}", snap.id);
+        }
+        if entry.valid() && !known_good {
+            if let Some(w) = unexpected_recipients(&entry, &ledger, &expected) {
+                tracing::warn!("{host}/{}: {w}", snap.id);
+                out.recipients.push(Suspect::new(snap, &w));
+            }
         }
         ledger.snapshots.insert(snap.id.clone(), entry);
         if let Ok(m) = result {
@@ -209,6 +216,20 @@ fn ledger_entry(
         }
         Err(e) => (format!("INVALID: {e:#}"), None, None),
     };
+    let recipients = match manifest {
+        Ok(m) => {
+            let mut r: Vec<String> = m
+                .recipients
+                .iter()
+                .chain(m.objects.iter().flat_map(|o| o.recipients.iter()))
+                .map(|f| f.to_ascii_uppercase())
+                .collect();
+            r.sort();
+            r.dedup();
+            r
+        }
+        Err(_) => Vec::new(),
+    };
     Entry {
         trusted_time: stamp(trusted),
         time_from,
@@ -217,7 +238,34 @@ fn ledger_entry(
         started_at,
         finished_at,
         quarantine,
+        recipients,
     }
+}
+
+/// Recipients a snapshot names beyond what is expected: `office.expected_recipients` when set,
+/// else the recipients of the host's previous good snapshot. An object encrypted to one more key
+/// is readable by whoever holds it: a hacked host adding its own key, or a setup nobody told the
+/// office about.
+fn unexpected_recipients(entry: &Entry, ledger: &Ledger, expected: &[String]) -> Option<String> {
+    let (allowed, from): (Vec<String>, &str) = if expected.is_empty() {
+        let prev = ledger.last_good_recipients(entry.trusted())?;
+        (prev.to_vec(), "the host's previous good snapshot")
+    } else {
+        (expected.to_vec(), "office.expected_recipients")
+    };
+    let extra: Vec<&str> = entry
+        .recipients
+        .iter()
+        .filter(|r| !allowed.contains(r))
+        .map(String::as_str)
+        .collect();
+    (!extra.is_empty()).then(|| {
+        format!(
+            "encrypted to {} beyond {from} ({})",
+            extra.join(", "),
+            allowed.join(", ")
+        )
+    })
 }
 
 /// The manifest's own times against its id and the store: the id is the start, and the store
@@ -278,6 +326,18 @@ fn floods(ledger: &Ledger, now: OffsetDateTime, max: u32) -> Vec<Flood> {
             max,
         })
         .collect()
+}
+
+/// The fingerprints of `office.expected_recipients`, upper-case hex as manifests record them.
+fn expected_fingerprints(office: &Office) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for path in &office.office.expected_recipients {
+        for c in crate::crypto::keys::load_certs(path)? {
+            out.push(c.fingerprint().to_hex().to_ascii_uppercase());
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// Copies one complete snapshot. Returns (objects downloaded, bytes downloaded, objects skipped).

@@ -232,6 +232,9 @@ pub struct PullHost {
     /// Days on which the host committed more than `office.max_snapshots_per_day`.
     #[serde(default)]
     pub floods: Vec<Flood>,
+    /// Snapshots first seen by this pull that name recipients beyond the expected ones.
+    #[serde(default)]
+    pub recipients: Vec<Suspect>,
     /// The trusted time of `newest_complete`, for choosing it.
     #[serde(skip)]
     pub newest_complete_trusted: Option<time::OffsetDateTime>,
@@ -293,6 +296,7 @@ impl PullHost {
             quarantined: Vec::new(),
             invalid: Vec::new(),
             floods: Vec::new(),
+            recipients: Vec::new(),
             newest_complete_trusted: None,
             error: None,
         }

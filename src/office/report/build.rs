@@ -125,6 +125,18 @@ fn host_report(
                 ),
             );
         }
+        for r in &p.recipients {
+            warn(
+                warnings,
+                WarningKind::Recipients,
+                None,
+                None,
+                format!(
+                    "snapshot {} is {}: whoever holds that key can read it; check the host's encryption.recipients",
+                    r.snapshot, r.reason
+                ),
+            );
+        }
         for f in &p.floods {
             warn(
                 warnings,

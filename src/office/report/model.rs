@@ -208,6 +208,8 @@ pub enum WarningKind {
     InvalidSignature,
     /// More snapshots in one day than `office.max_snapshots_per_day`.
     Flood,
+    /// A snapshot encrypted to a key beyond the expected recipients.
+    Recipients,
     /// A database's plain size fell by more than the threshold, or it vanished.
     DatabaseShrank,
     /// A table's row count fell by more than the threshold, or it vanished.
@@ -233,6 +235,7 @@ impl WarningKind {
             WarningKind::Quarantined => "QUARANTINED",
             WarningKind::InvalidSignature => "bad signature",
             WarningKind::Flood => "flood",
+            WarningKind::Recipients => "recipients",
             WarningKind::Record => "recorded",
         }
     }
