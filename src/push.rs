@@ -63,7 +63,8 @@ struct Produced {
 pub struct PushOptions {
     /// `--full`: every tree starts a new chain.
     pub full: bool,
-    /// The clock for `full_every` (the `OFFSITE_NOW` of tests; the snapshot id keeps real time).
+    /// The clock for tree decisions: `full_every`, a parent in the future (the `OFFSITE_NOW` of
+    /// tests; the snapshot id keeps real time).
     pub now: OffsetDateTime,
 }
 

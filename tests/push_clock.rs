@@ -141,7 +141,16 @@ fn after_a_run_from_the_future_the_next_run_is_full_and_the_chain_restores() {
     write(&src, "a.txt", b"alpha, two\n");
     settle();
     let second_tree = describe(&src);
-    let second = id_of(&push(&s, None, 0));
+    let quiet = s.offsite(&["--quiet", "--json", "push"]).expect(0);
+    let second = id_of(&json(&quiet));
+    // Even under --quiet (cron), the operator hears of it.
+    assert!(
+        quiet.stderr.contains(&format!(
+            "tree www: parent snapshot {future} is in the future"
+        )) && quiet.stderr.contains("this run is a full backup"),
+        "{}",
+        quiet.stderr
+    );
     let run = tree_run(&s, &second);
     assert_eq!(run.run, TreeRun::Full, "{run:?}");
     let reason = run.full_reason.as_deref().unwrap_or_default();

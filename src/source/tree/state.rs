@@ -112,6 +112,15 @@ pub fn decide(file: &Path, identity: &Identity, p: &Policy<'_>) -> Result<Start>
             return full(format!("the state {} is unusable: {e:#}", file.display()));
         }
     };
+    if let Some(reason) = future_parent(&header, p.now) {
+        // Nothing is wrong with this snapshot, so no warning in it; but under `push --quiet`
+        // (cron) the operator would otherwise never hear that this host's clock jumped.
+        tracing::warn!(
+            "tree {}: {reason}; this run is a full backup",
+            identity.tree
+        );
+        return full(reason);
+    }
     if let Some(reason) = full_reason(&header, p)? {
         return full(reason);
     }
@@ -121,12 +130,9 @@ pub fn decide(file: &Path, identity: &Identity, p: &Policy<'_>) -> Result<Start>
     })
 }
 
-/// Why the next run cannot build on the committed run `header` describes, or `None` when it can.
-/// Only `exists` failing (the store) is an error.
+/// Why the next run cannot build on the committed run `header` describes (a parent in the future
+/// aside: [`future_parent`]), or `None` when it can. Only `exists` failing (the store) is an error.
 fn full_reason(header: &StateHeader, p: &Policy<'_>) -> Result<Option<String>> {
-    if let Some(reason) = future_parent(header, p.now) {
-        return Ok(Some(reason));
-    }
     let full_time = header
         .full_snapshot
         .parse::<SnapshotId>()
@@ -521,7 +527,8 @@ mod tests {
             now,
             exists: &exists,
         };
-        full_reason(h, &p).unwrap()
+        // In `decide`'s order.
+        future_parent(h, now).or_else(|| full_reason(h, &p).unwrap())
     }
 
     #[test]
