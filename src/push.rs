@@ -19,10 +19,18 @@ use crate::config::{human, Config};
 use crate::keyring::push_keys;
 use crate::pipeline::Pipeline;
 use crate::progress::Progress;
-use crate::snapshot::manifest::{self, DatabaseEntry, Manifest, ObjectEntry, TreeEntry};
+use crate::snapshot::manifest::{
+    self, DatabaseEntry, Manifest, ObjectEntry, StoreClock, TreeEntry,
+};
 use crate::snapshot::{SnapshotId, MANIFEST_NAME};
 use crate::source::{mysql, postgres, tree};
-use crate::store::Store;
+use crate::store::{ClockReading, Store};
+
+/// How far this host's clock may be from the store's before push warns (exit 3). A host kept by
+/// NTP is within a second; the `Date` header's resolution and the network add about one more.
+/// Five minutes flags a clock that is really wrong, well before S3 itself refuses requests signed
+/// more than 15 minutes off.
+pub const MAX_CLOCK_OFFSET_SECS: u64 = 300;
 
 /// One unit of work.
 enum Job {
@@ -55,7 +63,8 @@ struct Produced {
 pub struct PushOptions {
     /// `--full`: every tree starts a new chain.
     pub full: bool,
-    /// The clock for `full_every` (the `OFFSITE_NOW` of tests; the snapshot id keeps real time).
+    /// The clock for tree decisions: `full_every`, a parent in the future (the `OFFSITE_NOW` of
+    /// tests; the snapshot id keeps real time).
     pub now: OffsetDateTime,
 }
 
@@ -171,6 +180,7 @@ pub fn push(
         databases: Vec::new(),
         trees: Vec::new(),
         warnings: Vec::new(),
+        store_clock: None,
     };
     let mut sources = Vec::new();
     let mut states = Vec::new();
@@ -214,6 +224,20 @@ pub fn push(
         }
     }
 
+    // The store's clock, from its latest response (a local directory has none). Snapshot ids and
+    // times are this host's clock; the office needs to know when that was wrong, and the operator
+    // needs to hear it now rather than when the snapshots sort wrongly.
+    if let Some(reading) = store.clock() {
+        m.store_clock = Some(StoreClock {
+            server_date: reading.server.format(&Rfc3339)?,
+            offset_seconds: reading.offset_seconds(),
+        });
+        if let Some(w) = clock_warning(&reading, &store.location()) {
+            tracing::warn!("{w}");
+            m.warnings.push(w);
+        }
+    }
+
     // The commit point: the manifest, signed and encrypted, written last and never overwritten.
     let json = serde_json::to_vec_pretty(&m)?;
     let sealed = keys.encryption.seal(&json, &keys.signing)?;
@@ -247,6 +271,22 @@ pub fn push(
         peak_rss_bytes: peak_rss_bytes(),
         warnings,
     })
+}
+
+/// The warning for a host clock more than [`MAX_CLOCK_OFFSET_SECS`] off the store's, if it is.
+fn clock_warning(reading: &ClockReading, location: &str) -> Option<String> {
+    let offset = reading.offset_seconds();
+    if offset.unsigned_abs() <= MAX_CLOCK_OFFSET_SECS {
+        return None;
+    }
+    let n = offset.unsigned_abs();
+    let side = if offset > 0 { "ahead of" } else { "behind" };
+    let at = |t: OffsetDateTime| t.format(&Rfc3339).unwrap_or_else(|_| t.to_string());
+    Some(format!(
+        "store clock: this host's clock is {n} s {side} the store's ({location} said {} when this host said {}); snapshot ids and times come from this host's clock: check its time sync (NTP)",
+        at(reading.server),
+        at(reading.local.replace_nanosecond(0).unwrap_or(reading.local))
+    ))
 }
 
 /// Whether snapshot `id` of `host` is committed (has its manifest) in the store.
@@ -448,4 +488,32 @@ fn run_one(job: &Job, pipeline: &Pipeline, on_bytes: &(dyn Fn(u64) + Sync)) -> R
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn a_clock_more_than_five_minutes_off_is_a_warning() {
+        let server = datetime!(2026-12-04 16:05:05 UTC);
+        let reading = |local| ClockReading { server, local };
+        let loc = "s3://b/prod";
+        assert_eq!(clock_warning(&reading(server), loc), None);
+        let near = server + time::Duration::seconds(299);
+        assert_eq!(clock_warning(&reading(near), loc), None);
+        let w = clock_warning(
+            &reading(server + time::Duration::milliseconds(600_400)),
+            loc,
+        )
+        .unwrap();
+        assert!(
+            w.starts_with("store clock: this host's clock is 600 s ahead of the store's (s3://b/prod said 2026-12-04T16:05:05Z when this host said 2026-12-04T16:15:05Z)"),
+            "{w}"
+        );
+        let behind = server - time::Duration::hours(1) + time::Duration::milliseconds(400);
+        let w = clock_warning(&reading(behind), loc).unwrap();
+        assert!(w.contains("3600 s behind the store's"), "{w}");
+    }
 }

@@ -304,6 +304,7 @@ fn manifest(pipeline: &Pipeline, result: &TreeResult) -> Manifest {
         databases: Vec::new(),
         trees: vec![result.entry.clone()],
         warnings: Vec::new(),
+        store_clock: None,
     }
 }
 

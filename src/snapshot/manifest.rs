@@ -15,7 +15,9 @@ pub const FORMAT: &str = "offsite-manifest";
 /// 2: trees may be incremental (`depends_on`: older snapshots a restore needs, which an older
 /// office would not keep), and tree volumes carry no plaintext sha256. A version-1 reader refuses
 /// these manifests with "upgrade offsite" rather than misreading them.
-pub const VERSION: u32 = 2;
+/// 3: `store_clock`, the store's clock as push saw it. A version-2 reader refuses these manifests
+/// with "upgrade offsite" (its manifest type denies unknown fields); version 2 still reads here.
+pub const VERSION: u32 = 3;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,6 +41,23 @@ pub struct Manifest {
     /// Everything that went wrong but did not stop the snapshot (exit code 3).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// The store's clock when push finished (version 3); absent for a local directory store, which
+    /// has no clock of its own, and in older manifests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_clock: Option<StoreClock>,
+}
+
+/// The store's clock against this host's, as push saw it in the store's last response (S3's `Date`
+/// header). Snapshot ids and times come from the host's clock, which a hacked or broken host can
+/// get wrong; this is the store's own account of when the snapshot was written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreClock {
+    /// The store's time, RFC 3339, to the second (the `Date` header has no more).
+    pub server_date: String,
+    /// This host's clock minus the store's, in seconds: positive when the host is ahead. Within a
+    /// second or so of 0 on a host whose clock is right (the header's resolution, the network).
+    pub offset_seconds: i64,
 }
 
 impl Manifest {
@@ -203,4 +222,46 @@ pub struct TreeEntry {
     pub index: String,
     #[serde(default)]
     pub warnings: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(version: u32, extra: &str) -> String {
+        format!(
+            r#"{{"format":"offsite-manifest","version":{version},"tool_version":"0.1.0","host":"web1",
+            "snapshot":"20261204T020000Z-0001","started_at":"2026-12-04T02:00:00Z",
+            "finished_at":"2026-12-04T02:01:00Z","config_digest":"x","signer":"S",
+            "recipients":["R"],"objects":[]{extra}}}"#
+        )
+    }
+
+    #[test]
+    fn version_2_manifests_still_read() {
+        let m = Manifest::from_json(json(2, "").as_bytes()).unwrap();
+        assert_eq!(m.version, 2);
+        assert_eq!(m.store_clock, None);
+    }
+
+    #[test]
+    fn the_store_clock_round_trips() {
+        let extra =
+            r#","store_clock":{"server_date":"2026-12-04T02:01:00Z","offset_seconds":-600}"#;
+        let m = Manifest::from_json(json(VERSION, extra).as_bytes()).unwrap();
+        let clock = m.store_clock.clone().unwrap();
+        assert_eq!(clock.offset_seconds, -600);
+        let again = Manifest::from_json(&serde_json::to_vec(&m).unwrap()).unwrap();
+        assert_eq!(again.store_clock, Some(clock));
+        // A manifest without one (a local store) does not write the key at all.
+        let m = Manifest::from_json(json(VERSION, "").as_bytes()).unwrap();
+        let text = serde_json::to_string(&m).unwrap();
+        assert!(!text.contains("store_clock"), "{text}");
+    }
+
+    #[test]
+    fn a_newer_version_asks_for_an_upgrade() {
+        let e = Manifest::from_json(json(VERSION + 1, "").as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("upgrade offsite"), "{e}");
+    }
 }

@@ -30,6 +30,24 @@ pub struct ObjectInfo {
     pub modified: Option<OffsetDateTime>,
 }
 
+/// A store server's clock against this host's, from one response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockReading {
+    /// The server's time (S3's `Date` header: whole seconds).
+    pub server: OffsetDateTime,
+    /// This host's clock when the response arrived.
+    pub local: OffsetDateTime,
+}
+
+impl ClockReading {
+    /// This host's clock minus the server's, in seconds: positive when the host is ahead.
+    pub fn offset_seconds(&self) -> i64 {
+        // The server's time was cut to its second: half a second later is the best guess.
+        let d = self.local - self.server - time::Duration::milliseconds(500);
+        d.as_seconds_f64().round() as i64
+    }
+}
+
 /// A new object being written. Write the bytes, then `commit`; dropping it aborts.
 pub trait ObjectWriter: Write + Send + Sync {
     /// Makes the object visible under its key. Fails if the key exists already.
@@ -46,6 +64,11 @@ pub trait Store: Send + Sync {
     fn open(&self, key: &str) -> Result<Box<dyn Read + Send>>;
     /// Every object whose key starts with `prefix`, sorted by key.
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>>;
+    /// The server's clock as its last response gave it, against this host's; `None` for a store
+    /// without a server of its own (a local directory) or before any response.
+    fn clock(&self) -> Option<ClockReading> {
+        None
+    }
 }
 
 /// A store that can also delete: only office-side retention opens one ([`open_admin`]).

@@ -101,6 +101,21 @@ impl Setup {
     /// while many tests keep one config for both roles. So, like a real production host, `push` gets
     /// the config without its `office:` section.
     pub fn offsite_with(&self, config: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+        self.offsite_wrapped(&[], config, args, env)
+    }
+
+    /// Runs `WRAPPER... offsite -c config.yaml ARGS`: e.g. under `faketime -f +10m`.
+    pub fn offsite_under(&self, wrapper: &[&str], args: &[&str]) -> Run {
+        self.offsite_wrapped(wrapper, &self.config_path(), args, &[])
+    }
+
+    fn offsite_wrapped(
+        &self,
+        wrapper: &[&str],
+        config: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Run {
         let production;
         let config = if args.contains(&"push") {
             production = production_config(config);
@@ -108,7 +123,14 @@ impl Setup {
         } else {
             config
         };
-        let mut cmd = Command::new(bin());
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(bin());
+                c
+            }
+            None => Command::new(bin()),
+        };
         cmd.arg("-c").arg(config).args(args).stdin(Stdio::null());
         for (k, v) in env {
             cmd.env(k, v);

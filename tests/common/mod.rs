@@ -5,3 +5,4 @@ pub mod db;
 pub mod keys;
 pub mod office;
 pub mod s3;
+pub mod tree;

@@ -11,6 +11,7 @@
 //! - foreign: another host, tree, root, store or set of recipients (an incremental must not point
 //!   into volumes another store holds, or that the current office key cannot open) -> a full run;
 //! - a snapshot the state points into is gone from the store -> a full run.
+//! - the previous run is dated after this run's now (this host's clock jumped) -> a full run.
 //!
 //! production never reads S3 objects or decrypts anything for an incremental: the state holds all
 //! it needs, and the office key stays in the office.
@@ -111,46 +112,116 @@ pub fn decide(file: &Path, identity: &Identity, p: &Policy<'_>) -> Result<Start>
             return full(format!("the state {} is unusable: {e:#}", file.display()));
         }
     };
+    if let Some(reason) = future_parent(&header, p.now) {
+        // Nothing is wrong with this snapshot, so no warning in it; but under `push --quiet`
+        // (cron) the operator would otherwise never hear that this host's clock jumped.
+        tracing::warn!(
+            "tree {}: {reason}; this run is a full backup",
+            identity.tree
+        );
+        return full(reason);
+    }
+    if let Some(reason) = full_reason(&header, p)? {
+        return full(reason);
+    }
+    Ok(Start::Incremental {
+        header: Box::new(header),
+        file: file.to_path_buf(),
+    })
+}
+
+/// Why the next run cannot build on the committed run `header` describes (a parent in the future
+/// aside: [`future_parent`]), or `None` when it can. Only `exists` failing (the store) is an error.
+fn full_reason(header: &StateHeader, p: &Policy<'_>) -> Result<Option<String>> {
     let full_time = header
         .full_snapshot
         .parse::<SnapshotId>()
         .and_then(|id| id.time())
         .ok();
     match full_time {
+        // A full dated after now has no age to compare: this host's clock jumped, and the safe
+        // answer is a new chain rather than one that `full_every` would never end.
+        Some(t) if (p.now - t).is_negative() => {
+            return Ok(Some(format!(
+                "the last full ({}) is older than full_every {}: it is dated after this host's clock ({}), and a negative age counts as older",
+                header.full_snapshot,
+                human_duration(p.full_every),
+                rfc3339(p.now)
+            )))
+        }
         Some(t) if p.now - t < p.full_every => {}
         Some(_) => {
-            return full(format!(
+            return Ok(Some(format!(
                 "the last full ({}) is older than full_every {}",
                 header.full_snapshot,
                 human_duration(p.full_every)
-            ))
+            )))
         }
         None => {
-            return full(format!(
+            return Ok(Some(format!(
                 "the state names an undated full {:?}",
                 header.full_snapshot
-            ))
+            )))
         }
     }
     if let Some(max) = p.max_chain {
         if header.chain >= max {
-            return full(format!(
+            return Ok(Some(format!(
                 "max_chain {max}: {} incrementals since the last full",
                 header.chain
-            ));
+            )));
         }
     }
     for id in std::iter::once(&header.snapshot).chain(&header.depends_on) {
         if !(p.exists)(id)? {
-            return full(format!(
+            return Ok(Some(format!(
                 "snapshot {id}, which the last index points into, is no longer complete in the store"
-            ));
+            )));
         }
     }
-    Ok(Start::Incremental {
-        header: Box::new(header),
-        file: file.to_path_buf(),
-    })
+    Ok(None)
+}
+
+/// How far after this run's now the parent run may be dated and still be built on.
+///
+/// A parent a few seconds ahead is a clock stepped back a little (NTP) between two close runs. The
+/// racy-file rule already reads again every file whose ctime lies within a second (five, for
+/// whole-second timestamps) of the parent's walk, so a step that small cannot make a new write look
+/// like a file the parent trusted. Further ahead, the rule no longer covers the gap, and this
+/// host's clock was wrong for one of the two runs: the parent sorts after every later snapshot and
+/// `full_every` would never end its chain. So that run is full.
+pub const FUTURE_MARGIN_MS: i64 = COARSE_RACY_MS;
+
+/// Why a parent dated after `now` (its id, or when its walk began, whichever is later) cannot be
+/// built on; `None` when it is not beyond [`FUTURE_MARGIN_MS`].
+fn future_parent(header: &StateHeader, now: OffsetDateTime) -> Option<String> {
+    let id_time = header
+        .snapshot
+        .parse::<SnapshotId>()
+        .and_then(|id| id.time())
+        .ok();
+    let walk_time = OffsetDateTime::from_unix_timestamp_nanos(
+        i128::from(header.walk_started_ms).saturating_mul(1_000_000),
+    )
+    .ok();
+    let latest = id_time.into_iter().chain(walk_time).max()?;
+    if latest - now <= time::Duration::milliseconds(FUTURE_MARGIN_MS) {
+        return None;
+    }
+    Some(format!(
+        "parent snapshot {} is in the future ({}, this host's clock says {}): check this host's clock",
+        header.snapshot,
+        rfc3339(latest),
+        rfc3339(now)
+    ))
+}
+
+/// A time for messages, to the second.
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.replace_nanosecond(0)
+        .unwrap_or(t)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
 }
 
 fn is_not_found(e: &anyhow::Error) -> bool {
@@ -426,5 +497,122 @@ mod tests {
         let d = differences(&a, &b);
         assert!(d.contains("root /a (now /b)"), "{d}");
         assert!(d.contains("office key"), "{d}");
+    }
+
+    fn header(snapshot: &str, full: &str, walk: OffsetDateTime, chain: u32) -> StateHeader {
+        StateHeader {
+            format: FORMAT.into(),
+            version: VERSION,
+            identity: Identity {
+                host: "h".into(),
+                tree: "t".into(),
+                root: "/t".into(),
+                store: "/s".into(),
+                recipients: Vec::new(),
+            },
+            snapshot: snapshot.into(),
+            full_snapshot: full.into(),
+            chain,
+            depends_on: Vec::new(),
+            walk_started_ms: i64::try_from(walk.unix_timestamp_nanos() / 1_000_000).unwrap(),
+        }
+    }
+
+    fn reason(h: &StateHeader, now: OffsetDateTime) -> Option<String> {
+        let exists = |_: &str| Ok(true);
+        let p = Policy {
+            force_full: false,
+            full_every: Duration::from_secs(30 * 86_400),
+            max_chain: None,
+            now,
+            exists: &exists,
+        };
+        // In `decide`'s order.
+        future_parent(h, now).or_else(|| full_reason(h, &p).unwrap())
+    }
+
+    #[test]
+    fn a_parent_in_the_past_is_built_on() {
+        let t = time::macros::datetime!(2026-12-04 02:00:00 UTC);
+        let h = header(
+            "20261204T020000Z-0001",
+            "20261201T020000Z-0001",
+            t + time::Duration::milliseconds(300),
+            3,
+        );
+        assert_eq!(reason(&h, t + time::Duration::hours(24)), None);
+        // A clock stepped back by a second or two (NTP) between two close runs: still built on.
+        assert_eq!(reason(&h, t - time::Duration::seconds(2)), None);
+    }
+
+    #[test]
+    fn a_parent_in_the_future_means_a_full_run() {
+        let now = time::macros::datetime!(2026-12-04 02:00:00 UTC);
+        let ahead = now + time::Duration::days(1000);
+        let id = SnapshotId::new(ahead).to_string();
+        let h = header(&id, &id, ahead, 0);
+        let r = reason(&h, now).unwrap();
+        assert!(
+            r.starts_with(&format!(
+                "parent snapshot {id} is in the future (2029-08-30T02:00:00Z, this host's clock says 2026-12-04T02:00:00Z)"
+            )),
+            "{r}"
+        );
+        assert!(r.contains("check this host's clock"), "{r}");
+        // Just beyond the margin, by the walk's start alone (the id's second is not after now).
+        let h = header(
+            "20261204T020000Z-0001",
+            "20261201T020000Z-0001",
+            now + time::Duration::milliseconds(FUTURE_MARGIN_MS + 1),
+            1,
+        );
+        assert!(reason(&h, now).is_some_and(|r| r.contains("in the future")));
+    }
+
+    #[test]
+    fn a_full_with_a_negative_age_is_older_than_full_every() {
+        let now = time::macros::datetime!(2026-12-04 02:00:00 UTC);
+        // The full is 3 s ahead: within the margin for the parent, but its age is negative.
+        let id = SnapshotId::new(now + time::Duration::seconds(3)).to_string();
+        let h = header(&id, &id, now + time::Duration::seconds(3), 0);
+        let r = reason(&h, now).unwrap();
+        assert!(r.contains("older than full_every 30d"), "{r}");
+        assert!(r.contains("negative age"), "{r}");
+        // An ordinary old full, for comparison.
+        let h = header(
+            "20261103T020000Z-0001",
+            "20261103T020000Z-0001",
+            time::macros::datetime!(2026-11-03 02:00:00 UTC),
+            0,
+        );
+        let r = reason(&h, now).unwrap();
+        assert!(r.ends_with("is older than full_every 30d"), "{r}");
+    }
+
+    #[test]
+    fn a_long_chain_or_a_missing_parent_means_a_full_run() {
+        let now = time::macros::datetime!(2026-12-04 02:00:00 UTC);
+        let h = header(
+            "20261203T020000Z-0001",
+            "20261201T020000Z-0001",
+            time::macros::datetime!(2026-12-03 02:00:00 UTC),
+            4,
+        );
+        let gone = |id: &str| Ok(id != "20261203T020000Z-0001");
+        let p = Policy {
+            force_full: false,
+            full_every: Duration::from_secs(30 * 86_400),
+            max_chain: Some(4),
+            now,
+            exists: &gone,
+        };
+        let r = full_reason(&h, &p).unwrap().unwrap();
+        assert!(r.starts_with("max_chain 4"), "{r}");
+        let p = Policy {
+            max_chain: None,
+            ..p
+        };
+        let r = full_reason(&h, &p).unwrap().unwrap();
+        assert!(r.contains("no longer complete"), "{r}");
     }
 }

@@ -12,6 +12,7 @@
 //! concurrent writer and needs no read-then-write check.
 
 mod admin;
+mod clock;
 mod upload;
 
 use std::fmt;
@@ -33,7 +34,7 @@ use bytes::Bytes;
 use time::OffsetDateTime;
 use tokio::runtime::Handle;
 
-use super::{check_key, ObjectInfo, ObjectWriter, Store};
+use super::{check_key, ClockReading, ObjectInfo, ObjectWriter, Store};
 
 const MIB: u64 = 1 << 20;
 /// S3 rejects smaller parts (except the last one).
@@ -130,6 +131,8 @@ struct Shared {
     part_size_min: u64,
     parts_in_flight: usize,
     object_lock: Option<(LockMode, u32)>,
+    /// The server's clock from the last response (see [`clock`]).
+    clock: clock::ClockWatch,
 }
 
 impl Shared {
@@ -242,8 +245,10 @@ impl S3Store {
                 cfg.bucket
             );
         }
+        let clock = clock::ClockWatch::default();
         let s3_config = aws_sdk_s3::config::Builder::from(&sdk_config)
             .force_path_style(cfg.path_style)
+            .interceptor(clock.clone())
             .build();
         Ok(Self {
             shared: Arc::new(Shared {
@@ -254,6 +259,7 @@ impl S3Store {
                 part_size_min: cfg.part_size_min,
                 parts_in_flight: cfg.parts_in_flight,
                 object_lock: cfg.object_lock_days.map(|d| (cfg.object_lock_mode, d)),
+                clock,
             }),
         })
     }
@@ -376,6 +382,10 @@ impl Store for S3Store {
         // S3 lists in UTF-8 binary order already; sorting keeps the contract whatever the service.
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
+    }
+
+    fn clock(&self) -> Option<ClockReading> {
+        self.shared.clock.last()
     }
 }
 
