@@ -178,6 +178,42 @@ fn after_a_run_from_the_future_the_next_run_is_full_and_the_chain_restores() {
     // A local directory has no clock of its own: nothing recorded.
     let m = manifest(&s, &local_store(&s), &third).expect("manifest");
     assert_eq!(m.store_clock, None);
+
+    // The office side: latest is the third run, never the future one, which is quarantined.
+    let out = tempfile::tempdir().expect("tempdir");
+    let latest = out.path().join("www");
+    s.offsite(&["restore", "--tree", "www", "--to", latest.to_str().unwrap()])
+        .expect(0);
+    assert_same(&third_tree, &describe(&latest), "restore of latest");
+    let listing = s.offsite(&["snapshots"]).expect(1);
+    let row = listing
+        .stdout
+        .lines()
+        .find(|l| l.contains(&future))
+        .unwrap_or_else(|| panic!("{future} not listed:\n{}", listing.stdout));
+    assert!(row.contains("QUARANTINED"), "{row}");
+    let office = s.write(
+        "office.yaml",
+        &format!(
+            "host: office\nstore: {{ local: store }}\noffice:\n  offsite_dir: offsite\n  decryption_key: keys/office.secret.asc\n  hosts: {{ {h}: keys/{h}.cert.asc }}\n  retention: {{ keep_last: 1 }}\n",
+            h = s.host
+        ),
+    );
+    // exit 1: the future snapshot is an alarm until a person deletes it.
+    s.offsite_with(&office, &["office", "--no-refresh"], &[])
+        .expect(1);
+    let record: serde_json::Value = serde_json::from_slice(
+        &fs::read(s.path(&format!("offsite/reports/verify/{}/{third}.json", s.host)))
+            .expect("verify record of the third run"),
+    )
+    .expect("record");
+    assert_eq!(record["ok"], true, "{record}");
+    // keep_last 1 keeps the third, the second because the third needs it, and the future one as
+    // quarantined evidence: nothing is lost.
+    let left: Vec<String> = s.local_snapshots().into_iter().map(|(id, _)| id).collect();
+    for id in [&future, &second, &third] {
+        assert!(left.contains(id), "{id} was deleted: {left:?}");
+    }
 }
 
 #[test]
