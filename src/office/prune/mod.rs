@@ -37,6 +37,17 @@
 //!    on in `needs/<id>` markers, written before it dumps, and those are kept too. push also checks
 //!    again, just before it commits, that everything it points into still exists.
 //!
+//! 9. **Trusted time only.** Every listing is assessed by a [`Judge`] (`snapshot::trust`) before it
+//!    is planned: ages and the policy's order come from the store's time of each manifest (the
+//!    office's ledger first), never from the id a possibly hacked host chose. A quarantined
+//!    snapshot is kept, counted by no rule, and never makes another one deletable; only
+//!    `--quarantined --yes` removes it.
+//! 10. **One night cannot erase history.** A run deletes at most `office.max_prune_fraction` of a
+//!    host's complete snapshots, oldest first (`--force` lifts it): a flood of validly signed
+//!    snapshots only wins a night's worth of slots.
+//! 11. **What was recently the newest verified stays.** Every snapshot that was the newest verified
+//!    one at some moment of the last `keep_within` (a week when unset) is kept, unless `--force`.
+//!
 //! Not done here on purpose: verify records of deleted snapshots stay (they are the report's
 //! history); hosts not in `office.hosts` are never touched.
 
