@@ -64,7 +64,11 @@ fn write_local(root: &Path, id: &str, complete: bool) {
     if complete {
         std::fs::write(dir.join(MANIFEST), b"manifest").unwrap();
     }
-    // The store received it when its id says.
+    // The store received it when its id says, and pull saw it (the ledger is in the offsite dir
+    // beside every store of these tests).
+    if complete {
+        ledger_saw(&root.parent().expect("store parent").join("offsite"), id);
+    }
     let t = std::time::SystemTime::from(claimed(id));
     for f in [OBJECT, MANIFEST] {
         if let Ok(file) = std::fs::File::options().write(true).open(dir.join(f)) {
@@ -75,6 +79,32 @@ fn write_local(root: &Path, id: &str, complete: bool) {
 
 fn claimed(id: &str) -> OffsetDateTime {
     offsite::snapshot::trust::claimed(id).expect("a snapshot id")
+}
+
+/// What pull records the first time it lists a complete snapshot: prune counts only snapshots the
+/// office's ledger knows as validly signed. These fixtures are written straight into the stores
+/// (their manifests are dummies), so the test records them as pull would have: seen when the
+/// store received them, signature valid.
+fn ledger_saw(offsite: &Path, id: &str) {
+    use offsite::office::ledger::{Entry, Ledger};
+    let mut l = Ledger::load(offsite, HOST).expect("ledger");
+    let t = claimed(id)
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("time");
+    l.snapshots.insert(
+        id.to_string(),
+        Entry {
+            trusted_time: t.clone(),
+            time_from: "store".into(),
+            first_seen: t,
+            signature: "valid".into(),
+            started_at: None,
+            finished_at: None,
+            quarantine: None,
+            recipients: Vec::new(),
+        },
+    );
+    l.save(offsite).expect("saving the ledger");
 }
 
 /// A private S3 server whose clock the test sets, with an empty bucket.

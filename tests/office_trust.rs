@@ -355,7 +355,11 @@ fn id_now(suffix: u16) -> String {
 #[test]
 fn a_newer_snapshot_signed_by_another_key_never_blocks_latest() {
     let s = Setup::new(HOST);
-    config(&s, "store: { local: store }", "");
+    config(
+        &s,
+        "store: { local: store }",
+        "  retention: { keep_last: 2 }\n  max_prune_fraction: 1",
+    );
     s.add_host_key("mallory");
     let real: Vec<String> = (1..=2)
         .map(|n| push(&s, &format!("night {n}"), &[]))
@@ -418,6 +422,15 @@ fn a_newer_snapshot_signed_by_another_key_never_blocks_latest() {
         verify.stderr
     );
     assert_eq!(v[0]["Ok"]["ok"], true, "{}", verify.stderr);
+
+    // Nor does retention count it: keep_last 2 keeps both real snapshots in the store.
+    let prune = s.offsite(&["prune"]).expect(0);
+    let left: Vec<String> = s.local_snapshots().into_iter().map(|(id, _)| id).collect();
+    assert!(
+        real.iter().all(|id| left.contains(id)) && left.contains(&forged),
+        "{left:?}\n{}",
+        prune.stdout
+    );
 }
 
 /// Runs the real binary under libfaketime at `at` (the clock ticks from there).

@@ -118,7 +118,7 @@ impl Ledger {
         )
     }
 
-    /// What a [`Judge`] needs: trusted times and quarantines of validly signed snapshots.
+    /// What a [`Judge`] needs: trusted times, quarantines and signature verdicts.
     pub fn known(&self) -> impl Iterator<Item = ((String, String), Known)> + '_ {
         self.snapshots.iter().filter_map(|(id, e)| {
             Some((
@@ -126,6 +126,7 @@ impl Ledger {
                 Known {
                     time: e.trusted()?,
                     quarantine: e.quarantine.clone(),
+                    valid: e.valid(),
                 },
             ))
         })

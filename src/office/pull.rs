@@ -20,10 +20,10 @@ use super::ledger::{Entry, Ledger};
 use super::record::{Flood, Incomplete, PullHost, PullRecord, Suspect, PULL_FORMAT};
 use crate::config::human;
 use crate::pipeline::digest::VerifyingReader;
-use crate::snapshot::list::{list, load_manifest_sealed, SnapshotInfo};
+use crate::snapshot::list::{list, load_manifest_sealed, open_manifest, SnapshotInfo};
 use crate::snapshot::trust::{self, Origin};
 use crate::snapshot::{Manifest, MANIFEST_NAME};
-use crate::store::Store;
+use crate::store::{read_all, Store};
 use std::collections::HashMap;
 
 /// An incomplete snapshot older than this is a push that died, not one in progress.
@@ -84,12 +84,16 @@ fn pull_host(
         if known_good && here {
             continue;
         }
-        let result = load_manifest_sealed(
-            source,
-            snap,
-            &office.decryption,
-            office.signers(&snap.host)?,
-        );
+        // A store that does not answer says nothing about the signature: try again next run.
+        let sealed = match read_all(source, &format!("{}{MANIFEST_NAME}", snap.dir())) {
+            Ok(b) => b,
+            Err(e) => {
+                errors.push(format!("{host}/{}: {e:#}", snap.id));
+                continue;
+            }
+        };
+        let result = open_manifest(&sealed, snap, &office.decryption, office.signers(host)?)
+            .map(|m| (m, sealed));
         let entry = ledger_entry(
             ledger.snapshots.get(&snap.id),
             snap,
@@ -116,6 +120,7 @@ fn pull_host(
             opened.insert(snap.id.clone(), m);
         }
     }
+    backfill_copy_only(office, host, &local, &remote, &mut ledger, tolerance, now);
     ledger.save(&office.offsite_dir)?;
 
     let mut judge = crate::snapshot::trust::Judge::bare(Origin::Source, tolerance);
@@ -326,6 +331,56 @@ fn floods(ledger: &Ledger, now: OffsetDateTime, max: u32) -> Vec<Flood> {
             max,
         })
         .collect()
+}
+
+/// Snapshots only the offsite copy still holds, copied before the office kept a ledger: recorded
+/// once, from the copy. Their time is the claim when it is not after the copy was made (the copy's
+/// mtime bounds the commit from above), else they are quarantined.
+fn backfill_copy_only(
+    office: &Office,
+    host: &str,
+    local: &[SnapshotInfo],
+    remote: &[SnapshotInfo],
+    ledger: &mut Ledger,
+    tolerance: time::Duration,
+    now: OffsetDateTime,
+) {
+    let judge = crate::snapshot::trust::Judge::bare(Origin::Copy, tolerance);
+    for snap in local.iter().filter(|s| s.complete) {
+        if ledger.snapshots.contains_key(&snap.id) || remote.iter().any(|r| r.id == snap.id) {
+            continue;
+        }
+        let Ok(signers) = office.signers(host) else {
+            return;
+        };
+        let opened =
+            load_manifest_sealed(office.offsite.as_ref(), snap, &office.decryption, signers);
+        let mut assessed = [snap.clone()];
+        judge.assess(&mut assessed);
+        let [a] = assessed;
+        let stamp = |t: OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
+        let (signature, started_at, finished_at) = match &opened {
+            Ok((m, _)) => (
+                "valid".to_string(),
+                Some(m.started_at.clone()),
+                Some(m.finished_at.clone()),
+            ),
+            Err(e) => (format!("INVALID: {e:#}"), None, None),
+        };
+        ledger.snapshots.insert(
+            snap.id.clone(),
+            Entry {
+                trusted_time: stamp(a.trusted.unwrap_or(now)),
+                time_from: "offsite_copy".into(),
+                first_seen: stamp(now),
+                signature,
+                started_at,
+                finished_at,
+                quarantine: a.quarantine,
+                recipients: Vec::new(),
+            },
+        );
+    }
 }
 
 /// The fingerprints of `office.expected_recipients`, upper-case hex as manifests record them.

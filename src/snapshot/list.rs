@@ -42,6 +42,10 @@ pub struct SnapshotInfo {
     /// Why the snapshot is quarantined: what it claims does not fit what the store saw.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quarantine: Option<String>,
+    /// Complete, but the office's ledger has no record of it yet (pull has not checked its
+    /// signature): retention does not count it.
+    #[serde(skip)]
+    pub unchecked: bool,
 }
 
 impl SnapshotInfo {
@@ -79,6 +83,7 @@ pub fn list(store: &dyn Store, host: Option<&str>) -> Result<Vec<SnapshotInfo>> 
                 last_write: None,
                 trusted: None,
                 quarantine: None,
+                unchecked: false,
             });
         s.objects += 1;
         s.stored_bytes += o.size;
@@ -278,7 +283,21 @@ pub fn load_manifest_sealed(
 ) -> Result<(Manifest, Vec<u8>)> {
     let key = format!("{}{MANIFEST_NAME}", snap.dir());
     let sealed = read_all(store, &key)?;
-    let (json, _signer) = open_signed(&sealed, keys, signers)
+    let manifest = open_manifest(&sealed, snap, keys, signers)?;
+    Ok((manifest, sealed))
+}
+
+/// Opens a manifest already read: decrypts it, checks the signature against the host's
+/// certificate, and that it describes `snap`. An error here is about the manifest itself, never
+/// about reaching the store.
+pub fn open_manifest(
+    sealed: &[u8],
+    snap: &SnapshotInfo,
+    keys: &DecryptionKeys,
+    signers: &[Cert],
+) -> Result<Manifest> {
+    let key = format!("{}{MANIFEST_NAME}", snap.dir());
+    let (json, _signer) = open_signed(sealed, keys, signers)
         .with_context(|| format!("checking the manifest {key} (signature and decryption)"))?;
     let manifest =
         Manifest::from_json(&json).with_context(|| format!("reading the manifest {key}"))?;
@@ -289,5 +308,5 @@ pub fn load_manifest_sealed(
             manifest.snapshot
         );
     }
-    Ok((manifest, sealed))
+    Ok(manifest)
 }

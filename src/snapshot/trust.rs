@@ -39,6 +39,8 @@ pub enum Origin {
 pub struct Known {
     pub time: OffsetDateTime,
     pub quarantine: Option<String>,
+    /// The manifest opened with the host's certificate and described itself.
+    pub valid: bool,
 }
 
 /// Assesses listed snapshots: their trusted time, and whether they are quarantined.
@@ -48,6 +50,10 @@ pub struct Judge {
     pub tolerance: Duration,
     /// Per (host, id): what the ledger says. Wins over the listing.
     pub known: BTreeMap<(String, String), Known>,
+    /// Only what the ledger knows as validly signed may count (retention): a complete snapshot
+    /// pull has not checked yet is marked `unchecked`, so nobody with put access can slip
+    /// snapshots between a pull and a prune and have retention count them.
+    pub require_known: bool,
 }
 
 /// The time a snapshot's id claims.
@@ -87,6 +93,7 @@ impl Judge {
             origin,
             tolerance,
             known: BTreeMap::new(),
+            require_known: false,
         }
     }
 
@@ -96,6 +103,9 @@ impl Judge {
             let (trusted, quarantine) = self.judge(s);
             s.trusted = trusted;
             s.quarantine = quarantine;
+            s.unchecked = self.require_known
+                && s.complete
+                && !self.known.contains_key(&(s.host.clone(), s.id.clone()));
         }
     }
 
@@ -105,7 +115,13 @@ impl Judge {
             return (s.last_write, None);
         }
         if let Some(k) = self.known.get(&(s.host.clone(), s.id.clone())) {
-            return (Some(k.time), k.quarantine.clone());
+            // Not the host's: counted by nothing, kept until a person deletes it, like a
+            // quarantined one (`snapshots` says INVALID).
+            let invalid = (!k.valid).then(|| {
+                "its manifest is not validly signed by the host's certificate (see offsite snapshots)"
+                    .to_string()
+            });
+            return (Some(k.time), k.quarantine.clone().or(invalid));
         }
         let Some(claimed) = claimed(&s.id) else {
             return (None, Some("its id carries no readable time".into()));
@@ -134,9 +150,10 @@ impl Judge {
     }
 }
 
-/// Complete, not quarantined, with a trusted time: what `latest`, `--at` and retention consider.
+/// Complete, not quarantined, checked when required, with a trusted time: what `latest`, `--at`
+/// and retention consider.
 pub fn countable(s: &SnapshotInfo) -> bool {
-    s.complete && s.quarantine.is_none() && s.trusted.is_some()
+    s.complete && s.quarantine.is_none() && !s.unchecked && s.trusted.is_some()
 }
 
 fn fmt(t: OffsetDateTime) -> String {
@@ -173,6 +190,7 @@ mod tests {
             last_write: Some(committed),
             trusted: None,
             quarantine: None,
+            unchecked: false,
         }
     }
 
@@ -208,6 +226,7 @@ mod tests {
             Known {
                 time: recorded,
                 quarantine: None,
+                valid: true,
             },
         );
         let mut s = [

@@ -37,11 +37,13 @@
 //!    on in `needs/<id>` markers, written before it dumps, and those are kept too. push also checks
 //!    again, just before it commits, that everything it points into still exists.
 //!
-//! 9. **Trusted time only.** Every listing is assessed by a [`Judge`] (`snapshot::trust`) before it
-//!    is planned: ages and the policy's order come from the store's time of each manifest (the
-//!    office's ledger first), never from the id a possibly hacked host chose. A quarantined
-//!    snapshot is kept, counted by no rule, and never makes another one deletable; only
-//!    `--quarantined --yes` removes it.
+//! 9. **Trusted time only, checked snapshots only.** Every listing is assessed by a [`Judge`]
+//!    (`snapshot::trust`) before it is planned: ages and the policy's order come from the time
+//!    pull recorded in the office's ledger (the store's time of each manifest), never from the id
+//!    a possibly hacked host chose. Only snapshots the ledger knows as validly signed and not
+//!    quarantined are counted: a quarantined or badly signed one is kept, counted by no rule, and
+//!    never makes another one deletable (only `--quarantined --yes` removes it), and one pull has
+//!    not checked yet is kept for a later run.
 //! 10. **One night cannot erase history.** A run deletes at most `office.max_prune_fraction` of a
 //!    host's complete snapshots, oldest first (`--force` lifts it): a flood of validly signed
 //!    snapshots only wins a night's worth of slots.
@@ -199,6 +201,8 @@ pub enum KeepReason {
     Quarantined,
     /// Was the newest verified snapshot within the protection window (rule 11).
     RecentlyVerified,
+    /// Complete, but pull has not checked it yet: no rule counts it (rule 9).
+    Unchecked,
     /// The policy would delete it, but this run reached `office.max_prune_fraction` (rule 10).
     PruneLimit,
 }
@@ -214,6 +218,7 @@ impl KeepReason {
             KeepReason::NeededBy => "needed_by",
             KeepReason::Quarantined => "quarantined",
             KeepReason::RecentlyVerified => "recently_verified",
+            KeepReason::Unchecked => "unchecked",
             KeepReason::PruneLimit => "prune_limit",
         }
     }
@@ -229,10 +234,13 @@ impl KeepReason {
             KeepReason::Undated => "its id has no readable time".into(),
             KeepReason::NeededBy => "holds files of a kept incremental".into(),
             KeepReason::Quarantined => {
-                "QUARANTINED: its claimed time does not fit the store's (kept as evidence; offsite prune --quarantined --yes deletes it)".into()
+                "QUARANTINED: misdated, forged or not signed by the host (kept as evidence; offsite snapshots says why; offsite prune --quarantined --yes deletes it)".into()
             }
             KeepReason::RecentlyVerified => {
                 "was the newest verified snapshot within the protection window".into()
+            }
+            KeepReason::Unchecked => {
+                "not checked by pull yet (its signature is unknown): no rule counts it".into()
             }
             KeepReason::PruneLimit => {
                 "over office.max_prune_fraction for one run (a later run deletes it, or --force)"
@@ -394,6 +402,7 @@ pub fn plan_host(
         }
         match t {
             _ if s.complete && s.quarantine.is_some() => reasons.push(KeepReason::Quarantined),
+            _ if s.complete && s.unchecked => reasons.push(KeepReason::Unchecked),
             None => reasons.push(KeepReason::Undated),
             Some(t) if countable(s) => {
                 complete.push((i, t));
@@ -600,6 +609,14 @@ pub fn keep_dependencies(
         let needs = if !info.complete {
             // A push in progress: its `needs/` markers say what its incrementals build on.
             info.needs.clone()
+        } else if info.has_trees && !countable(info) {
+            // Quarantined or unchecked: kept as it is, and what it points into too when its
+            // manifest says so; but a manifest that does not open (someone else's) must not stop
+            // retention for the host's real snapshots.
+            match deps.of(store, info) {
+                Ok(d) => d,
+                Err(_) => continue,
+            }
         } else if info.has_trees {
             deps.of(store, info).map_err(|e| {
                 format!(
@@ -725,6 +742,7 @@ pub fn prune(targets: &[Target], hosts: &[String], offsite_dir: &Path, opts: &Op
             origin: t.origin,
             tolerance: opts.tolerance,
             known: opts.known.clone(),
+            require_known: true,
         };
         for host in hosts {
             match list(t.store.as_store(), Some(host)) {

@@ -24,6 +24,7 @@ fn info(id: &str, complete: bool) -> SnapshotInfo {
         last_write: t,
         trusted: t,
         quarantine: None,
+        unchecked: false,
     }
 }
 
@@ -259,14 +260,32 @@ impl Dependencies for NoChains {
     }
 }
 
-static NOTHING_KNOWN: BTreeMap<(String, String), Known> = BTreeMap::new();
+/// What pull would have recorded for every id these tests use: seen, valid, at its claimed time.
+fn known() -> &'static BTreeMap<(String, String), Known> {
+    static KNOWN: std::sync::OnceLock<BTreeMap<(String, String), Known>> =
+        std::sync::OnceLock::new();
+    KNOWN.get_or_init(|| {
+        IDS.iter()
+            .map(|id| {
+                (
+                    ("web1".to_string(), id.to_string()),
+                    Known {
+                        time: crate::snapshot::trust::claimed(id).unwrap(),
+                        quarantine: None,
+                        valid: true,
+                    },
+                )
+            })
+            .collect()
+    })
+}
 
 fn opts(dry_run: bool) -> Options<'static> {
     Options {
         dry_run,
         now: NOW,
         dependencies: &NoChains,
-        known: &NOTHING_KNOWN,
+        known: known(),
         tolerance: time::Duration::HOUR,
         max_fraction: 1.0,
         force: false,
@@ -556,4 +575,20 @@ fn snapshots_recently_the_newest_verified_are_protected() {
             "20261121T020000Z-0005"
         ]
     );
+}
+
+#[test]
+fn a_snapshot_pull_has_not_checked_is_never_counted() {
+    // Written by someone with put access after the last pull: its signature is unknown, so it
+    // cannot take a keep_last slot from a real snapshot.
+    let mut snaps = vec![
+        info("20261121T020000Z-0001", true),
+        info("20261122T020000Z-0002", true),
+        info("20261123T020000Z-0003", true),
+    ];
+    snaps[2].unchecked = true;
+    let p = plan_host("web1", &snaps, &keep_last(2), None, NOW);
+    assert!(p.delete.is_empty(), "{:?}", p.delete);
+    let k = p.keep.iter().find(|k| k.snapshot == snaps[2].id).unwrap();
+    assert_eq!(k.reasons, vec![KeepReason::Unchecked]);
 }
