@@ -149,6 +149,8 @@ pub fn tree(name: &str, files: u64, bytes: u64) -> TreeResult {
         bytes,
         seconds: 1.0 + bytes as f64 / 200e6,
         error: None,
+        objects_read: 0,
+        stored_bytes_read: 0,
     }
 }
 
