@@ -126,6 +126,8 @@ pub struct OfficeConfig {
     pub allow_pattern: String,
     pub notify: Notify,
     pub parallel_downloads: usize,
+    /// `verify --scrub` re-hashes every object of the offsite copy at least once in this many days.
+    pub scrub_days: u32,
 }
 
 /// A database server reference: URL (without password) and password.
@@ -178,6 +180,7 @@ pub struct Notify {
 }
 
 pub const DEFAULT_ALLOW_PATTERN: &str = "_(dev|test|staging)$";
+pub const DEFAULT_SCRUB_DAYS: u32 = 30;
 pub const DEFAULT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(26 * 3600);
 
 impl Config {
@@ -438,6 +441,12 @@ fn check_office(o: raw::RawOffice, base: &Path) -> Result<OfficeConfig> {
         .allow_pattern
         .unwrap_or_else(|| DEFAULT_ALLOW_PATTERN.to_string());
     regex::Regex::new(&allow_pattern).map_err(|e| usage(format!("office.allow_pattern: {e}")))?;
+    let scrub_days = o.scrub_days.unwrap_or(DEFAULT_SCRUB_DAYS);
+    if scrub_days == 0 {
+        return Err(usage(
+            "office.scrub_days must be at least 1: the scrub re-hashes every object of the offsite copy once in that many days",
+        ));
+    }
     let mut refresh = Vec::new();
     for (i, r) in o.refresh.into_iter().enumerate() {
         let what = format!("office.refresh[{i}]");
@@ -487,6 +496,7 @@ fn check_office(o: raw::RawOffice, base: &Path) -> Result<OfficeConfig> {
             })
             .unwrap_or_default(),
         parallel_downloads: o.parallel_downloads.unwrap_or(4).max(1),
+        scrub_days,
     })
 }
 

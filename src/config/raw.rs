@@ -149,6 +149,8 @@ pub struct RawOffice {
     pub notify: Option<RawNotify>,
     /// Objects downloaded at once by pull.
     pub parallel_downloads: Option<usize>,
+    /// The scrub re-hashes every object of the offsite copy at least this often (days).
+    pub scrub_days: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
