@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::cli::{Run, Setup};
+use common::db::{fixture, PgDb, PG_URL};
 
 fn json(run: &Run) -> serde_json::Value {
     serde_json::from_str(&run.stdout)
@@ -53,6 +54,17 @@ fn flip(path: &Path) {
     let mid = data.len() / 2;
     data[mid] ^= 0x10;
     fs::write(path, data).expect("write flipped");
+}
+
+fn sha256(path: &Path) -> String {
+    let data = fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data))
+}
+
+/// `reports/scrub/latest.json` of the offsite copy.
+fn scrub_record(s: &Setup) -> serde_json::Value {
+    let path = s.path("offsite/reports/scrub/latest.json");
+    serde_json::from_slice(&fs::read(&path).expect("the scrub wrote its record")).expect("JSON")
 }
 
 /// The second snapshot of an unchanged tree holds one volume with nothing but directory headers:
@@ -111,4 +123,178 @@ fn a_flipped_byte_in_a_header_only_volume_fails_verify_naming_it() {
     assert_eq!(tree["ok"], false, "{v}");
     let error = tree["error"].as_str().expect("error");
     assert!(error.contains(&key), "the error names {key}: {error}");
+}
+
+/// A database and a tree pulled into the offsite copy; a byte rots there. The scrub finds it and
+/// fetches the good copy from the store; when the store's copy is bad too, it says LOST.
+#[test]
+fn scrub_repairs_a_rotten_object_from_the_store_or_reports_it_lost() {
+    let pg = PgDb::new("scrub");
+    pg.load(&fixture("postgres/shop.sql"));
+    let s = Setup::new("scrub-fix");
+    let src = s.path("src");
+    write(&src, "a.txt", b"alpha\n");
+    write(&src, "d/b.txt", &vec![b'b'; 100_000]);
+    s.config(&format!(
+        "postgres: [{{ url: '{PG_URL}', databases: [{}] }}]\ntrees: [{{ name: www, path: '{}' }}]",
+        pg.name,
+        src.display()
+    ));
+    let id = push(&s);
+    let office = office_config(
+        &s,
+        &format!("  scratch: {{ postgres: '{PG_URL}' }}\n  scrub_days: 1"),
+    );
+    s.offsite_with(&office, &["pull"], &[]).expect(0);
+
+    // Nothing wrong: every object is re-hashed (scrub_days 1), nothing repaired.
+    let clean = json(
+        &s.offsite_with(&office, &["--json", "verify", "--scrub"], &[])
+            .expect(0),
+    );
+    assert!(
+        clean["checked_objects"].as_u64().expect("count") >= 3,
+        "{clean}"
+    );
+    assert_eq!(clean["checked_objects"], clean["objects"], "{clean}");
+    assert_eq!(clean["repaired"].as_array().expect("repaired").len(), 0);
+
+    let rel = format!("{}/{id}/db/postgres/{}.sql.zst.pgp", s.host, pg.name);
+    let local = s.path(&format!("offsite/{rel}"));
+    let stored = s.path(&format!("store/{rel}"));
+    let good = sha256(&stored);
+    flip(&local);
+    assert_ne!(sha256(&local), good);
+
+    let run = s
+        .offsite_with(&office, &["--json", "verify", "--scrub"], &[])
+        .expect(0);
+    assert!(run.stderr.contains("1 repaired"), "{}", run.stderr);
+    let fixed = json(&run);
+    assert_eq!(fixed["repaired"][0]["key"], rel.as_str(), "{fixed}");
+    assert_eq!(fixed["lost"].as_array().expect("lost").len(), 0);
+    assert_eq!(sha256(&local), good, "the good copy is back in place");
+    // No temporary file is left beside it.
+    let dir = local.parent().expect("dir");
+    let leftovers: Vec<_> = fs::read_dir(dir)
+        .expect("readdir")
+        .map(|e| e.expect("entry").file_name())
+        .filter(|n| n.to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // And the snapshot restores again: verify restores the database into a scratch one.
+    let v = s
+        .offsite_with(&office, &["--json", "verify", "--host", &s.host], &[])
+        .expect(0);
+    assert_eq!(json(&v)[0]["Ok"]["ok"], true, "{}", v.stdout);
+
+    // Rotten here and in the store: nothing can repair it. The scrub names it and fails.
+    let vol = format!("{}/{id}/files/www/vol-00001.tar.zst.pgp", s.host);
+    flip(&s.path(&format!("offsite/{vol}")));
+    flip(&s.path(&format!("store/{vol}")));
+    let lost = s
+        .offsite_with(&office, &["--json", "verify", "--scrub"], &[])
+        .expect(1);
+    assert!(
+        lost.stderr.contains(&format!("LOST {vol}")),
+        "{}",
+        lost.stderr
+    );
+    let r = json(&lost);
+    assert_eq!(r["lost"][0]["key"], vol.as_str(), "{r}");
+    assert_eq!(r["ok"], false);
+    assert_eq!(scrub_record(&s)["lost"][0]["key"], vol.as_str());
+}
+
+/// With N snapshots and scrub_days 3, three nightly runs check everything, each about a third, and
+/// the record shows full coverage; an object checked 3 days ago is checked again.
+#[test]
+fn successive_scrubs_cover_every_object_within_scrub_days() {
+    let s = Setup::new("scrub-cov");
+    let src = s.path("src");
+    s.config(&format!(
+        "trees: [{{ name: www, path: '{}', volume_size: 1MiB }}]",
+        src.display()
+    ));
+    for i in 0..4u8 {
+        write(
+            &src,
+            &format!("f{i}.bin"),
+            &vec![i; 300_000 + i as usize * 1000],
+        );
+        settle();
+        push(&s);
+    }
+    let office = office_config(&s, "  scrub_days: 3");
+    s.offsite_with(&office, &["pull"], &[]).expect(0);
+
+    let t0 = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+    let at = |days: i64| {
+        (t0 + time::Duration::days(days))
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("format")
+    };
+    let scrub = |days: i64| {
+        let now = at(days);
+        json(
+            &s.offsite_with(
+                &office,
+                &["--json", "verify", "--scrub"],
+                &[("OFFSITE_NOW", now.as_str())],
+            )
+            .expect(0),
+        )
+    };
+    let first = scrub(0);
+    let objects = first["objects"].as_u64().expect("objects");
+    assert!(
+        objects >= 8,
+        "4 snapshots, an index and a volume each: {first}"
+    );
+    let checked = first["checked_objects"].as_u64().expect("checked");
+    assert!(checked > 0 && checked < objects, "about a third: {first}");
+    assert!(first["coverage_percent"].as_f64().expect("coverage") < 100.0);
+    assert_eq!(first["never_checked"].as_u64(), Some(objects - checked));
+    // Each run reads at least a third of the bytes.
+    let total = first["bytes"].as_u64().expect("bytes");
+    assert!(
+        first["checked_bytes"].as_u64().expect("bytes") * 3 >= total,
+        "{first}"
+    );
+
+    let second = scrub(1);
+    let third = scrub(2);
+    assert_eq!(third["never_checked"], 0, "{third}");
+    assert_eq!(third["coverage_percent"], 100.0, "{third}");
+    assert_eq!(third["covered_objects"].as_u64(), Some(objects));
+    let oldest = third["oldest_check_hours"].as_f64().expect("oldest");
+    assert!(
+        (47.0..=49.0).contains(&oldest),
+        "checked two days ago: {third}"
+    );
+    let sum: u64 = [&first, &second, &third]
+        .iter()
+        .map(|r| r["checked_objects"].as_u64().expect("checked"))
+        .sum();
+    assert!(sum >= objects, "{first}\n{second}\n{third}");
+    assert_eq!(scrub_record(&s)["coverage_percent"], 100.0);
+    let state: serde_json::Value = serde_json::from_slice(
+        &fs::read(s.path("offsite/reports/scrub/state.json")).expect("state"),
+    )
+    .expect("JSON");
+    assert_eq!(
+        state["checked"].as_object().expect("checked").len() as u64,
+        objects
+    );
+
+    // Three days after the first run, what it checked is due again, whatever the budget.
+    let fourth = scrub(3);
+    assert!(
+        fourth["checked_objects"].as_u64() >= first["checked_objects"].as_u64(),
+        "{fourth}"
+    );
+    assert_eq!(fourth["coverage_percent"], 100.0, "{fourth}");
+    // Long unattended: everything is overdue, so one run checks it all.
+    let late = scrub(30);
+    assert_eq!(late["checked_objects"].as_u64(), Some(objects), "{late}");
 }
