@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::cli::{Run, Setup};
 use common::db::{fixture, PgDb, PG_URL};
+use common::office::schema_errors;
 
 fn json(run: &Run) -> serde_json::Value {
     serde_json::from_str(&run.stdout)
@@ -65,6 +66,30 @@ fn sha256(path: &Path) -> String {
 fn scrub_record(s: &Setup) -> serde_json::Value {
     let path = s.path("offsite/reports/scrub/latest.json");
     serde_json::from_slice(&fs::read(&path).expect("the scrub wrote its record")).expect("JSON")
+}
+
+/// Runs `report` and returns report.json, after checking it against the schema.
+fn report(s: &Setup, office: &Path) -> serde_json::Value {
+    s.offsite_with(office, &["report"], &[]).expect(0);
+    let path = s.path("offsite/reports/report.json");
+    let errors = schema_errors(&path);
+    assert!(
+        errors.is_empty(),
+        "report.json violates the schema:\n{}",
+        errors.join("\n")
+    );
+    serde_json::from_slice(&fs::read(&path).expect("report.json")).expect("JSON")
+}
+
+/// The warnings of `kind` in report.json, as messages.
+fn warnings(report: &serde_json::Value, kind: &str) -> Vec<String> {
+    report["warnings"]
+        .as_array()
+        .expect("warnings")
+        .iter()
+        .filter(|w| w["kind"] == kind)
+        .map(|w| w["message"].as_str().expect("message").to_string())
+        .collect()
 }
 
 /// The second snapshot of an unchanged tree holds one volume with nothing but directory headers:
@@ -187,6 +212,19 @@ fn scrub_repairs_a_rotten_object_from_the_store_or_reports_it_lost() {
         .offsite_with(&office, &["--json", "verify", "--host", &s.host], &[])
         .expect(0);
     assert_eq!(json(&v)[0]["Ok"]["ok"], true, "{}", v.stdout);
+    // The report lists the repair as a warning and shows the scrub's coverage.
+    let r = report(&s, &office);
+    let repaired = warnings(&r, "repaired");
+    assert!(
+        repaired.len() == 1 && repaired[0].contains(&rel),
+        "{repaired:?}"
+    );
+    assert_eq!(r["scrub"]["coverage_percent"], 100.0, "{}", r["scrub"]);
+    let md = fs::read_to_string(s.path("offsite/reports/report.md")).expect("report.md");
+    assert!(
+        md.contains("Coverage: 100% of objects checked within 1 day"),
+        "{md}"
+    );
 
     // Rotten here and in the store: nothing can repair it. The scrub names it and fails.
     let vol = format!("{}/{id}/files/www/vol-00001.tar.zst.pgp", s.host);
@@ -204,6 +242,15 @@ fn scrub_repairs_a_rotten_object_from_the_store_or_reports_it_lost() {
     assert_eq!(r["lost"][0]["key"], vol.as_str(), "{r}");
     assert_eq!(r["ok"], false);
     assert_eq!(scrub_record(&s)["lost"][0]["key"], vol.as_str());
+    let r = report(&s, &office);
+    let lost = warnings(&r, "lost");
+    assert!(lost.len() == 1 && lost[0].contains(&vol), "{lost:?}");
+    assert_eq!(
+        r["warnings"][0]["kind"], "lost",
+        "lost data is listed first"
+    );
+    let html = fs::read_to_string(s.path("offsite/reports/report.html")).expect("report.html");
+    assert!(html.contains("Scrub of the offsite copy"), "{html}");
 }
 
 /// With N snapshots and scrub_days 3, three nightly runs check everything, each about a third, and

@@ -552,8 +552,11 @@ mod tests {
             candidate("h/1/d", 100, Some(10), now),
             candidate("h/1/e", 100, Some(3), now),
         ];
-        // Budget 500/10 = 50 bytes: one object, the never-checked one; nothing is overdue.
-        assert_eq!(choose(&c, 10, now), [1]);
+        // Budget 500/10 = 50 bytes: one object, the never-checked one; and d, checked 10 days ago,
+        // is overdue.
+        assert_eq!(choose(&c, 10, now), [1, 3]);
+        // Budget 500/20 = 25 bytes: the never-checked one only.
+        assert_eq!(choose(&c, 20, now), [1]);
         // Budget 500/2 = 250: b, d (10 days), e (3 days); every check 2 days old or more is due.
         assert_eq!(choose(&c, 2, now), [1, 3, 4, 2]);
         // Covered within `days` runs: each run takes at least total/days bytes.
