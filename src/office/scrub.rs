@@ -39,6 +39,8 @@ pub const RUN_FORMAT: &str = "offsite-scrub";
 pub const VERSION: u32 = 1;
 
 const DAY: f64 = 24.0 * 3600.0;
+/// The state is saved after about this many bytes checked, and at the end.
+const SAVE_EVERY: u64 = 4 << 30;
 
 /// `reports/scrub/state.json`: when each object of the offsite copy last matched its manifest.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -219,22 +221,31 @@ pub fn scrub(
 
     let chosen = choose(&candidates, days, now);
     let now_text = run.ran_at.clone();
+    let mut unsaved = 0u64;
     for i in chosen {
         let c = &candidates[i];
         run.checked_objects += 1;
         run.checked_bytes += c.entry.stored_size;
+        // A long run that is killed keeps most of what it checked.
+        unsaved += c.entry.stored_size;
+        if unsaved >= SAVE_EVERY {
+            state.save(&office.offsite_dir)?;
+            unsaved = 0;
+        }
         let local = check_local(office, c);
         let outcome = match local {
             Ok(()) => Ok(None),
             Err(bad) => {
                 let bad = format!("{bad:#}");
-                tracing::warn!("scrub: {bad}; fetching it again from the store");
+                tracing::warn!("scrub: {}: {bad}; fetching it again from the store", c.key);
                 match source
                     .get()
                     .and_then(|s| refetch(office, s, &c.key, &c.entry))
                 {
                     Ok(()) => Ok(Some(bad)),
-                    Err(e) => Err(format!("{bad}; the store's copy cannot replace it: {e:#}")),
+                    Err(e) => Err(format!(
+                        "{bad}; the store's copy cannot replace it: {e:#}. No good copy is left: restores that need this object will fail"
+                    )),
                 }
             }
         };
@@ -391,15 +402,12 @@ fn choose(candidates: &[Candidate], days: u32, now: OffsetDateTime) -> Vec<usize
     out
 }
 
-/// Re-hashes the local copy of one object against its manifest entry, streaming.
+/// Re-hashes the local copy of one object against its manifest entry, streaming. The error says
+/// what is wrong without repeating the key, which every message around it names.
 fn check_local(office: &Office, c: &Candidate) -> Result<()> {
     let reader = office.offsite.open(&c.key)?;
-    let mut checked = VerifyingReader::new(
-        reader,
-        c.entry.stored(),
-        format!("object {} in the offsite copy", c.key),
-    );
-    io::copy(&mut checked, &mut io::sink()).with_context(|| format!("re-hashing {}", c.key))?;
+    let mut checked = VerifyingReader::new(reader, c.entry.stored(), "the offsite copy");
+    io::copy(&mut checked, &mut io::sink())?;
     Ok(())
 }
 
@@ -413,7 +421,7 @@ fn refetch(office: &Office, source: &dyn Store, key: &str, entry: &ObjectEntry) 
     let mut checked = VerifyingReader::new(
         reader,
         entry.stored(),
-        format!("object {key} in {}", source.location()),
+        format!("the copy in {}", source.location()),
     );
     replace_local(office, key, &mut checked)
 }
@@ -468,7 +476,7 @@ fn replace_local(office: &Office, key: &str, data: &mut dyn Read) -> Result<()> 
     {
         let mut w = io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
         // A mismatch surfaces as a read error at the end: the temporary file is then dropped.
-        io::copy(data, &mut w).with_context(|| format!("fetching {key}"))?;
+        io::copy(data, &mut w)?;
         w.flush()
             .with_context(|| format!("writing {}", dir.display()))?;
     }
