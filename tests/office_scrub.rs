@@ -11,6 +11,7 @@ use std::time::Duration;
 use common::cli::{Run, Setup};
 use common::db::{fixture, PgDb, PG_URL};
 use common::office::schema_errors;
+use common::s3::{endpoint, runtime, TestBucket};
 
 fn json(run: &Run) -> serde_json::Value {
     serde_json::from_str(&run.stdout)
@@ -344,4 +345,99 @@ fn successive_scrubs_cover_every_object_within_scrub_days() {
     // Long unattended: everything is overdue, so one run checks it all.
     let late = scrub(30);
     assert_eq!(late["checked_objects"].as_u64(), Some(objects), "{late}");
+}
+
+fn s3_yaml(bucket: &str) -> String {
+    format!(
+        "store:\n  s3: {{ bucket: {bucket}, prefix: prod, region: us-east-1, endpoint: '{}', path_style: true, access_key_id: test, secret_access_key: test }}",
+        endpoint()
+    )
+}
+
+fn s3_get(bucket: &TestBucket, key: &str) -> Vec<u8> {
+    runtime().block_on(async {
+        let o = bucket
+            .client()
+            .get_object()
+            .bucket(&bucket.name)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("get {key}: {e:?}"));
+        o.body.collect().await.expect("body").into_bytes().to_vec()
+    })
+}
+
+fn s3_put(bucket: &TestBucket, key: &str, data: Vec<u8>) {
+    runtime()
+        .block_on(
+            bucket
+                .client()
+                .put_object()
+                .bucket(&bucket.name)
+                .key(key)
+                .body(data.into())
+                .send(),
+        )
+        .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+}
+
+/// The same on S3: the offsite copy of a header-only volume rots, verify names it, the scrub
+/// fetches the good copy from S3; then S3's copy rots and `verify --from-s3` names it.
+#[test]
+fn on_s3_a_rotten_header_only_volume_is_named_and_fetched_again() {
+    let bucket = TestBucket::new("scrub-s3");
+    let s = Setup::new("scrub-s3");
+    let src = s.path("src");
+    write(&src, "a.txt", b"alpha\n");
+    write(&src, "d/b.txt", b"bravo\n");
+    s.config_with_store(
+        &s3_yaml(&bucket.name),
+        &format!("trees: [{{ name: www, path: '{}' }}]", src.display()),
+    );
+    settle();
+    push(&s);
+    let inc = push(&s);
+    let office = s.write(
+        "office.yaml",
+        &format!(
+            "host: office\n{}\noffice:\n  offsite_dir: offsite\n  decryption_key: keys/office.secret.asc\n  hosts: {{ {h}: keys/{h}.cert.asc }}\n  scrub_days: 1\n",
+            s3_yaml(&bucket.name),
+            h = s.host
+        ),
+    );
+    s.offsite_with(&office, &["pull"], &[]).expect(0);
+    let rel = format!("{}/{inc}/files/www/vol-00001.tar.zst.pgp", s.host);
+    let local = s.path(&format!("offsite/{rel}"));
+    let good = s3_get(&bucket, &format!("prod/{rel}"));
+
+    flip(&local);
+    let bad = s.offsite_with(&office, &["verify", "--host", &s.host], &[]);
+    let bad = bad.expect(1);
+    assert!(bad.stderr.contains(&rel), "names {rel}: {}", bad.stderr);
+
+    let run = s
+        .offsite_with(&office, &["--json", "verify", "--scrub"], &[])
+        .expect(0);
+    assert_eq!(
+        json(&run)["repaired"][0]["key"],
+        rel.as_str(),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(fs::read(&local).expect("local copy"), good);
+    s.offsite_with(&office, &["verify", "--host", &s.host], &[])
+        .expect(0);
+
+    let mut rotten = good.clone();
+    let mid = rotten.len() / 2;
+    rotten[mid] ^= 0x01;
+    s3_put(&bucket, &format!("prod/{rel}"), rotten);
+    let bad = s.offsite_with(
+        &office,
+        &["verify", "--from-s3", "--host", &s.host, &inc],
+        &[],
+    );
+    let bad = bad.expect(1);
+    assert!(bad.stderr.contains(&rel), "names {rel}: {}", bad.stderr);
 }
