@@ -441,3 +441,34 @@ fn on_s3_a_rotten_header_only_volume_is_named_and_fetched_again() {
     let bad = bad.expect(1);
     assert!(bad.stderr.contains(&rel), "names {rel}: {}", bad.stderr);
 }
+
+/// A rotten manifest in the offsite copy hides every object of its snapshot from the scrub: it is
+/// fetched again from the store (signature checked) and the snapshot is scrubbed as usual.
+#[test]
+fn scrub_fetches_a_rotten_manifest_again() {
+    let s = Setup::new("scrub-man");
+    let src = s.path("src");
+    write(&src, "a.txt", b"alpha\n");
+    s.config(&format!(
+        "trees: [{{ name: www, path: '{}' }}]",
+        src.display()
+    ));
+    let id = push(&s);
+    let office = office_config(&s, "  scrub_days: 1");
+    s.offsite_with(&office, &["pull"], &[]).expect(0);
+    let rel = format!("{}/{id}/manifest.json.pgp", s.host);
+    let local = s.path(&format!("offsite/{rel}"));
+    flip(&local);
+
+    let run = s
+        .offsite_with(&office, &["--json", "verify", "--scrub"], &[])
+        .expect(0);
+    let r = json(&run);
+    assert_eq!(r["repaired"][0]["key"], rel.as_str(), "{r}");
+    assert_eq!(
+        r["objects"], r["checked_objects"],
+        "its objects are scrubbed too: {r}"
+    );
+    assert_eq!(sha256(&local), sha256(&s.path(&format!("store/{rel}"))));
+    s.offsite_with(&office, &["verify"], &[]).expect(0);
+}
