@@ -8,8 +8,8 @@ use offsite::office::context::Office;
 #[derive(clap::Args)]
 #[command(after_help = "\
 Runs, in order: pull, verify (the newest snapshot of every host), scrub (re-hashes a share of the
-offsite copy), report, prune (when a retention
-policy is configured), refresh (when refresh entries are configured), then notify (when configured).
+offsite copy), report, prune (when a retention policy is configured), refresh (when refresh entries
+are configured), then notify (when configured).
 A step's failure does not stop the steps after it, except that refresh only ever uses snapshots that
 verify passed. The exit code is the worst of the steps': 0 all good, 1 something failed,
 2 a usage/config error or a refresh refused by a guard.")]
