@@ -21,54 +21,6 @@ fn report_json(o: &OfficeSetup) -> Value {
     serde_json::from_str(&read(&o.reports_dir().join("report.json"))).expect("report.json")
 }
 
-/// Validates `doc` against schemas/report.schema.json (draft 2020-12). Returns the error lines.
-fn schema_errors(doc: &Path) -> Vec<String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let py = root.join(".venv-moto/bin/python");
-    assert!(py.exists(), "{} is missing: {SERVICES}", py.display());
-    let script = r#"
-import json, sys
-try:
-    import jsonschema
-except ImportError:
-    sys.exit(3)
-schema = json.load(open(sys.argv[1]))
-doc = json.load(open(sys.argv[2]))
-V = jsonschema.Draft202012Validator
-V.check_schema(schema)
-def leaves(e):
-    # Inside a oneOf, the useful messages are those of the branches.
-    if e.context:
-        for c in e.context:
-            yield from leaves(c)
-    else:
-        yield e
-for top in sorted(V(schema).iter_errors(doc), key=lambda e: list(e.absolute_path)):
-    for e in leaves(top):
-        print("/".join(map(str, e.absolute_path)) + ": " + e.message)
-"#;
-    let out = Command::new(&py)
-        .args(["-c", script])
-        .arg(root.join("schemas/report.schema.json"))
-        .arg(doc)
-        .output()
-        .expect("running python");
-    assert_ne!(
-        out.status.code(),
-        Some(3),
-        "Python jsonschema is not installed in .venv-moto: {SERVICES}"
-    );
-    assert!(
-        out.status.success(),
-        "schema check crashed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
-
 /// To look at a test's report: `OFFSITE_REPORT_KEEP=DIR cargo test --test office_report` copies
 /// it (and the screenshot, if any) to DIR/NAME/.
 fn keep(o: &OfficeSetup, name: &str) {

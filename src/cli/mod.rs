@@ -98,7 +98,7 @@ pub enum Command {
     Prune(prune::Args),
     /// Office: restore the newest verified snapshot into each configured dev/test database.
     Refresh(refresh::Args),
-    /// Office: pull, verify, report, prune, refresh, then notify. For the nightly office timer.
+    /// Office: pull, verify, scrub, report, prune, refresh, then notify. For the nightly office timer.
     Office(office::Args),
 }
 

@@ -7,8 +7,9 @@ use offsite::office::context::Office;
 
 #[derive(clap::Args)]
 #[command(after_help = "\
-Runs, in order: pull, verify (the newest snapshot of every host), report, prune (when a retention
-policy is configured), refresh (when refresh entries are configured), then notify (when configured).
+Runs, in order: pull, verify (the newest snapshot of every host), scrub (re-hashes a share of the
+offsite copy), report, prune (when a retention policy is configured), refresh (when refresh entries
+are configured), then notify (when configured).
 A step's failure does not stop the steps after it, except that refresh only ever uses snapshots that
 verify passed. The exit code is the worst of the steps': 0 all good, 1 something failed,
 2 a usage/config error or a refresh refused by a guard.")]
@@ -57,8 +58,15 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         host: None,
         from_s3: false,
         keep_scratch: false,
+        scrub: false,
     };
     step("verify", verify::run_with(cli, &office, &rt, &verify_args));
+    eprintln!("== scrub");
+    let scrub_args = verify::Args {
+        scrub: true,
+        ..verify_args
+    };
+    step("scrub", verify::run_with(cli, &office, &rt, &scrub_args));
     eprintln!("== report");
     step(
         "report",

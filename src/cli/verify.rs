@@ -21,6 +21,10 @@ pub struct Args {
     /// Keep the scratch databases for inspection (their names are printed).
     #[arg(long)]
     pub keep_scratch: bool,
+    /// Instead: re-hash a share of the offsite copy against the signed manifests, so every object
+    /// is checked once per office.scrub_days; a bad object is fetched again from the store.
+    #[arg(long, conflicts_with_all = ["from_s3", "keep_scratch"])]
+    pub scrub: bool,
 }
 
 pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
@@ -38,6 +42,9 @@ pub fn run_with(
     rt: &tokio::runtime::Runtime,
     a: &Args,
 ) -> Result<ExitCode> {
+    if a.scrub {
+        return scrub(cli, office, rt, a);
+    }
     let records = verify_all(office, rt, a, cli)?;
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&records)?);
@@ -166,4 +173,49 @@ fn print_record(r: &offsite::office::record::VerifyRecord) {
     for e in &r.errors {
         eprintln!("  error: {e}");
     }
+}
+
+/// `verify --scrub`: exit 1 when an object is lost (bad here and in the store) or part of the
+/// copy could not be scrubbed.
+fn scrub(cli: &Cli, office: &Office, rt: &tokio::runtime::Runtime, a: &Args) -> Result<ExitCode> {
+    let run = offsite::office::scrub::scrub(office, a.host.as_deref(), super::now()?, rt.handle())?;
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&run)?);
+    }
+    eprintln!(
+        "scrub: checked {} objects ({}) of {} ({}); {} repaired, {} lost",
+        run.checked_objects,
+        human(run.checked_bytes),
+        run.objects,
+        human(run.bytes),
+        run.repaired.len(),
+        run.lost.len()
+    );
+    eprintln!(
+        "  coverage: {:.0}% of objects checked within {} days{}{}",
+        run.coverage_percent,
+        run.scrub_days,
+        match run.oldest_check_hours {
+            Some(h) => format!(", oldest check {:.1} days ago", h / 24.0),
+            None => String::new(),
+        },
+        match run.never_checked {
+            0 => String::new(),
+            n => format!(", {n} not checked yet"),
+        }
+    );
+    for p in &run.repaired {
+        eprintln!("  repaired {}: {}", p.key, p.problem);
+    }
+    for p in &run.lost {
+        eprintln!("  LOST {}: {}", p.key, p.problem);
+    }
+    for e in &run.errors {
+        eprintln!("  error: {e}");
+    }
+    Ok(if run.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    })
 }

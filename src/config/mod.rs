@@ -135,6 +135,8 @@ pub struct OfficeConfig {
     /// Certificate files whose fingerprints are the only recipients pull accepts without a
     /// warning; empty: those of the host's previous good snapshot.
     pub expected_recipients: Vec<PathBuf>,
+    /// `verify --scrub` re-hashes every object of the offsite copy at least once in this many days.
+    pub scrub_days: u32,
 }
 
 /// A database server reference: URL (without password) and password.
@@ -187,6 +189,7 @@ pub struct Notify {
 }
 
 pub const DEFAULT_ALLOW_PATTERN: &str = "_(dev|test|staging)$";
+pub const DEFAULT_SCRUB_DAYS: u32 = 30;
 pub const DEFAULT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(26 * 3600);
 pub const DEFAULT_CLOCK_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(3600);
 pub const DEFAULT_REFRESH_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(48 * 3600);
@@ -449,6 +452,12 @@ fn check_office(o: raw::RawOffice, base: &Path) -> Result<OfficeConfig> {
         .allow_pattern
         .unwrap_or_else(|| DEFAULT_ALLOW_PATTERN.to_string());
     regex::Regex::new(&allow_pattern).map_err(|e| usage(format!("office.allow_pattern: {e}")))?;
+    let scrub_days = o.scrub_days.unwrap_or(DEFAULT_SCRUB_DAYS);
+    if scrub_days == 0 {
+        return Err(usage(
+            "office.scrub_days must be at least 1: the scrub re-hashes every object of the offsite copy once in that many days",
+        ));
+    }
     let mut refresh = Vec::new();
     for (i, r) in o.refresh.into_iter().enumerate() {
         let what = format!("office.refresh[{i}]");
@@ -531,6 +540,7 @@ fn check_office(o: raw::RawOffice, base: &Path) -> Result<OfficeConfig> {
             .iter()
             .map(|p| resolve(base, p))
             .collect(),
+        scrub_days,
     })
 }
 

@@ -160,6 +160,8 @@ pub struct RawOffice {
     /// Certificates (.cert.asc) every object must be encrypted to, and no others.
     #[serde(default)]
     pub expected_recipients: Vec<String>,
+    /// The scrub re-hashes every object of the offsite copy at least this often (days).
+    pub scrub_days: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -76,3 +76,14 @@ fn password_query_parameters_are_secrets_too() {
     let err = clean_url("postgres://u:Hidden9@[bad").unwrap_err();
     assert!(!format!("{err:#}").contains("Hidden9"), "{err:#}");
 }
+
+#[test]
+fn scrub_days_defaults_to_30_and_refuses_0() {
+    let c = parse("host: a\nstore: { local: s }\noffice: { offsite_dir: o }\n").unwrap();
+    assert_eq!(c.office().unwrap().scrub_days, 30);
+    let c = parse("host: a\nstore: { local: s }\noffice: { scrub_days: 7 }\n").unwrap();
+    assert_eq!(c.office().unwrap().scrub_days, 7);
+    let err = parse("host: a\nstore: { local: s }\noffice: { scrub_days: 0 }\n").unwrap_err();
+    assert!(crate::error::is_usage(&err));
+    assert!(format!("{err:#}").contains("office.scrub_days"), "{err:#}");
+}

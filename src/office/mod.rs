@@ -2,7 +2,8 @@
 //!
 //! `pull` copies snapshots into the offsite directory, `verify` proves them restorable and writes a
 //! [`record::VerifyRecord`] per snapshot under `<offsite_dir>/reports/`, `report` renders those records,
-//! `prune` applies retention, and `refresh` restores the newest verified snapshot into dev databases.
+//! `prune` applies retention, `refresh` restores the newest verified snapshot into dev databases,
+//! and `scrub` re-hashes a share of the offsite copy each night.
 //! The records are the contract between the steps: refresh and prune trust only what verify recorded.
 
 pub mod checks;
@@ -15,4 +16,5 @@ pub mod record;
 pub mod refresh;
 pub mod report;
 pub mod scratch;
+pub mod scrub;
 pub mod verify;

@@ -95,6 +95,12 @@ pub struct TreeResult {
     pub seconds: f64,
     #[serde(default)]
     pub error: Option<String>,
+    /// Objects read and hashed to their end (the index and every volume of the view and of this
+    /// snapshot's tree), and their stored bytes. 0 in records of older versions.
+    #[serde(default)]
+    pub objects_read: u64,
+    #[serde(default)]
+    pub stored_bytes_read: u64,
 }
 
 pub fn reports_dir(offsite_dir: &Path) -> PathBuf {

@@ -186,6 +186,8 @@ fn check_snapshot(
                 bytes: stats.bytes,
                 seconds,
                 error: None,
+                objects_read: stats.objects_read.len() as u64,
+                stored_bytes_read: stats.stored_bytes_read,
             },
             Err(e) => TreeResult {
                 name: tree.name.clone(),
@@ -194,6 +196,8 @@ fn check_snapshot(
                 bytes: 0,
                 seconds,
                 error: Some(format!("{e:#}")),
+                objects_read: 0,
+                stored_bytes_read: 0,
             },
         });
     }

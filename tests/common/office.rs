@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use offsite::office::record::{
@@ -149,6 +149,8 @@ pub fn tree(name: &str, files: u64, bytes: u64) -> TreeResult {
         bytes,
         seconds: 1.0 + bytes as f64 / 200e6,
         error: None,
+        objects_read: 0,
+        stored_bytes_read: 0,
     }
 }
 
@@ -225,4 +227,56 @@ pub fn incomplete(hours_ago: f64, abandoned: bool) -> Incomplete {
         age_hours: hours_ago,
         abandoned,
     }
+}
+
+/// Validates `doc` against schemas/report.schema.json (draft 2020-12). Returns the error lines.
+pub fn schema_errors(doc: &Path) -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let py = root.join(".venv-moto/bin/python");
+    assert!(
+        py.exists(),
+        "{} is missing: run `make services` (it installs jsonschema)",
+        py.display()
+    );
+    let script = r#"
+import json, sys
+try:
+    import jsonschema
+except ImportError:
+    sys.exit(3)
+schema = json.load(open(sys.argv[1]))
+doc = json.load(open(sys.argv[2]))
+V = jsonschema.Draft202012Validator
+V.check_schema(schema)
+def leaves(e):
+    # Inside a oneOf, the useful messages are those of the branches.
+    if e.context:
+        for c in e.context:
+            yield from leaves(c)
+    else:
+        yield e
+for top in sorted(V(schema).iter_errors(doc), key=lambda e: list(e.absolute_path)):
+    for e in leaves(top):
+        print("/".join(map(str, e.absolute_path)) + ": " + e.message)
+"#;
+    let out = Command::new(&py)
+        .args(["-c", script])
+        .arg(root.join("schemas/report.schema.json"))
+        .arg(doc)
+        .output()
+        .expect("running python");
+    assert_ne!(
+        out.status.code(),
+        Some(3),
+        "Python jsonschema is not installed in .venv-moto: run `make services` (it installs jsonschema)"
+    );
+    assert!(
+        out.status.success(),
+        "schema check crashed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }

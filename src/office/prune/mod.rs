@@ -45,10 +45,10 @@
 //!    never makes another one deletable (only `--quarantined --yes` removes it), and one pull has
 //!    not checked yet is kept for a later run.
 //! 10. **One night cannot erase history.** A run deletes at most `office.max_prune_fraction` of a
-//!    host's complete snapshots, oldest first (`--force` lifts it): a flood of validly signed
-//!    snapshots only wins a night's worth of slots.
+//!     host's complete snapshots, oldest first (`--force` lifts it): a flood of validly signed
+//!     snapshots only wins a night's worth of slots.
 //! 11. **What was recently the newest verified stays.** Every snapshot that was the newest verified
-//!    one at some moment of the last `keep_within` (a week when unset) is kept, unless `--force`.
+//!     one at some moment of the last `keep_within` (a week when unset) is kept, unless `--force`.
 //!
 //! Not done here on purpose: verify records of deleted snapshots stay (they are the report's
 //! history); hosts not in `office.hosts` are never touched.

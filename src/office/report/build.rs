@@ -13,6 +13,7 @@ use super::fmt::human_secs;
 use super::model::*;
 use super::HISTORY;
 use crate::office::record::{DatabaseResult, PullHost, PullRecord, VerifyRecord};
+use crate::office::scrub::{ScrubProblem, ScrubRun};
 
 pub struct Inputs<'a> {
     /// Configured hosts, in report order.
@@ -20,6 +21,8 @@ pub struct Inputs<'a> {
     /// Every verify record per host, oldest snapshot first (as `record::load_all` returns them).
     pub records: &'a BTreeMap<String, Vec<VerifyRecord>>,
     pub pull: Option<&'a PullRecord>,
+    /// The last scrub run, when one was recorded.
+    pub scrub: Option<&'a ScrubRun>,
     pub max_age: Duration,
     pub now: OffsetDateTime,
 }
@@ -43,6 +46,9 @@ pub fn build(inp: &Inputs) -> Result<Report> {
             max_age_hours,
             &mut mine,
         ));
+        if let Some(run) = inp.scrub {
+            scrub_warnings(host, run, &mut mine);
+        }
         // Lost data first, passed-through notes last; the sort is stable within a kind.
         mine.sort_by_key(|w| w.kind);
         warnings.extend(mine);
@@ -66,7 +72,68 @@ pub fn build(inp: &Inputs) -> Result<Report> {
         }),
         hosts,
         warnings,
+        scrub: inp.scrub.map(|run| scrub_summary(run, inp.now)),
     })
+}
+
+fn scrub_warnings(host: &str, run: &ScrubRun, out: &mut Vec<Warning>) {
+    let mine = |list: &[ScrubProblem]| {
+        list.iter()
+            .filter(|p| p.host == host)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    for p in mine(&run.lost) {
+        out.push(Warning {
+            kind: WarningKind::Lost,
+            host: host.to_string(),
+            database: None,
+            table: None,
+            message: format!(
+                "{} is bad in the offsite copy and cannot be fetched good from the store: {}",
+                p.key, p.problem
+            ),
+        });
+    }
+    for p in mine(&run.repaired) {
+        out.push(Warning {
+            kind: WarningKind::Repaired,
+            host: host.to_string(),
+            database: None,
+            table: None,
+            message: format!(
+                "{} was bad in the offsite copy (check the disk) and was fetched again from the store: {}",
+                p.key, p.problem
+            ),
+        });
+    }
+}
+
+fn scrub_summary(run: &ScrubRun, now: OffsetDateTime) -> ScrubSummary {
+    let object = |p: &ScrubProblem| ScrubObject {
+        host: p.host.clone(),
+        key: p.key.clone(),
+        problem: p.problem.clone(),
+    };
+    ScrubSummary {
+        ran_at: run.ran_at.clone(),
+        age_hours: parse_time(&run.ran_at)
+            .map(|t| (now - t).as_seconds_f64() / 3600.0)
+            .unwrap_or(0.0),
+        ok: run.ok,
+        scrub_days: run.scrub_days,
+        objects: run.objects,
+        bytes: run.bytes,
+        checked_objects: run.checked_objects,
+        checked_bytes: run.checked_bytes,
+        covered_objects: run.covered_objects,
+        coverage_percent: run.coverage_percent,
+        never_checked: run.never_checked,
+        oldest_check_hours: run.oldest_check_hours,
+        repaired: run.repaired.iter().map(object).collect(),
+        lost: run.lost.iter().map(object).collect(),
+        errors: run.errors.clone(),
+    }
 }
 
 fn host_report(

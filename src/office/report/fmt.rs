@@ -92,6 +92,15 @@ pub fn tiny_time(rfc3339: &str) -> String {
     }
 }
 
+/// `1 day`, `30 days`.
+pub fn days(n: u32) -> String {
+    if n == 1 {
+        "1 day".into()
+    } else {
+        format!("{n} days")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

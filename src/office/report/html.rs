@@ -95,6 +95,9 @@ pub fn render(r: &Report) -> String {
         }
         o.push_str("</ul></section>");
     }
+    if let Some(sc) = &r.scrub {
+        scrub(&mut o, sc);
+    }
     for (i, h) in display_order(r) {
         host(&mut o, i, h, r);
     }
@@ -182,6 +185,66 @@ fn overview(o: &mut String, r: &Report) {
         );
     }
     o.push_str("</tbody></table></section>");
+}
+
+/// The scrub's coverage and age, as facts.
+fn scrub(o: &mut String, s: &ScrubSummary) {
+    let _ = write!(
+        o,
+        "<section class=\"card{}\"><h2>Scrub of the offsite copy</h2>\
+         <p class=\"muted\">Every object is re-hashed against its signed manifest at least every {}.</p><div class=\"facts\">",
+        if s.ok { "" } else { " failing" },
+        days(s.scrub_days)
+    );
+    fact(
+        o,
+        "Last run",
+        &format!(
+            "{} ({} ago)",
+            esc(&short_time(&s.ran_at)),
+            esc(&human_secs(s.age_hours.max(0.0) * 3600.0))
+        ),
+    );
+    fact(
+        o,
+        "Coverage",
+        &format!(
+            "<span class=\"{}\">{:.0}%</span> of {} objects within {}",
+            if s.coverage_percent < 100.0 {
+                "bad"
+            } else {
+                ""
+            },
+            s.coverage_percent,
+            esc(&grouped(s.objects)),
+            days(s.scrub_days)
+        ),
+    );
+    fact(
+        o,
+        "Oldest check",
+        &match s.oldest_check_hours {
+            Some(h) => format!("{} ago", esc(&human_secs(h * 3600.0))),
+            None => DASH.into(),
+        },
+    );
+    fact(
+        o,
+        "Last run checked",
+        &format!(
+            "{} objects, {} \u{b7} {} repaired \u{b7} <span class=\"{}\">{} lost</span>",
+            esc(&grouped(s.checked_objects)),
+            esc(&human(s.checked_bytes)),
+            s.repaired.len(),
+            if s.lost.is_empty() { "" } else { "bad strong" },
+            s.lost.len()
+        ),
+    );
+    o.push_str("</div>");
+    for e in &s.errors {
+        let _ = write!(o, "<p class=\"bad\">Error: {}</p>", esc(e));
+    }
+    o.push_str("</section>");
 }
 
 pub(super) fn warning(o: &mut String, w: &Warning, with_host: bool) {

@@ -77,10 +77,56 @@ pub fn render(r: &Report) -> String {
         }
     }
 
+    if let Some(sc) = &r.scrub {
+        scrub(&mut o, sc);
+    }
+
     for (_, h) in display_order(r) {
         host(&mut o, h);
     }
     o
+}
+
+/// The scrub's coverage and age: how recently every object of the offsite copy was re-hashed.
+fn scrub(o: &mut String, s: &ScrubSummary) {
+    let _ = writeln!(
+        o,
+        "\n## Scrub of the offsite copy\n\nEvery object is re-hashed against its signed manifest at least every {}.  ",
+        days(s.scrub_days)
+    );
+    let _ = writeln!(
+        o,
+        "Last run {} ({} ago): {} objects ({}) of {} ({}) checked, {} repaired, {} lost.  ",
+        short_time(&s.ran_at),
+        human_secs(s.age_hours.max(0.0) * 3600.0),
+        grouped(s.checked_objects),
+        human(s.checked_bytes),
+        grouped(s.objects),
+        human(s.bytes),
+        s.repaired.len(),
+        if s.lost.is_empty() {
+            "0".to_string()
+        } else {
+            format!("**{}**", s.lost.len())
+        }
+    );
+    let _ = writeln!(
+        o,
+        "Coverage: {:.0}% of objects checked within {}{}{}.",
+        s.coverage_percent,
+        days(s.scrub_days),
+        match s.oldest_check_hours {
+            Some(h) => format!(", oldest check {} old", human_secs(h * 3600.0)),
+            None => String::new(),
+        },
+        match s.never_checked {
+            0 => String::new(),
+            n => format!(", {} not checked yet", grouped(n)),
+        }
+    );
+    for e in &s.errors {
+        let _ = writeln!(o, "\n> **Error:** {}", text(e));
+    }
 }
 
 pub fn banner(r: &Report) -> String {

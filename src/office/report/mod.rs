@@ -41,10 +41,12 @@ pub fn load(
         records.insert(h.clone(), load_all(offsite_dir, Some(h))?);
     }
     let pull = PullRecord::load_latest(offsite_dir)?;
+    let scrub = crate::office::scrub::ScrubRun::load_latest(offsite_dir)?;
     build::build(&build::Inputs {
         hosts,
         records: &records,
         pull: pull.as_ref(),
+        scrub: scrub.as_ref(),
         max_age,
         now,
     })

@@ -21,6 +21,41 @@ pub struct Report {
     pub pull: Option<PullSummary>,
     pub hosts: Vec<HostReport>,
     pub warnings: Vec<Warning>,
+    /// The last scrub of the offsite copy (`verify --scrub`), when one was recorded.
+    #[serde(default)]
+    pub scrub: Option<ScrubSummary>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScrubSummary {
+    pub ran_at: String,
+    /// Hours between the last scrub and this report.
+    pub age_hours: f64,
+    /// Nothing lost, nothing failed.
+    pub ok: bool,
+    pub scrub_days: u32,
+    /// Objects (and stored bytes) of the offsite copy's complete snapshots.
+    pub objects: u64,
+    pub bytes: u64,
+    /// Re-hashed by the last run.
+    pub checked_objects: u64,
+    pub checked_bytes: u64,
+    /// Objects whose last good check is at most `scrub_days` old.
+    pub covered_objects: u64,
+    pub coverage_percent: f64,
+    pub never_checked: u64,
+    /// Age of the oldest good check at the time of the last run; `null` when none was checked.
+    pub oldest_check_hours: Option<f64>,
+    pub repaired: Vec<ScrubObject>,
+    pub lost: Vec<ScrubObject>,
+    pub errors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScrubObject {
+    pub host: String,
+    pub key: String,
+    pub problem: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -202,6 +237,8 @@ pub struct HistoryEntry {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WarningKind {
+    /// The scrub found an object bad in the offsite copy and bad or missing in the store.
+    Lost,
     /// A snapshot whose claimed time does not fit the store's: forged, or a host's clock is off.
     Quarantined,
     /// A snapshot whose manifest is not validly signed by the host's certificate.
@@ -220,6 +257,8 @@ pub enum WarningKind {
     Pull,
     /// A snapshot whose push died: objects without a manifest, older than 24 h.
     Abandoned,
+    /// The scrub found an object bad in the offsite copy and replaced it from the store.
+    Repaired,
     /// Passed through from the verify record (non-InnoDB tables, dump-tool warnings...).
     Record,
 }
@@ -236,6 +275,8 @@ impl WarningKind {
             WarningKind::InvalidSignature => "bad signature",
             WarningKind::Flood => "flood",
             WarningKind::Recipients => "recipients",
+            WarningKind::Lost => "LOST",
+            WarningKind::Repaired => "repaired",
             WarningKind::Record => "recorded",
         }
     }
