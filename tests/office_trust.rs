@@ -533,4 +533,88 @@ fn a_flood_of_valid_snapshots_cannot_push_out_history() {
     }
     assert!(left.contains(&flood[19]));
     assert!(!left.contains(&flood[0]));
+
+    // A keep_last-only policy would count only the flood: while the host is flagged, history
+    // older than the flood is held, whatever the policy says.
+    config(
+        &s,
+        "store: { local: store }",
+        "  retention: { keep_last: 7 }",
+    );
+    let prune = s.offsite(&["prune"]).expect(0);
+    assert!(prune.stdout.contains("flooded on"), "{}", prune.stdout);
+    let left: Vec<String> = s.local_snapshots().into_iter().map(|(id, _)| id).collect();
+    for (id, days) in &history {
+        assert!(
+            left.contains(id),
+            "{id} ({days} days old) was deleted:\n{}",
+            prune.stdout
+        );
+    }
+}
+
+#[test]
+fn a_rewritten_manifest_is_quarantined_and_deleting_it_keeps_what_real_snapshots_need() {
+    let s = Setup::new(HOST);
+    config(
+        &s,
+        "store: { local: store }",
+        "  retention: { keep_last: 5 }",
+    );
+    s.write("tree/page.html", "full");
+    // Older than the racy-file window, so the incremental points into the full for it.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let full = json(&s.offsite(&["--json", "push"]).expect(0))["snapshot"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    s.offsite(&["pull"]).expect(0);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    s.write("tree/other.html", "incremental");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let inc = json(&s.offsite(&["--json", "push"]).expect(0))["snapshot"]
+        .as_str()
+        .expect("id")
+        .to_string();
+
+    // The full's manifest is written again (same bytes: an overwrite a put credential without the
+    // If-None-Match deny can do, or a re-creation after prune): not what the office checked.
+    let manifest = s
+        .path("store")
+        .join(HOST)
+        .join(&full)
+        .join("manifest.json.pgp");
+    let bytes = std::fs::read(&manifest).expect("manifest");
+    std::fs::write(&manifest, bytes).expect("rewriting the manifest");
+    let pull = s.offsite(&["pull"]).expect(1);
+    assert!(
+        pull.stderr.contains(&format!("{HOST}/{full}: QUARANTINED"))
+            && pull.stderr.contains("written again"),
+        "{}",
+        pull.stderr
+    );
+
+    // Deleting the quarantined snapshots keeps the one a real incremental points into.
+    let run = s.offsite(&["prune", "--quarantined", "--yes"]).expect(0);
+    assert!(run.stdout.contains("needed by"), "{}", run.stdout);
+    assert!(s.path("store").join(HOST).join(&full).exists());
+    assert!(s.path("offsite").join(HOST).join(&full).exists());
+    assert_eq!(page_of(&s, &inc), "full");
+
+    // A ledger the office's disk mangled does not stop a restore (a warning, the listing alone).
+    std::fs::write(
+        s.path("offsite/reports/ledger")
+            .join(format!("{HOST}.json")),
+        b"{ not json",
+    )
+    .expect("mangling the ledger");
+    let to = s.path("after-mangling");
+    let run = s
+        .offsite(&["restore", "--tree", "www", "--to", to.to_str().unwrap()])
+        .expect(0);
+    assert!(run.stderr.contains("office ledger"), "{}", run.stderr);
+    assert_eq!(
+        std::fs::read_to_string(to.join("page.html")).unwrap(),
+        "full"
+    );
 }

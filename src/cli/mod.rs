@@ -178,18 +178,32 @@ pub fn reading_judge(cli: &Cli, cfg: Option<&Config>) -> Result<offsite::snapsho
     let tolerance = office
         .map(|o| o.clock_tolerance)
         .unwrap_or(offsite::config::DEFAULT_CLOCK_TOLERANCE);
-    match office.and_then(|o| o.offsite_dir.as_ref()) {
+    // The office's memory: the configured offsite_dir's ledger, or one found in a `--store`
+    // directory that is (a copy of) an offsite directory.
+    let ledger_dir = match (&cli.store, office.and_then(|o| o.offsite_dir.as_ref())) {
+        (Some(dir), _) if dir.join("reports").join("ledger").is_dir() => Some(dir.clone()),
+        (None, Some(dir)) => Some(dir.clone()),
+        (Some(dir), Some(off)) if dir == off => Some(dir.clone()),
+        _ => None,
+    };
+    Ok(match ledger_dir {
         Some(dir) => {
-            let hosts: Vec<String> = office
-                .map(|o| o.hosts.keys().cloned().collect())
-                .unwrap_or_default();
-            offsite::office::ledger::judge(dir, &hosts, origin, tolerance)
+            let mut hosts = offsite::office::ledger::hosts_with_ledgers(&dir);
+            hosts.extend(
+                office
+                    .map(|o| o.hosts.keys().cloned())
+                    .into_iter()
+                    .flatten(),
+            );
+            hosts.sort();
+            hosts.dedup();
+            offsite::office::ledger::judge_lenient(&dir, &hosts, origin, tolerance)
         }
-        None => Ok(Judge::bare(
+        None => Judge::bare(
             origin,
             time::Duration::try_from(tolerance).unwrap_or(time::Duration::HOUR),
-        )),
-    }
+        ),
+    })
 }
 
 /// The current time; `OFFSITE_NOW` (RFC 3339) overrides it so tests of age-dependent behaviour

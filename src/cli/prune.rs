@@ -91,6 +91,17 @@ pub fn run_with(
         .max()
         .unwrap_or(std::time::Duration::from_secs(7 * 86_400));
     let known = office.judge(offsite::snapshot::trust::Origin::Copy)?.known;
+    // Rule 12: the days each host flooded on, from the ledger pull keeps.
+    let mut flood_days = std::collections::BTreeMap::new();
+    for h in &hosts {
+        let l = offsite::office::ledger::Ledger::load(&office.offsite_dir, h)?;
+        let days: Vec<time::Date> = l
+            .flood_days(now, o.max_snapshots_per_day)
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect();
+        flood_days.insert(h.clone(), days);
+    }
     let report = prune::prune(
         &targets,
         &hosts,
@@ -106,6 +117,7 @@ pub fn run_with(
             protect_window: time::Duration::try_from(protect_window)
                 .unwrap_or(time::Duration::WEEK),
             quarantined: a.quarantined,
+            flood_days: &flood_days,
         },
     );
     if cli.json {

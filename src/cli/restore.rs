@@ -233,7 +233,17 @@ impl Verdict {
 
 fn verify_verdict(cfg: Option<&Config>, host: &str, id: &str) -> Option<Verdict> {
     let dir = cfg?.office.as_ref()?.offsite_dir.as_ref()?;
-    let records = offsite::office::record::load_all(dir, Some(host)).ok()?;
+    let records = match offsite::office::record::trusted_records(dir, host) {
+        Ok(r) => r,
+        Err(e) => {
+            // Unknown is not "passed": --replace then needs --force like a failed one.
+            return Some(Verdict {
+                ok: false,
+                verified_at: "?".into(),
+                why: vec![format!("the verify records cannot be read: {e:#}")],
+            });
+        }
+    };
     let r = records.into_iter().find(|r| r.snapshot == id)?;
     let why = r
         .errors

@@ -66,6 +66,20 @@ impl Entry {
 }
 
 impl Ledger {
+    /// Days (trusted time, UTC) of the last week on which the host committed more than `max`
+    /// validly signed snapshots.
+    pub fn flood_days(&self, now: OffsetDateTime, max: u32) -> Vec<(time::Date, u32)> {
+        let mut per_day: BTreeMap<time::Date, u32> = BTreeMap::new();
+        for e in self.snapshots.values().filter(|e| e.valid()) {
+            if let Some(t) = e.trusted() {
+                if now - t <= time::Duration::days(7) {
+                    *per_day.entry(t.date()).or_default() += 1;
+                }
+            }
+        }
+        per_day.into_iter().filter(|(_, n)| *n > max).collect()
+    }
+
     /// The recipients of the newest validly signed, unquarantined snapshot recorded before
     /// `before` (by trusted time): what the host encrypted to last time things were fine.
     pub fn last_good_recipients(&self, before: Option<OffsetDateTime>) -> Option<&[String]> {
@@ -133,7 +147,8 @@ impl Ledger {
     }
 }
 
-/// A judge for listings of `origin`, knowing every ledger entry of `hosts`.
+/// A judge for listings of `origin`, knowing every ledger entry of `hosts`. An unreadable ledger
+/// is an error (an office step must not decide on half its memory).
 pub fn judge(
     offsite_dir: &Path,
     hosts: &[String],
@@ -148,4 +163,42 @@ pub fn judge(
         j.known.extend(Ledger::load(offsite_dir, h)?.known());
     }
     Ok(j)
+}
+
+/// [`judge`] for reading commands (`restore`, `snapshots`): a ledger that cannot be read is a
+/// warning, and that host's snapshots are judged from the listing alone. A restore in a disaster
+/// must not fail because the office's disk lost a report file.
+pub fn judge_lenient(
+    offsite_dir: &Path,
+    hosts: &[String],
+    origin: Origin,
+    tolerance: std::time::Duration,
+) -> Judge {
+    let mut j = Judge::bare(
+        origin,
+        time::Duration::try_from(tolerance).unwrap_or(time::Duration::HOUR),
+    );
+    for h in hosts {
+        match Ledger::load(offsite_dir, h) {
+            Ok(l) => j.known.extend(l.known()),
+            Err(e) => tracing::warn!("{e:#}; judging {h}'s snapshots from the listing alone"),
+        }
+    }
+    j
+}
+
+/// The hosts that have a ledger under `offsite_dir`.
+pub fn hosts_with_ledgers(offsite_dir: &Path) -> Vec<String> {
+    let dir = reports_dir(offsite_dir).join("ledger");
+    let mut out: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".json").map(str::to_string)
+        })
+        .collect();
+    out.sort();
+    out
 }

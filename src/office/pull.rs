@@ -23,7 +23,7 @@ use crate::pipeline::digest::VerifyingReader;
 use crate::snapshot::list::{list, load_manifest_sealed, open_manifest, SnapshotInfo};
 use crate::snapshot::trust::{self, Origin};
 use crate::snapshot::{Manifest, MANIFEST_NAME};
-use crate::store::{read_all, Store};
+use crate::store::{read_capped, Store};
 use std::collections::HashMap;
 
 /// An incomplete snapshot older than this is a push that died, not one in progress.
@@ -79,13 +79,35 @@ fn pull_host(
     // signature, and whether the claims fit. A manifest opened here is kept for the download.
     let mut opened: HashMap<String, (Manifest, Vec<u8>)> = HashMap::new();
     for snap in remote.iter().filter(|s| s.complete) {
+        // A manifest the store received again, after the office first saw it: an overwrite (a
+        // push credential without the If-None-Match deny), or a key freed by prune and written
+        // anew. Either way it is not what was checked: quarantined, and never downloaded over the
+        // copy the office already has.
+        if let Some(e) = ledger.snapshots.get_mut(&snap.id) {
+            let rewritten = e.time_from == "store"
+                && e.quarantine.is_none()
+                && snap.committed.is_some()
+                && e.trusted() != snap.committed;
+            if rewritten {
+                let msg = format!(
+                    "its manifest was written again at {} (the office first saw it at {}): an overwrite, or a re-creation after prune",
+                    snap.committed
+                        .and_then(|t| t.format(&Rfc3339).ok())
+                        .unwrap_or_default(),
+                    e.trusted_time
+                );
+                tracing::warn!("{host}/{}: QUARANTINED: {msg}", snap.id);
+                e.quarantine = Some(msg);
+            }
+        }
         let known_good = ledger.snapshots.get(&snap.id).is_some_and(Entry::valid);
         let here = local.iter().any(|l| l.id == snap.id && l.complete);
         if known_good && here {
             continue;
         }
         // A store that does not answer says nothing about the signature: try again next run.
-        let sealed = match read_all(source, &format!("{}{MANIFEST_NAME}", snap.dir())) {
+        let key = format!("{}{MANIFEST_NAME}", snap.dir());
+        let sealed = match read_capped(source, &key, crate::snapshot::list::MAX_MANIFEST_BYTES) {
             Ok(b) => b,
             Err(e) => {
                 errors.push(format!("{host}/{}: {e:#}", snap.id));
@@ -116,7 +138,7 @@ fn pull_host(
             }
         }
         ledger.snapshots.insert(snap.id.clone(), entry);
-        if let Ok(m) = result {
+        if let (Ok(m), false) = (result, here) {
             opened.insert(snap.id.clone(), m);
         }
     }
@@ -174,7 +196,15 @@ fn pull_host(
             Err(e) => errors.push(format!("{host}/{}: {e:#}", snap.id)),
         }
     }
-    out.floods = floods(&ledger, now, office.office.max_snapshots_per_day);
+    out.floods = ledger
+        .flood_days(now, office.office.max_snapshots_per_day)
+        .into_iter()
+        .map(|(day, n)| Flood {
+            day: day.to_string(),
+            snapshots: n,
+            max: office.office.max_snapshots_per_day,
+        })
+        .collect();
     if !errors.is_empty() {
         out.ok = false;
         out.error = Some(errors.join("; "));
@@ -242,7 +272,8 @@ fn ledger_entry(
         signature,
         started_at,
         finished_at,
-        quarantine,
+        // A quarantine stands until a person lifts it: checking again never clears one.
+        quarantine: previous.and_then(|p| p.quarantine.clone()).or(quarantine),
         recipients,
     }
 }
@@ -310,27 +341,6 @@ fn claims_misfit(
         )),
         _ => None,
     }
-}
-
-/// Days (trusted, UTC) in the last week on which the host committed more than `max` snapshots.
-fn floods(ledger: &Ledger, now: OffsetDateTime, max: u32) -> Vec<Flood> {
-    let mut per_day: std::collections::BTreeMap<time::Date, u32> = Default::default();
-    for e in ledger.snapshots.values().filter(|e| e.valid()) {
-        if let Some(t) = e.trusted() {
-            if now - t <= time::Duration::days(7) {
-                *per_day.entry(t.date()).or_default() += 1;
-            }
-        }
-    }
-    per_day
-        .into_iter()
-        .filter(|(_, n)| *n > max)
-        .map(|(day, n)| Flood {
-            day: day.to_string(),
-            snapshots: n,
-            max,
-        })
-        .collect()
 }
 
 /// Snapshots only the offsite copy still holds, copied before the office kept a ledger: recorded

@@ -186,10 +186,36 @@ pub fn load_all(offsite_dir: &Path, host: Option<&str>) -> Result<Vec<VerifyReco
     Ok(out)
 }
 
+/// A host's verify records as the office should weigh them today: each record's snapshot time is
+/// the ledger's trusted time when the ledger knows the snapshot (records written before the
+/// ledger existed hold the id's claim), and a record of a snapshot the ledger has quarantined or
+/// found badly signed no longer counts as passed.
+pub fn trusted_records(offsite_dir: &Path, host: &str) -> Result<Vec<VerifyRecord>> {
+    let ledger = super::ledger::Ledger::load(offsite_dir, host)?;
+    let mut records = load_all(offsite_dir, Some(host))?;
+    for r in &mut records {
+        if let Some(e) = ledger.snapshots.get(&r.snapshot) {
+            r.snapshot_time = e.trusted_time.clone();
+            if r.ok && (e.quarantine.is_some() || !e.valid()) {
+                r.ok = false;
+                r.errors.push(format!(
+                    "no longer counted as verified: the office's ledger has {} {}",
+                    r.snapshot,
+                    e.quarantine
+                        .as_deref()
+                        .map(|q| format!("quarantined ({q})"))
+                        .unwrap_or_else(|| format!("as {}", e.signature))
+                ));
+            }
+        }
+    }
+    Ok(records)
+}
+
 /// The newest snapshot of `host` that passed verify, by trusted time (a snapshot id claims a time;
 /// the record holds the store's).
 pub fn newest_verified(offsite_dir: &Path, host: &str) -> Result<Option<VerifyRecord>> {
-    Ok(load_all(offsite_dir, Some(host))?
+    Ok(trusted_records(offsite_dir, host)?
         .into_iter()
         .filter(|r| r.ok)
         .max_by(|a, b| {

@@ -12,7 +12,7 @@ use super::manifest::Manifest;
 use super::{SnapshotId, MANIFEST_NAME};
 use crate::crypto::{open_signed, DecryptionKeys};
 use crate::error::usage;
-use crate::store::{read_all, Store};
+use crate::store::{read_capped, Store};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SnapshotInfo {
@@ -263,6 +263,10 @@ pub fn parse_point_in_time(s: &str, now: OffsetDateTime) -> Result<OffsetDateTim
     )))
 }
 
+/// A manifest lists every object of a snapshot: a few hundred bytes each. Anything bigger than this
+/// is not one offsite wrote, and is not read into memory.
+pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
+
 /// Decrypts a snapshot's manifest, checks its signature against the host's certificate and that it
 /// describes the snapshot it was found in.
 pub fn load_manifest(
@@ -282,7 +286,7 @@ pub fn load_manifest_sealed(
     signers: &[Cert],
 ) -> Result<(Manifest, Vec<u8>)> {
     let key = format!("{}{MANIFEST_NAME}", snap.dir());
-    let sealed = read_all(store, &key)?;
+    let sealed = read_capped(store, &key, MAX_MANIFEST_BYTES)?;
     let manifest = open_manifest(&sealed, snap, keys, signers)?;
     Ok((manifest, sealed))
 }

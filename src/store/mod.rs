@@ -89,6 +89,25 @@ pub fn read_all(store: &dyn Store, key: &str) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// [`read_all`] for an object whose size the writer chose and nobody checked yet (a manifest
+/// before its signature is verified): more than `max` bytes is an error, not an allocation.
+pub fn read_capped(store: &dyn Store, key: &str, max: u64) -> Result<Vec<u8>> {
+    use anyhow::Context;
+    let mut buf = Vec::new();
+    store
+        .open(key)?
+        .take(max + 1)
+        .read_to_end(&mut buf)
+        .with_context(|| format!("reading {key} from {}", store.location()))?;
+    if buf.len() as u64 > max {
+        anyhow::bail!(
+            "{key} in {} is larger than {max} bytes: not a manifest offsite wrote; refusing to read it",
+            store.location()
+        );
+    }
+    Ok(buf)
+}
+
 /// Rejects keys that could escape a local store or confuse S3 listings.
 pub fn check_key(key: &str) -> Result<()> {
     let bad = key.is_empty()

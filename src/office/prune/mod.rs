@@ -47,6 +47,9 @@
 //! 10. **One night cannot erase history.** A run deletes at most `office.max_prune_fraction` of a
 //!     host's complete snapshots, oldest first (`--force` lifts it): a flood of validly signed
 //!     snapshots only wins a night's worth of slots.
+//! 12. **A flood costs only itself.** While a host is flagged for more than
+//!     `office.max_snapshots_per_day` commits in a day (the last week, from the ledger), the
+//!     policy may delete only snapshots of the flood days (`--force` lifts it).
 //! 11. **What was recently the newest verified stays.** Every snapshot that was the newest verified
 //!     one at some moment of the last `keep_within` (a week when unset) is kept, unless `--force`.
 //!
@@ -103,6 +106,8 @@ pub struct Options<'a> {
     pub force: bool,
     /// Rule 11's window: `keep_within`, else a week.
     pub protect_window: time::Duration,
+    /// Per host: the days of a recent flood (rule 12).
+    pub flood_days: &'a BTreeMap<String, Vec<time::Date>>,
     /// Delete the quarantined snapshots, and nothing else.
     pub quarantined: bool,
 }
@@ -203,6 +208,10 @@ pub enum KeepReason {
     RecentlyVerified,
     /// Complete, but pull has not checked it yet: no rule counts it (rule 9).
     Unchecked,
+    /// `--quarantined` deletes only quarantined snapshots.
+    NotQuarantined,
+    /// The host flooded recently: only snapshots of the flood days may go (rule 12).
+    Flood,
     /// The policy would delete it, but this run reached `office.max_prune_fraction` (rule 10).
     PruneLimit,
 }
@@ -219,6 +228,8 @@ impl KeepReason {
             KeepReason::Quarantined => "quarantined",
             KeepReason::RecentlyVerified => "recently_verified",
             KeepReason::Unchecked => "unchecked",
+            KeepReason::NotQuarantined => "not_quarantined",
+            KeepReason::Flood => "flood_hold",
             KeepReason::PruneLimit => "prune_limit",
         }
     }
@@ -241,6 +252,10 @@ impl KeepReason {
             }
             KeepReason::Unchecked => {
                 "not checked by pull yet (its signature is unknown): no rule counts it".into()
+            }
+            KeepReason::NotQuarantined => "not quarantined".into(),
+            KeepReason::Flood => {
+                "older than a recent flood of snapshots: history is not pruned while the host is flagged (a week; --force lifts it)".into()
             }
             KeepReason::PruneLimit => {
                 "over office.max_prune_fraction for one run (a later run deletes it, or --force)"
@@ -469,20 +484,31 @@ pub fn plan_host(
     }
 }
 
-/// `prune --quarantined --yes`: the quarantined complete snapshots, and nothing else.
+/// `prune --quarantined --yes`: the quarantined complete snapshots, and nothing else. Everything
+/// else is listed as kept, so that rule 8 (run by the caller) still keeps a quarantined snapshot
+/// that a real incremental points into: a host whose clock was off for one night must not lose the
+/// chain built on that night's full.
 pub fn plan_quarantined(host: &str, snaps: &[SnapshotInfo], now: OffsetDateTime) -> HostPlan {
-    let delete = snaps
-        .iter()
-        .filter(|s| s.host == host && s.complete && s.quarantine.is_some())
-        .map(|s| {
-            let age = s.trusted.map(|t| (now - t).as_seconds_f64() / 3600.0);
-            doomed(s, age, DeleteReason::Quarantined)
-        })
-        .collect();
+    let mut keep = Vec::new();
+    let mut delete = Vec::new();
+    for s in snaps.iter().filter(|s| s.host == host) {
+        let age = s.trusted.map(|t| (now - t).as_seconds_f64() / 3600.0);
+        if s.complete && s.quarantine.is_some() {
+            delete.push(doomed(s, age, DeleteReason::Quarantined));
+        } else {
+            keep.push(Kept {
+                snapshot: s.id.clone(),
+                complete: s.complete,
+                age_hours: age,
+                reasons: vec![KeepReason::NotQuarantined],
+                needed_by: Vec::new(),
+            });
+        }
+    }
     HostPlan {
         host: host.to_string(),
         error: None,
-        keep: Vec::new(),
+        keep,
         delete,
         notes: Vec::new(),
     }
@@ -505,17 +531,60 @@ pub fn keep_protected(plan: &mut HostPlan, protected: &[String]) {
     plan.keep.sort_by(|a, b| b.snapshot.cmp(&a.snapshot));
 }
 
+/// Rule 12: while a host is flagged for a flood, the policy may delete only snapshots of the flood
+/// days: a flood can cost nothing but itself, whatever the policy (a keep_last-only policy would
+/// otherwise let 20 forged-but-signed snapshots push out 20 real ones, a night at a time).
+pub fn hold_for_flood(plan: &mut HostPlan, snaps: &[SnapshotInfo], days: &[time::Date]) {
+    let day_of = |id: &str| {
+        snaps
+            .iter()
+            .find(|s| s.id == id)
+            .and_then(|s| s.trusted)
+            .map(|t| t.date())
+    };
+    let (held, kept): (Vec<Doomed>, Vec<Doomed>) =
+        std::mem::take(&mut plan.delete).into_iter().partition(|d| {
+            d.reason == DeleteReason::Policy
+                && !day_of(&d.snapshot).is_some_and(|d| days.contains(&d))
+        });
+    plan.delete = kept;
+    if held.is_empty() {
+        return;
+    }
+    let list: Vec<String> = days.iter().map(|d| d.to_string()).collect();
+    plan.notes.push(format!(
+        "{} flooded on {}: {} older snapshot(s) the policy would delete are kept while the flag stands (a week); prune --force deletes them",
+        plan.host,
+        list.join(", "),
+        held.len()
+    ));
+    for d in held {
+        plan.keep.push(Kept {
+            snapshot: d.snapshot,
+            complete: d.complete,
+            age_hours: d.age_hours,
+            reasons: vec![KeepReason::Flood],
+            needed_by: Vec::new(),
+        });
+    }
+    plan.keep.sort_by(|a, b| b.snapshot.cmp(&a.snapshot));
+}
+
 /// Rule 10: at most `fraction` of the host's complete snapshots go in one run, the oldest first;
 /// the rest of the policy's deletions wait for a later run.
 pub fn limit_deletions(plan: &mut HostPlan, complete: usize, fraction: f64) {
     let allowed = (complete as f64 * fraction).floor() as usize;
-    let policy: Vec<usize> = (0..plan.delete.len())
+    let mut policy: Vec<usize> = (0..plan.delete.len())
         .filter(|&i| plan.delete[i].reason == DeleteReason::Policy)
         .collect();
+    // Youngest first, by trusted age (ids are claims): those are held, the oldest go.
+    policy.sort_by(|&a, &b| {
+        let age = |i: usize| plan.delete[i].age_hours.unwrap_or(f64::MAX);
+        age(a).total_cmp(&age(b))
+    });
     if policy.len() <= allowed {
         return;
     }
-    // `delete` is newest first: hold back the newest, so the oldest go first.
     let held = policy.len() - allowed;
     let mut held_ids = Vec::new();
     for &i in policy.iter().take(held) {
@@ -699,7 +768,7 @@ pub fn prune(targets: &[Target], hosts: &[String], offsite_dir: &Path, opts: &Op
     let mut verified: Vec<Option<String>> = Vec::new();
     let mut protected: Vec<Vec<String>> = Vec::new();
     for host in hosts {
-        match record::load_all(offsite_dir, Some(host)) {
+        match record::trusted_records(offsite_dir, host) {
             Ok(records) => {
                 let newest = records
                     .iter()
@@ -789,9 +858,13 @@ pub fn prune(targets: &[Target], hosts: &[String], offsite_dir: &Path, opts: &Op
         for (ti, t) in targets.iter().enumerate() {
             let Some(l) = &listings[ti] else { continue };
             if opts.quarantined {
-                report.stores[ti]
-                    .hosts
-                    .push(plan_quarantined(host, &l[hi], now));
+                let mut plan = plan_quarantined(host, &l[hi], now);
+                if let Err(e) =
+                    keep_dependencies(&mut plan, &l[hi], t.store.as_store(), opts.dependencies)
+                {
+                    plan.error = Some(e);
+                }
+                report.stores[ti].hosts.push(plan);
                 continue;
             }
             let mut plan = plan_host(host, &l[hi], &t.retention, verified[hi].as_deref(), now);
@@ -803,6 +876,9 @@ pub fn prune(targets: &[Target], hosts: &[String], offsite_dir: &Path, opts: &Op
                 plan.error.get_or_insert(e);
             }
             if !opts.force {
+                if let Some(days) = opts.flood_days.get(host).filter(|d| !d.is_empty()) {
+                    hold_for_flood(&mut plan, &l[hi], days);
+                }
                 let complete = l[hi].iter().filter(|s| countable(s)).count();
                 limit_deletions(&mut plan, complete, opts.max_fraction);
             }

@@ -291,7 +291,13 @@ fn opts(dry_run: bool) -> Options<'static> {
         force: false,
         protect_window: time::Duration::WEEK,
         quarantined: false,
+        flood_days: no_floods(),
     }
+}
+
+fn no_floods() -> &'static BTreeMap<String, Vec<time::Date>> {
+    static NONE: BTreeMap<String, Vec<time::Date>> = BTreeMap::new();
+    &NONE
 }
 
 const IDS: [&str; 3] = [

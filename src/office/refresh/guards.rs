@@ -27,7 +27,7 @@ use anyhow::Result;
 use super::MAX_TARGET_LEN;
 use crate::config::{Config, Databases, DbServer, Refresh};
 use crate::office::context::Office;
-use crate::office::record::{load_all, newest_verified, VerifyRecord};
+use crate::office::record::{newest_verified, trusted_records, VerifyRecord};
 use crate::snapshot::list::{find, load_manifest, SnapshotInfo};
 use crate::snapshot::manifest::{Engine, Manifest};
 
@@ -202,7 +202,7 @@ fn is_production_db(s: &DbServer, target: &Endpoint, db: &str) -> bool {
 
 /// The snapshot rules: a verified snapshot exists and holds the source.
 fn verified(office: &Office, r: &Refresh, now: time::OffsetDateTime) -> Result<Checked> {
-    let records = load_all(&office.offsite_dir, Some(&r.host))?;
+    let records = trusted_records(&office.offsite_dir, &r.host)?;
     let Some(record) = newest_verified(&office.offsite_dir, &r.host)? else {
         return Ok(refuse(
             "no-verified-snapshot",
