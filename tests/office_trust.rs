@@ -618,3 +618,34 @@ fn a_rewritten_manifest_is_quarantined_and_deleting_it_keeps_what_real_snapshots
         "full"
     );
 }
+
+#[test]
+fn a_person_can_accept_a_quarantined_snapshot() {
+    let s = Setup::new(HOST);
+    config(&s, "store: { local: store }", "");
+    let id = push(&s, "night 1", &[]);
+    s.offsite(&["pull"]).expect(0);
+    let manifest = s
+        .path("store")
+        .join(HOST)
+        .join(&id)
+        .join("manifest.json.pgp");
+    let bytes = std::fs::read(&manifest).expect("manifest");
+    std::fs::write(&manifest, bytes).expect("rewriting the manifest");
+    s.offsite(&["pull"]).expect(1);
+    s.offsite(&["verify"]).expect(1);
+
+    let asked = s.offsite(&["accept", &id, "--host", HOST]).expect(2);
+    assert!(asked.stderr.contains("--yes"), "{}", asked.stderr);
+    s.offsite(&["accept", &id, "--host", HOST, "--yes"])
+        .expect(0);
+    s.offsite(&["pull"]).expect(0);
+    let listing = s.offsite(&["snapshots"]).expect(0);
+    assert!(
+        !listing.stdout.contains("QUARANTINED"),
+        "{}",
+        listing.stdout
+    );
+    let verify = s.offsite(&["--json", "verify"]).expect(0);
+    assert_eq!(json(&verify)[0]["Ok"]["snapshot"], id.as_str());
+}

@@ -1,6 +1,7 @@
 //! Command-line definitions. Commands live one per file; they parse nothing themselves and call into
 //! the library, which never sees clap.
 
+mod accept;
 mod config_cmd;
 mod keygen;
 mod office;
@@ -100,6 +101,8 @@ pub enum Command {
     Refresh(refresh::Args),
     /// Office: pull, verify, scrub, report, prune, refresh, then notify. For the nightly office timer.
     Office(office::Args),
+    /// Office: lift a snapshot's quarantine once a person has checked that it is genuine.
+    Accept(accept::Args),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -115,6 +118,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Prune(a) => prune::run(&cli, a),
         Command::Refresh(a) => refresh::run(&cli, a),
         Command::Office(a) => office::run(&cli, a),
+        Command::Accept(a) => accept::run(&cli, a),
     }
 }
 
