@@ -508,8 +508,17 @@ fn check_office(o: raw::RawOffice, base: &Path) -> Result<OfficeConfig> {
             .unwrap_or_default(),
         parallel_downloads: o.parallel_downloads.unwrap_or(4).max(1),
         clock_tolerance: match o.clock_tolerance {
-            Some(s) => parse_duration(&s)
-                .map_err(|e| usage(format!("office.clock_tolerance: {e}")))?,
+            Some(s) => {
+                let d = parse_duration(&s)
+                    .map_err(|e| usage(format!("office.clock_tolerance: {e}")))?;
+                // Wider than a day, a forged date passes for a late push; refuse it as a typo.
+                if d > std::time::Duration::from_secs(86_400) {
+                    return Err(usage(format!(
+                        "office.clock_tolerance: {s} is more than a day: a snapshot's claimed time may differ from the store's by that much unnoticed; give minutes or hours (default 1h)"
+                    )));
+                }
+                d
+            }
             None => DEFAULT_CLOCK_TOLERANCE,
         },
         max_snapshots_per_day: match o.max_snapshots_per_day {

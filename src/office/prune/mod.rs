@@ -781,7 +781,11 @@ pub fn prune(targets: &[Target], hosts: &[String], offsite_dir: &Path, opts: &Op
                 protected.push(if opts.force {
                     Vec::new()
                 } else {
-                    recently_verified(&records, now - opts.protect_window)
+                    recently_verified(
+                        &records,
+                        now.checked_sub(opts.protect_window)
+                            .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                    )
                 });
             }
             Err(e) => {
