@@ -68,23 +68,10 @@ fn page_of(s: &Setup, id: &str) -> String {
 /// office's public certificate. `manifest` is the plaintext the host itself wrote; the result is
 /// sealed exactly as offsite seals a manifest: signed by the host, encrypted to the office.
 fn seal_as(s: &Setup, signer: &str, manifest: &[u8], out: &Path) {
-    let home = s.path(&format!("attacker-{signer}"));
-    if !home.exists() {
-        std::fs::create_dir_all(&home).expect("attacker gnupg home");
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&home, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-        let out = Command::new("gpg")
-            .env("GNUPGHOME", &home)
-            .args(["--batch", "--quiet", "--import"])
-            .arg(s.path(&format!("keys/{signer}.secret.asc")))
-            .output()
-            .expect("gpg --import");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let home = s.gnupg_home_with(
+        &format!("attacker-{signer}"),
+        &format!("keys/{signer}.secret.asc"),
+    );
     let plain = s.path("forged-manifest.json");
     std::fs::write(&plain, manifest).expect("writing the forged manifest");
     let out_status = Command::new("gpg")

@@ -202,7 +202,12 @@ impl Setup {
 
     /// A GNUPGHOME with the office secret key imported, for interop checks with stock gpg.
     pub fn gnupg_home(&self) -> PathBuf {
-        let home = self.path("gnupg");
+        self.gnupg_home_with("gnupg", "keys/office.secret.asc")
+    }
+
+    /// A GNUPGHOME `name` in the temp dir with `key` (a key file of this setup) imported, made once.
+    pub fn gnupg_home_with(&self, name: &str, key: &str) -> PathBuf {
+        let home = self.path(name);
         if !home.exists() {
             std::fs::create_dir_all(&home).expect("gnupg home");
             use std::os::unix::fs::PermissionsExt;
@@ -210,7 +215,7 @@ impl Setup {
             let out = Command::new("gpg")
                 .env("GNUPGHOME", &home)
                 .args(["--batch", "--quiet", "--import"])
-                .arg(self.path("keys/office.secret.asc"))
+                .arg(self.path(key))
                 .output()
                 .expect("gpg --import");
             assert!(

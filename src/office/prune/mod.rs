@@ -514,21 +514,28 @@ pub fn plan_quarantined(host: &str, snaps: &[SnapshotInfo], now: OffsetDateTime)
     }
 }
 
+/// Moves the planned deletions that `hold` picks to the kept list, for `reason`; returns how many.
+fn hold_back(plan: &mut HostPlan, reason: KeepReason, hold: impl Fn(&Doomed) -> bool) -> usize {
+    let (held, rest): (Vec<Doomed>, Vec<Doomed>) =
+        std::mem::take(&mut plan.delete).into_iter().partition(hold);
+    plan.delete = rest;
+    let n = held.len();
+    plan.keep.extend(held.into_iter().map(|d| Kept {
+        snapshot: d.snapshot,
+        complete: d.complete,
+        age_hours: d.age_hours,
+        reasons: vec![reason],
+        needed_by: Vec::new(),
+    }));
+    plan.keep.sort_by(|a, b| b.snapshot.cmp(&a.snapshot));
+    n
+}
+
 /// Rule 11: keeps every snapshot `protected` names, whatever the policy says.
 pub fn keep_protected(plan: &mut HostPlan, protected: &[String]) {
-    for id in protected {
-        if let Some(pos) = plan.delete.iter().position(|d| &d.snapshot == id) {
-            let d = plan.delete.remove(pos);
-            plan.keep.push(Kept {
-                snapshot: d.snapshot,
-                complete: d.complete,
-                age_hours: d.age_hours,
-                reasons: vec![KeepReason::RecentlyVerified],
-                needed_by: Vec::new(),
-            });
-        }
-    }
-    plan.keep.sort_by(|a, b| b.snapshot.cmp(&a.snapshot));
+    hold_back(plan, KeepReason::RecentlyVerified, |d| {
+        protected.contains(&d.snapshot)
+    });
 }
 
 /// Rule 12: while a host is flagged for a flood, the policy may delete only snapshots of the flood
@@ -542,32 +549,17 @@ pub fn hold_for_flood(plan: &mut HostPlan, snaps: &[SnapshotInfo], days: &[time:
             .and_then(|s| s.trusted)
             .map(|t| t.date())
     };
-    let (held, kept): (Vec<Doomed>, Vec<Doomed>) =
-        std::mem::take(&mut plan.delete).into_iter().partition(|d| {
-            d.reason == DeleteReason::Policy
-                && !day_of(&d.snapshot).is_some_and(|d| days.contains(&d))
-        });
-    plan.delete = kept;
-    if held.is_empty() {
-        return;
+    let held = hold_back(plan, KeepReason::Flood, |d| {
+        d.reason == DeleteReason::Policy && !day_of(&d.snapshot).is_some_and(|d| days.contains(&d))
+    });
+    if held > 0 {
+        let list: Vec<String> = days.iter().map(|d| d.to_string()).collect();
+        plan.notes.push(format!(
+            "{} flooded on {}: {held} older snapshot(s) the policy would delete are kept while the flag stands (a week); prune --force deletes them",
+            plan.host,
+            list.join(", "),
+        ));
     }
-    let list: Vec<String> = days.iter().map(|d| d.to_string()).collect();
-    plan.notes.push(format!(
-        "{} flooded on {}: {} older snapshot(s) the policy would delete are kept while the flag stands (a week); prune --force deletes them",
-        plan.host,
-        list.join(", "),
-        held.len()
-    ));
-    for d in held {
-        plan.keep.push(Kept {
-            snapshot: d.snapshot,
-            complete: d.complete,
-            age_hours: d.age_hours,
-            reasons: vec![KeepReason::Flood],
-            needed_by: Vec::new(),
-        });
-    }
-    plan.keep.sort_by(|a, b| b.snapshot.cmp(&a.snapshot));
 }
 
 /// Rule 10: at most `fraction` of the host's complete snapshots go in one run, the oldest first;
@@ -586,28 +578,19 @@ pub fn limit_deletions(plan: &mut HostPlan, complete: usize, fraction: f64) {
         return;
     }
     let held = policy.len() - allowed;
-    let mut held_ids = Vec::new();
-    for &i in policy.iter().take(held) {
-        held_ids.push(plan.delete[i].snapshot.clone());
-    }
-    plan.delete
-        .retain(|d| !held_ids.contains(&d.snapshot) || d.reason != DeleteReason::Policy);
+    let held_ids: Vec<String> = policy
+        .iter()
+        .take(held)
+        .map(|&i| plan.delete[i].snapshot.clone())
+        .collect();
     plan.notes.push(format!(
         "the policy would delete {} of {complete} complete snapshots of {}; office.max_prune_fraction {fraction} allows {allowed} per run: {held} kept for now (a flood of snapshots, or a policy just made stricter? prune --force deletes them all)",
         policy.len(),
         plan.host,
     ));
-    for id in held_ids {
-        // Its age and size are in the plan's listing; the reason says why it waits.
-        plan.keep.push(Kept {
-            snapshot: id,
-            complete: true,
-            age_hours: None,
-            reasons: vec![KeepReason::PruneLimit],
-            needed_by: Vec::new(),
-        });
-    }
-    plan.keep.sort_by(|a, b| b.snapshot.cmp(&a.snapshot));
+    hold_back(plan, KeepReason::PruneLimit, |d| {
+        d.reason == DeleteReason::Policy && held_ids.contains(&d.snapshot)
+    });
 }
 
 /// Rule 11: the snapshots that were the newest verified one at some moment of the window that
