@@ -361,7 +361,13 @@ fn take_lock(cfg: &Config, wait: bool) -> Result<crate::lock::Held> {
             ))
         })?;
     let path = cfg.state_dir.join(format!("{}.push.lock", cfg.host));
-    if let Some(held) = crate::lock::try_lock(&path)? {
+    // Not being able to open the lock file is a setup problem (exit 2, nothing written).
+    let taken = crate::lock::try_lock(&path).map_err(|e| {
+        crate::error::usage(format!(
+            "{e:#}; set state_dir: in the config to a directory this user may write"
+        ))
+    })?;
+    if let Some(held) = taken {
         return Ok(held);
     }
     let holder = crate::lock::holder(&path);

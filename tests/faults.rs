@@ -421,3 +421,19 @@ fn push_wait_behind_a_long_push_builds_on_it_without_a_clock_warning() {
     );
     assert_eq!(complete(&s).len(), 2);
 }
+
+#[test]
+fn a_lock_file_push_cannot_open_is_a_setup_error() {
+    let s = Setup::new("fault-perm");
+    let config = push_config(&s, &tree_sources(&s));
+    // A directory where the lock file should be: opening it fails even for root.
+    std::fs::create_dir_all(lock_path(&s)).expect("mkdir");
+    let run = s.offsite_with(&config, &["push"], &[]).expect(2);
+    assert!(
+        run.stderr.contains("fault-perm.push.lock"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("state_dir"), "{}", run.stderr);
+    assert!(s.store_files().is_empty(), "{:?}", s.store_files());
+}
