@@ -10,6 +10,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod keyring;
+pub mod lock;
 pub mod office;
 pub mod pipeline;
 pub mod progress;

@@ -6,6 +6,7 @@
 //! that makes the snapshot exist. A failure leaves objects without a manifest, which every reader treats
 //! as an incomplete snapshot and office-side retention removes.
 
+use std::os::unix::fs::DirBuilderExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -66,6 +67,8 @@ pub struct PushOptions {
     /// The clock for tree decisions: `full_every`, a parent in the future (the `OFFSITE_NOW` of
     /// tests; the snapshot id keeps real time).
     pub now: OffsetDateTime,
+    /// `--wait`: when another push of this host runs, wait for it instead of failing.
+    pub wait: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -109,9 +112,22 @@ pub fn push(
     progress: &Progress,
     opts: &PushOptions,
 ) -> Result<PushSummary> {
+    // Keys first: reading them is cheap and writes nothing, and a bad setup should say so (exit 2)
+    // even while another push runs. Everything after the lock may cost (servers, dumps, writes).
+    let keys = push_keys(cfg)?;
+    let waiting = Instant::now();
+    let _lock = take_lock(cfg, opts.wait)?;
+    // The run starts now, not when it began to wait (`--wait` may wait for hours): the snapshot id
+    // says when its data was read, and the tree decisions' clock moves on by the wait. Otherwise
+    // the push waited for, whose tree walk began after this one started waiting, would look dated
+    // in this run's future: a forced full run and a false "check this host's clock".
+    let opts = &PushOptions {
+        full: opts.full,
+        now: opts.now + waiting.elapsed(),
+        wait: opts.wait,
+    };
     let started = Instant::now();
     let started_at = OffsetDateTime::now_utc();
-    let keys = push_keys(cfg)?;
     let mut recipients = keys.encryption.fingerprints();
     recipients.sort();
     let jobs = plan(cfg, rt, store.as_ref(), &recipients, opts)?;
@@ -321,6 +337,61 @@ fn mark_needs(jobs: &[Job], store: &dyn Store, snapshot_dir: &str) -> Result<()>
             .with_context(|| format!("writing {key}"))?;
     }
     Ok(())
+}
+
+/// One push per host at a time: `<state_dir>/<host>.push.lock`, held until push returns (or dies).
+///
+/// What two pushes of one host would share, and break, is the host's tree states in
+/// `state_dir/<host>/` (both would build on the same parent, and the last to finish would overwrite
+/// the other's state) and its snapshots in the store (a flood, twice the load on the servers). The
+/// state is keyed by state_dir and host, so that is the lock's key too. The config path is
+/// deliberately not part of it: two config files for one host and state_dir (a copy, a symlink, a
+/// cron line and a manual run with `-c`) share those states, so they must exclude each other.
+/// Pushes of different hosts, or with different state_dirs, share nothing local and may run
+/// together; snapshot ids never collide in the store.
+fn take_lock(cfg: &Config, wait: bool) -> Result<crate::lock::Held> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&cfg.state_dir)
+        .map_err(|e| {
+            crate::error::usage(format!(
+                "cannot create the state directory {} (for the push lock): {e} (set state_dir: in the config to a directory this user may write)",
+                cfg.state_dir.display()
+            ))
+        })?;
+    let path = cfg.state_dir.join(format!("{}.push.lock", cfg.host));
+    // Not being able to open the lock file is a setup problem (exit 2, nothing written).
+    let taken = crate::lock::try_lock(&path).map_err(|e| {
+        crate::error::usage(format!(
+            "{e:#}; set state_dir: in the config to a directory this user may write"
+        ))
+    })?;
+    if let Some(held) = taken {
+        return Ok(held);
+    }
+    let holder = crate::lock::holder(&path);
+    if !wait {
+        // Exit 1, not 2: nothing is wrong with the setup, and this run committed nothing.
+        return Err(anyhow!(
+            "another push of {} is running ({holder}); it holds {}: let it finish, or run push --wait to start after it",
+            cfg.host,
+            path.display()
+        ));
+    }
+    tracing::info!(
+        "push: waiting for another push of {} to finish ({holder}; it holds {})",
+        cfg.host,
+        path.display()
+    );
+    let waited = Instant::now();
+    let held = crate::lock::lock_waiting(&path)?;
+    tracing::info!(
+        "push: the other push of {} finished after {:.1}s; starting",
+        cfg.host,
+        waited.elapsed().as_secs_f64()
+    );
+    Ok(held)
 }
 
 /// Pre-flight: asks every server what to dump and checks the dump tools, and decides full or

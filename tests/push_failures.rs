@@ -127,7 +127,8 @@ fn bad_setups_exit_2_and_write_nothing() {
         (format!("host: bad-host\nstore: {{ local: store }}\nencryption: {{ recipients: [config.yaml], signing_key: keys/bad-host.secret.asc }}\n{db}\n"), "not an OpenPGP"),
         (format!("host: bad-host\nstore: {{ local: store }}\nencryption: {{ recipients: ['{office_secret}'], signing_key: keys/bad-host.secret.asc }}\n{db}\n"), "SECRET key"),
         (format!("host: bad-host\nstore: {{ local: store }}\nencryption: {{ recipients: [keys/office.cert.asc], signing_key: keys/bad-host.cert.asc }}\n{db}\n"), "no usable secret signing key"),
-        (format!("host: bad-host\nstore: {{ local: store }}\nencryption: {{ recipients: [keys/office.cert.asc], signing_key: keys/bad-host.secret.asc }}\npostgres: [{{ url: '{PG_URL}', databases: [no_such_db_here] }}]\n"), "does not exist"),
+        // Past the keys, push takes its lock in state_dir: keep it in the temp dir.
+        (format!("host: bad-host\nstore: {{ local: store }}\nstate_dir: state\nencryption: {{ recipients: [keys/office.cert.asc], signing_key: keys/bad-host.secret.asc }}\npostgres: [{{ url: '{PG_URL}', databases: [no_such_db_here] }}]\n"), "does not exist"),
     ];
     for (text, needle) in cases {
         std::fs::write(s.config_path(), &text).unwrap();

@@ -31,7 +31,8 @@ pub const EXIT_WARNINGS: u8 = 3;
 const EXIT_HELP: &str = "\
 Exit codes:
   0  success
-  1  failed (for push: no snapshot was committed)
+  1  failed (for push: no snapshot was committed), or another push of this host / office command
+     on this offsite_dir is running (push --wait waits for it instead)
   2  usage or config error (nothing was written)
   3  push committed the snapshot, with warnings (a file changed while read, a non-InnoDB table...)
 

@@ -11,6 +11,12 @@ pub struct Args {
     /// Back up every file tree in full, starting a new chain (databases are always dumped whole).
     #[arg(long)]
     pub full: bool,
+    /// When another push of this host is running, wait for it to finish instead of exiting 1.
+    ///
+    /// Without --wait, a second push exits 1 at once with "another push of HOST is running (pid N,
+    /// since T)". One lock per host: <state_dir>/<host>.push.lock.
+    #[arg(long)]
+    pub wait: bool,
 }
 
 pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
@@ -21,6 +27,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     let opts = offsite::push::PushOptions {
         full: a.full,
         now: now()?,
+        wait: a.wait,
     };
     let s = offsite::push::push(&cfg, store, rt.handle(), &progress, &opts)?;
     if cli.json {

@@ -77,24 +77,16 @@ impl Office {
     /// dropped): two office runs on one copy would delete each other's partial downloads and scratch
     /// databases. Fails at once, rather than queueing behind a run that may take hours.
     pub fn lock(&self) -> Result<OfficeLock> {
-        use std::os::unix::io::AsRawFd;
         let path = self.offsite_dir.join(".offsite.lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| anyhow::anyhow!("opening the lock file {}: {e}", path.display()))?;
-        // SAFETY: flock on a file descriptor we own; it has no memory-safety preconditions.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            return Err(anyhow::anyhow!(
-                "another offsite office command is running on {} (lock {} is held); wait for it to finish",
+        match crate::lock::try_lock(&path)? {
+            Some(held) => Ok(held),
+            None => Err(anyhow::anyhow!(
+                "another offsite office command is running on {} ({}); it holds {}: wait for it to finish",
                 self.offsite_dir.display(),
+                crate::lock::holder(&path),
                 path.display()
-            ));
+            )),
         }
-        Ok(OfficeLock { _file: file })
     }
 
     /// Assesses listings of `origin` with what the ledger recorded of every configured host.
@@ -121,6 +113,4 @@ impl Office {
 }
 
 /// Held while an office command works on the offsite directory; released on drop (or process exit).
-pub struct OfficeLock {
-    _file: std::fs::File,
-}
+pub type OfficeLock = crate::lock::Held;
