@@ -64,8 +64,9 @@ struct Sent {
     /// Parts of a multipart upload; `None` for a PutObject.
     parts: Option<usize>,
     /// A multipart upload's ETag as S3 builds it, `<MD5 of the parts' binary MD5s>-<parts>`, from
-    /// the ETags S3 gave our parts; `None` for a PutObject, or when a part's ETag is no plain MD5
-    /// (SSE-KMS).
+    /// the ETags S3 gave our parts; `None` for a PutObject, or when a part's ETag is not 32 hex
+    /// digits. (Under SSE-KMS a part's ETag is no MD5: this then never matches, and the CRC32C
+    /// decides.)
     etag: Option<String>,
 }
 
@@ -144,7 +145,7 @@ pub(super) struct S3Writer {
     upload: Option<Multipart>,
     next_part: i32,
     /// Bytes handed to part uploads so far.
-    sent: u64,
+    sent_bytes: u64,
     /// Set by the first failed write; the object can then only be abandoned.
     failed: Option<String>,
 }
@@ -172,7 +173,7 @@ impl S3Writer {
             filling: None,
             upload: None,
             next_part: 1,
-            sent: 0,
+            sent_bytes: 0,
             failed: None,
         }
     }
@@ -248,7 +249,7 @@ impl S3Writer {
         };
         self.next_part += 1;
         let body = Bytes::from(filling.data);
-        self.sent += body.len() as u64;
+        self.sent_bytes += body.len() as u64;
         let checksum = crc32c(&body);
         let shared = self.shared.clone();
         let (key, full_key, upload_id) = (self.key.clone(), self.full_key.clone(), up.id.clone());
@@ -355,7 +356,7 @@ impl S3Writer {
             anyhow::Ok(())
         })?;
         parts.sort_by_key(|p| p.part_number());
-        let sent = Sent::multipart(&parts, self.sent);
+        let sent = Sent::multipart(&parts, self.sent_bytes);
         let req = s
             .client
             .complete_multipart_upload()
@@ -439,8 +440,9 @@ impl S3Writer {
             )
             .map_err(|e| {
                 anyhow!(
-                    "object {key} already exists in {loc} ({cause}), and reading it back to compare \
-                     failed: {}; offsite never overwrites an object: find out what wrote this key",
+                    "{loc} refused to create object {key} ({cause}), and reading the object back \
+                     to compare it with what this push sent failed: {}; offsite never overwrites an \
+                     object: find out what holds this key, then push again",
                     describe(&e)
                 )
             })?;
