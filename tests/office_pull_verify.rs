@@ -311,7 +311,28 @@ fn a_missing_manifest_is_reported_incomplete_then_abandoned() {
             .expect(0),
     );
     assert_eq!(p["hosts"][0]["incomplete"][0]["abandoned"], false, "{p}");
-    let later = now + time::Duration::hours(30);
+    // office.abandon_after (48h by default) decides, the same time after which prune removes it.
+    let short = office_config(&s, &bucket.name, &["inc-a"], "  abandon_after: 2h");
+    let p = json(
+        &s.offsite_with(
+            &short,
+            &["--json", "pull"],
+            &[("OFFSITE_NOW", &fmt(now + time::Duration::hours(3)))],
+        )
+        .expect(0),
+    );
+    assert_eq!(p["hosts"][0]["incomplete"][0]["abandoned"], true, "{p}");
+    let office = office_config(&s, &bucket.name, &["inc-a"], "");
+    let p = json(
+        &s.offsite_with(
+            &office,
+            &["--json", "pull"],
+            &[("OFFSITE_NOW", &fmt(now + time::Duration::hours(47)))],
+        )
+        .expect(0),
+    );
+    assert_eq!(p["hosts"][0]["incomplete"][0]["abandoned"], false, "{p}");
+    let later = now + time::Duration::hours(49);
     let run = s
         .offsite_with(&office, &["pull"], &[("OFFSITE_NOW", &fmt(later))])
         .expect(0);

@@ -241,6 +241,42 @@ fn existing_key_is_never_overwritten() {
 }
 
 #[test]
+fn the_same_bytes_at_an_existing_key_count_as_written() {
+    // What a retry after a lost response meets: S3 says the key exists (412), and it holds exactly
+    // what this writer sent. Read back and compared, it is accepted, for PutObject and multipart.
+    let bucket = TestBucket::new("samebytes");
+    let store = bucket.store_with(|c| c.prefix = "p".into());
+    let small = pseudo_random(1_000, 4);
+    put(&store, "h/s1/small", &small).unwrap();
+    put(&store, "h/s1/small", &small).expect("the same bytes again");
+    assert_eq!(read_all(&store, "h/s1/small").unwrap(), small);
+
+    let big = pseudo_random(2 * PART_SIZE as usize + 1_000, 5);
+    put(&store, "h/s1/big", &big).unwrap();
+    put(&store, "h/s1/big", &big).expect("the same parts again");
+    assert_eq!(
+        sha256_of(&store, "h/s1/big").1,
+        Sha256::digest(&big).to_vec()
+    );
+    // The second upload never completed; it was aborted, not left behind.
+    assert_eq!(pending_uploads(&bucket), 0);
+
+    // One byte different, same size: refused, naming the key and both checksums.
+    let mut other = big.clone();
+    other[PART_SIZE as usize + 7] ^= 1;
+    let err = format!("{:#}", put(&store, "h/s1/big", &other).unwrap_err());
+    assert!(
+        err.contains("h/s1/big") && err.contains("already exists") && err.contains("other content"),
+        "{err}"
+    );
+    assert_eq!(
+        sha256_of(&store, "h/s1/big").1,
+        Sha256::digest(&big).to_vec()
+    );
+    assert_eq!(pending_uploads(&bucket), 0);
+}
+
+#[test]
 fn list_with_prefix() {
     let bucket = TestBucket::new("list");
     let store = bucket.store_with(|c| c.prefix = "root".into());

@@ -118,12 +118,14 @@ pub fn run_with(
                 .unwrap_or(time::Duration::WEEK),
             quarantined: a.quarantined,
             flood_days: &flood_days,
+            abandon_after: time::Duration::try_from(o.abandon_after)
+                .unwrap_or(time::Duration::hours(48)),
         },
     );
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print_human(&report);
+        print_human(&report, o.abandon_after);
     }
     print_errors(&report);
     Ok(if report.ok {
@@ -149,7 +151,7 @@ fn objects(n: usize) -> String {
     }
 }
 
-fn print_human(r: &Report) {
+fn print_human(r: &Report, abandon_after: std::time::Duration) {
     if r.dry_run {
         println!("prune at {} (dry run: nothing is deleted)", r.now);
     } else {
@@ -170,7 +172,11 @@ fn print_human(r: &Report) {
         for h in &s.hosts {
             let mut lines: Vec<(&str, String)> = Vec::new();
             for k in &h.keep {
-                let mut why: Vec<String> = k.reasons.iter().map(|r| r.describe()).collect();
+                let mut why: Vec<String> = k
+                    .reasons
+                    .iter()
+                    .map(|r| r.describe(abandon_after))
+                    .collect();
                 if !k.needed_by.is_empty() {
                     why.push(format!("needed by {}", k.needed_by.join(", ")));
                 }
@@ -208,7 +214,7 @@ fn print_human(r: &Report) {
                         age(d.age_hours),
                         objects(d.objects),
                         human(d.bytes),
-                        d.reason.describe()
+                        d.reason.describe(abandon_after)
                     ),
                 ));
             }

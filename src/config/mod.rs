@@ -132,6 +132,10 @@ pub struct OfficeConfig {
     pub max_prune_fraction: f64,
     #[serde(serialize_with = "duration::serialize")]
     pub refresh_max_age: std::time::Duration,
+    /// An incomplete snapshot older than this (by the store's time) is a push that died: pull
+    /// reports it abandoned and prune removes it. Younger, it may be a push still writing.
+    #[serde(serialize_with = "duration::serialize")]
+    pub abandon_after: std::time::Duration,
     /// Certificate files whose fingerprints are the only recipients pull accepts without a
     /// warning; empty: those of the host's previous good snapshot.
     pub expected_recipients: Vec<PathBuf>,
@@ -193,6 +197,7 @@ pub const DEFAULT_SCRUB_DAYS: u32 = 30;
 pub const DEFAULT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(26 * 3600);
 pub const DEFAULT_CLOCK_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(3600);
 pub const DEFAULT_REFRESH_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(48 * 3600);
+pub const DEFAULT_ABANDON_AFTER: std::time::Duration = std::time::Duration::from_secs(48 * 3600);
 
 impl Config {
     /// Reads and checks a config file.
@@ -543,6 +548,20 @@ fn check_office(o: raw::RawOffice, base: &Path) -> Result<OfficeConfig> {
             Some(s) => parse_duration(&s)
                 .map_err(|e| usage(format!("office.refresh_max_age: {e}")))?,
             None => DEFAULT_REFRESH_MAX_AGE,
+        },
+        abandon_after: match o.abandon_after {
+            Some(s) => {
+                let d = parse_duration(&s)
+                    .map_err(|e| usage(format!("office.abandon_after: {e}")))?;
+                // prune deletes what is older: a push still writing its dumps would lose them.
+                if d < std::time::Duration::from_secs(3600) {
+                    return Err(usage(format!(
+                        "office.abandon_after: {s} is less than an hour: prune would delete the objects of a push that is still running; give more than your longest push takes (default 48h)"
+                    )));
+                }
+                d
+            }
+            None => DEFAULT_ABANDON_AFTER,
         },
         expected_recipients: o
             .expected_recipients

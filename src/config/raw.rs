@@ -157,6 +157,8 @@ pub struct RawOffice {
     pub max_prune_fraction: Option<f64>,
     /// refresh refuses a newest verified snapshot older than this (`48h`).
     pub refresh_max_age: Option<String>,
+    /// An incomplete snapshot with no new object for this long is a push that died (`48h`).
+    pub abandon_after: Option<String>,
     /// Certificates (.cert.asc) every object must be encrypted to, and no others.
     #[serde(default)]
     pub expected_recipients: Vec<String>,

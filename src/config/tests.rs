@@ -87,3 +87,19 @@ fn scrub_days_defaults_to_30_and_refuses_0() {
     assert!(crate::error::is_usage(&err));
     assert!(format!("{err:#}").contains("office.scrub_days"), "{err:#}");
 }
+
+#[test]
+fn abandon_after_defaults_to_48h_and_refuses_less_than_an_hour() {
+    let hours = |c: &Config| c.office().unwrap().abandon_after.as_secs() / 3600;
+    let c = parse("host: a\nstore: { local: s }\noffice: { offsite_dir: o }\n").unwrap();
+    assert_eq!(hours(&c), 48);
+    let c = parse("host: a\nstore: { local: s }\noffice: { abandon_after: 3D }\n").unwrap();
+    assert_eq!(hours(&c), 72);
+    // A push still writing would lose its objects to prune.
+    let err = parse("host: a\nstore: { local: s }\noffice: { abandon_after: 10m }\n").unwrap_err();
+    assert!(crate::error::is_usage(&err));
+    assert!(
+        format!("{err:#}").contains("office.abandon_after"),
+        "{err:#}"
+    );
+}

@@ -26,9 +26,6 @@ use crate::snapshot::{Manifest, MANIFEST_NAME};
 use crate::store::{read_capped, Store};
 use std::collections::HashMap;
 
-/// An incomplete snapshot older than this is a push that died, not one in progress.
-pub const ABANDONED_AFTER_HOURS: f64 = 24.0;
-
 pub fn pull(
     office: &Office,
     source: &dyn Store,
@@ -148,6 +145,8 @@ fn pull_host(
     let mut judge = crate::snapshot::trust::Judge::bare(Origin::Source, tolerance);
     judge.known.extend(ledger.known());
     judge.assess(&mut remote);
+    // The same setting prune waits for before it removes one: "abandoned" means one thing.
+    let abandon_after = office.office.abandon_after.as_secs_f64() / 3600.0;
     for snap in &remote {
         if !snap.complete {
             let age = snap
@@ -157,7 +156,7 @@ fn pull_host(
             out.incomplete.push(Incomplete {
                 snapshot: snap.id.clone(),
                 age_hours: age,
-                abandoned: age > ABANDONED_AFTER_HOURS,
+                abandoned: age > abandon_after,
             });
             continue;
         }

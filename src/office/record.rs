@@ -308,7 +308,7 @@ pub struct Flood {
 pub struct Incomplete {
     pub snapshot: String,
     pub age_hours: f64,
-    /// Older than 24 h: its push died; office-side retention removes it.
+    /// Older than `office.abandon_after`: its push died; office-side retention removes it.
     pub abandoned: bool,
 }
 

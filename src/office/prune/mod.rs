@@ -14,8 +14,8 @@
 //!    a passed verification, says the host has some, nothing of that host is deleted in either store
 //!    and the run fails: the surviving copy is then the only one, and it is not pruned further.
 //! 3. **Only complete snapshots meet the policy.** An incomplete one (objects without a manifest)
-//!    younger than [`INCOMPLETE_GRACE_HOURS`] may be a push in progress and is left alone; an older
-//!    one is a push that died and is removed whole. Its age is the time in its id.
+//!    younger than `office.abandon_after` may be a push in progress and is left alone; an older
+//!    one is a push that died (pull calls it abandoned, by the same setting) and is removed whole. Its age is the time in its id.
 //! 4. **Never the newest verified snapshot** of a host (`record::newest_verified`), in either store,
 //!    complete or not, whatever the policy says: it is what refresh restores from.
 //! 5. **Never "delete everything".** The newest complete snapshot of a host is always kept. Every
@@ -77,9 +77,6 @@ use crate::snapshot::MANIFEST_NAME;
 use crate::store::{AdminStore, Store};
 use std::collections::BTreeMap;
 
-/// An incomplete snapshot younger than this may still be written by its push.
-pub const INCOMPLETE_GRACE_HOURS: i64 = 48;
-
 /// One store to prune, with its policy.
 pub struct Target {
     /// `s3`, `local` (the configured store) or `offsite`.
@@ -110,6 +107,9 @@ pub struct Options<'a> {
     pub flood_days: &'a BTreeMap<String, Vec<time::Date>>,
     /// Delete the quarantined snapshots, and nothing else.
     pub quarantined: bool,
+    /// `office.abandon_after`: an incomplete snapshot younger than this may still be written by
+    /// its push (rule 3).
+    pub abandon_after: time::Duration,
 }
 
 /// Tells which older snapshots a complete snapshot's trees point into.
@@ -234,13 +234,17 @@ impl KeepReason {
         }
     }
 
-    pub fn describe(self) -> String {
+    /// `abandon_after`: `office.abandon_after`, which the in-progress reason names.
+    pub fn describe(self, abandon_after: std::time::Duration) -> String {
         match self {
             KeepReason::Rule(r) => r.name().to_string(),
             KeepReason::NewestVerified => "newest verified snapshot (never deleted)".into(),
             KeepReason::NewestComplete => "newest complete snapshot (always kept)".into(),
             KeepReason::InProgress => {
-                format!("younger than {INCOMPLETE_GRACE_HOURS}h: its push may still be running")
+                format!(
+                    "younger than {} (office.abandon_after): its push may still be running",
+                    human_duration(abandon_after)
+                )
             }
             KeepReason::Undated => "its id has no readable time".into(),
             KeepReason::NeededBy => "holds files of a kept incremental".into(),
@@ -284,11 +288,15 @@ pub enum DeleteReason {
 }
 
 impl DeleteReason {
-    pub fn describe(self) -> String {
+    /// `abandon_after`: `office.abandon_after`, which the abandoned reason names.
+    pub fn describe(self, abandon_after: std::time::Duration) -> String {
         match self {
             DeleteReason::Policy => "no rule keeps it".into(),
             DeleteReason::Abandoned => {
-                format!("incomplete and older than {INCOMPLETE_GRACE_HOURS}h: its push died")
+                format!(
+                    "incomplete and older than {} (office.abandon_after): its push died",
+                    human_duration(abandon_after)
+                )
             }
             DeleteReason::Quarantined => "quarantined, deleted on request".into(),
         }
@@ -391,16 +399,16 @@ pub fn describe_retention(r: &Retention) -> String {
 }
 
 /// What to keep and delete of one host in one store: a pure function of the listing (assessed by
-/// a [`Judge`]: every time here is trusted time), the policy, the newest verified snapshot and
-/// `now`.
+/// a [`Judge`]: every time here is trusted time), the policy, the newest verified snapshot, `now`
+/// and `grace` (`office.abandon_after`: how long an incomplete snapshot may be a push in progress).
 pub fn plan_host(
     host: &str,
     snaps: &[SnapshotInfo],
     ret: &Retention,
     newest_verified: Option<&str>,
     now: OffsetDateTime,
+    grace: time::Duration,
 ) -> HostPlan {
-    let grace = time::Duration::hours(INCOMPLETE_GRACE_HOURS);
     let mut keep = Vec::new();
     let mut delete = Vec::new();
     // (index into snaps, trusted time) of the complete snapshots the policy may count.
@@ -854,7 +862,14 @@ pub fn prune(targets: &[Target], hosts: &[String], offsite_dir: &Path, opts: &Op
                 report.stores[ti].hosts.push(plan);
                 continue;
             }
-            let mut plan = plan_host(host, &l[hi], &t.retention, verified[hi].as_deref(), now);
+            let mut plan = plan_host(
+                host,
+                &l[hi],
+                &t.retention,
+                verified[hi].as_deref(),
+                now,
+                opts.abandon_after,
+            );
             plan.error = alarm.clone();
             keep_protected(&mut plan, &protected[hi]);
             if let Err(e) =

@@ -39,6 +39,9 @@ fn kept_ids(p: &HostPlan) -> Vec<&str> {
     p.keep.iter().map(|k| k.snapshot.as_str()).collect()
 }
 
+/// `office.abandon_after`'s default.
+const GRACE: time::Duration = time::Duration::hours(48);
+
 fn deleted_ids(p: &HostPlan) -> Vec<&str> {
     p.delete.iter().map(|d| d.snapshot.as_str()).collect()
 }
@@ -51,7 +54,7 @@ fn incomplete_snapshots_have_a_grace_period() {
         info("20261121T130000Z-0003", false), // 47 h old
         info("20261123T110000Z-0004", false), // 1 h old
     ];
-    let p = plan_host("web1", &snaps, &keep_last(5), None, NOW);
+    let p = plan_host("web1", &snaps, &keep_last(5), None, NOW, GRACE);
     assert_eq!(deleted_ids(&p), vec!["20261121T110000Z-0002"]);
     assert_eq!(p.delete[0].reason, DeleteReason::Abandoned);
     assert_eq!(
@@ -63,6 +66,21 @@ fn incomplete_snapshots_have_a_grace_period() {
         ]
     );
     assert_eq!(p.keep[0].reasons, vec![KeepReason::InProgress]);
+
+    // The grace is office.abandon_after: a shorter one lets the 47 h old one go too.
+    let p = plan_host(
+        "web1",
+        &snaps,
+        &keep_last(5),
+        None,
+        NOW,
+        time::Duration::hours(24),
+    );
+    assert_eq!(
+        deleted_ids(&p),
+        vec!["20261121T130000Z-0003", "20261121T110000Z-0002"]
+    );
+    assert_eq!(kept_ids(&p)[0], "20261123T110000Z-0004");
 }
 
 #[test]
@@ -73,7 +91,7 @@ fn incomplete_snapshots_do_not_count_for_the_policy() {
         info("20261122T020000Z-0002", true),
         info("20261123T110000Z-0003", false),
     ];
-    let p = plan_host("web1", &snaps, &keep_last(1), None, NOW);
+    let p = plan_host("web1", &snaps, &keep_last(1), None, NOW, GRACE);
     assert_eq!(deleted_ids(&p), vec!["20261121T020000Z-0001"]);
     let k = p
         .keep
@@ -96,6 +114,7 @@ fn the_newest_verified_snapshot_is_never_deleted() {
         &keep_last(1),
         Some("20261101T020000Z-0001"),
         NOW,
+        GRACE,
     );
     assert_eq!(deleted_ids(&p), vec!["20261102T020000Z-0002"]);
     let k = p
@@ -116,6 +135,7 @@ fn the_newest_verified_snapshot_is_never_deleted() {
         &keep_last(1),
         Some("20261101T020000Z-0001"),
         NOW,
+        GRACE,
     );
     assert!(p.delete.is_empty(), "{p:?}");
 }
@@ -131,7 +151,7 @@ fn keep_within_alone_never_deletes_everything() {
         keep_within: Some(std::time::Duration::from_secs(7 * 86_400)),
         ..Default::default()
     };
-    let p = plan_host("web1", &snaps, &ret, None, NOW);
+    let p = plan_host("web1", &snaps, &ret, None, NOW, GRACE);
     assert_eq!(kept_ids(&p), vec!["20261003T020000Z-0003"]);
     assert_eq!(p.keep[0].reasons, vec![KeepReason::NewestComplete]);
     assert_eq!(p.delete.len(), 2);
@@ -139,7 +159,7 @@ fn keep_within_alone_never_deletes_everything() {
 
 #[test]
 fn empty_listing_plans_nothing() {
-    let p = plan_host("web1", &[], &keep_last(1), None, NOW);
+    let p = plan_host("web1", &[], &keep_last(1), None, NOW, GRACE);
     assert!(p.keep.is_empty() && p.delete.is_empty());
 }
 
@@ -292,6 +312,7 @@ fn opts(dry_run: bool) -> Options<'static> {
         protect_window: time::Duration::WEEK,
         quarantined: false,
         flood_days: no_floods(),
+        abandon_after: GRACE,
     }
 }
 
@@ -492,7 +513,7 @@ fn forged_future_snapshots_are_quarantined_and_never_push_real_ones_out() {
         snaps.push(s);
     }
     Judge::bare(Origin::Source, time::Duration::HOUR).assess(&mut snaps);
-    let p = plan_host("web1", &snaps, &keep_last(3), None, NOW);
+    let p = plan_host("web1", &snaps, &keep_last(3), None, NOW, GRACE);
     assert!(p.delete.is_empty(), "{:?}", p.delete);
     let quarantined: Vec<&str> = p
         .keep
@@ -512,7 +533,7 @@ fn one_run_deletes_at_most_the_configured_share() {
     let snaps: Vec<SnapshotInfo> = (1..=10)
         .map(|d| info(&format!("202611{d:02}T020000Z-00{d:02}"), true))
         .collect();
-    let mut p = plan_host("web1", &snaps, &keep_last(2), None, NOW);
+    let mut p = plan_host("web1", &snaps, &keep_last(2), None, NOW, GRACE);
     assert_eq!(p.delete.len(), 8);
     limit_deletions(&mut p, 10, 0.5);
     // The five oldest go; the three newer ones the policy drops wait for a later run.
@@ -593,7 +614,7 @@ fn a_snapshot_pull_has_not_checked_is_never_counted() {
         info("20261123T020000Z-0003", true),
     ];
     snaps[2].unchecked = true;
-    let p = plan_host("web1", &snaps, &keep_last(2), None, NOW);
+    let p = plan_host("web1", &snaps, &keep_last(2), None, NOW, GRACE);
     assert!(p.delete.is_empty(), "{:?}", p.delete);
     let k = p.keep.iter().find(|k| k.snapshot == snaps[2].id).unwrap();
     assert_eq!(k.reasons, vec![KeepReason::Unchecked]);

@@ -255,7 +255,7 @@ pub enum WarningKind {
     Stale,
     /// The latest pull failed for this host.
     Pull,
-    /// A snapshot whose push died: objects without a manifest, older than 24 h.
+    /// A snapshot whose push died: objects without a manifest, older than `office.abandon_after`.
     Abandoned,
     /// The scrub found an object bad in the offsite copy and replaced it from the store.
     Repaired,

@@ -20,7 +20,7 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectLockMode,
+    ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, ObjectLockMode,
 };
 use base64::Engine;
 use bytes::Bytes;
@@ -54,6 +54,86 @@ fn crc32c(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
 }
 
+/// What a writer sent, to recognise its own object when S3 answers that the key already exists.
+#[derive(Debug, PartialEq)]
+struct Sent {
+    size: u64,
+    /// Base64 CRC32C: of the whole object for a PutObject; for a multipart upload S3's composite
+    /// checksum, the CRC32C of the parts' CRC32Cs one after another. Empty when a part had none.
+    crc32c: String,
+    /// Parts of a multipart upload; `None` for a PutObject.
+    parts: Option<usize>,
+    /// A multipart upload's ETag as S3 builds it, `<MD5 of the parts' binary MD5s>-<parts>`, from
+    /// the ETags S3 gave our parts; `None` for a PutObject, or when a part's ETag is not 32 hex
+    /// digits. (Under SSE-KMS a part's ETag is no MD5: this then never matches, and the CRC32C
+    /// decides.)
+    etag: Option<String>,
+}
+
+impl Sent {
+    fn multipart(parts: &[CompletedPart], size: u64) -> Self {
+        let decode = |b64: &str| base64::engine::general_purpose::STANDARD.decode(b64).ok();
+        let crcs: Option<Vec<u8>> = parts
+            .iter()
+            .map(|p| p.checksum_crc32_c().and_then(decode))
+            .collect::<Option<Vec<_>>>()
+            .map(|v| v.concat());
+        let md5s: Option<Vec<u8>> = parts
+            .iter()
+            .map(|p| {
+                let tag = p.e_tag()?.trim_matches('"');
+                hex::decode(tag).ok().filter(|d| d.len() == 16)
+            })
+            .collect::<Option<Vec<_>>>()
+            .map(|v| v.concat());
+        Self {
+            size,
+            crc32c: crcs.map(|c| crc32c(&c)).unwrap_or_default(),
+            parts: Some(parts.len()),
+            etag: md5s.map(|m| {
+                use md5::Digest;
+                format!("{}-{}", hex::encode(md5::Md5::digest(&m)), parts.len())
+            }),
+        }
+    }
+
+    /// Whether a HEAD's size, and its CRC32C or (multipart) its ETag, are exactly this.
+    ///
+    /// Either digest alone identifies the bytes: the CRC32C is the one we computed, the ETag is
+    /// built from the MD5s S3 computed of our parts. Both are kept because neither always works: a
+    /// part's ETag is no MD5 under SSE-KMS, and some S3-compatible servers compute a composite
+    /// CRC32C wrong (moto without its optional crc32c module uses CRC32).
+    fn matches(&self, size: Option<i64>, crc32c: Option<&str>, etag: Option<&str>) -> bool {
+        let etag_ok = matches!(
+            (&self.etag, etag),
+            (Some(ours), Some(theirs)) if ours == theirs.trim_matches('"')
+        );
+        size.and_then(|n| u64::try_from(n).ok()) == Some(self.size)
+            && (etag_ok || self.crc32c_matches(crc32c))
+    }
+
+    /// S3 writes a composite checksum as `<base64>-<parts>`; some S3-compatible servers (moto) leave
+    /// the suffix off.
+    fn crc32c_matches(&self, crc32c: Option<&str>) -> bool {
+        let Some(crc) = crc32c else {
+            return false;
+        };
+        if self.crc32c.is_empty() {
+            return false;
+        }
+        // '-' is not in the base64 alphabet, so the split is unambiguous.
+        let (value, parts) = match crc.rsplit_once('-') {
+            Some((v, n)) => (v, n.parse::<usize>().ok()),
+            None => (crc, None),
+        };
+        let parts_ok = match parts {
+            Some(n) => self.parts == Some(n),
+            None => !crc.contains('-'),
+        };
+        value == self.crc32c && parts_ok
+    }
+}
+
 pub(super) struct S3Writer {
     shared: Arc<Shared>,
     key: String,
@@ -64,6 +144,8 @@ pub(super) struct S3Writer {
     filling: Option<Filling>,
     upload: Option<Multipart>,
     next_part: i32,
+    /// Bytes handed to part uploads so far.
+    sent_bytes: u64,
     /// Set by the first failed write; the object can then only be abandoned.
     failed: Option<String>,
 }
@@ -91,6 +173,7 @@ impl S3Writer {
             filling: None,
             upload: None,
             next_part: 1,
+            sent_bytes: 0,
             failed: None,
         }
     }
@@ -166,6 +249,7 @@ impl S3Writer {
         };
         self.next_part += 1;
         let body = Bytes::from(filling.data);
+        self.sent_bytes += body.len() as u64;
         let checksum = crc32c(&body);
         let shared = self.shared.clone();
         let (key, full_key, upload_id) = (self.key.clone(), self.full_key.clone(), up.id.clone());
@@ -272,6 +356,7 @@ impl S3Writer {
             anyhow::Ok(())
         })?;
         parts.sort_by_key(|p| p.part_number());
+        let sent = Sent::multipart(&parts, self.sent_bytes);
         let req = s
             .client
             .complete_multipart_upload()
@@ -284,7 +369,17 @@ impl S3Writer {
                     .build(),
             )
             .if_none_match("*");
-        s.block_on(req.send()).map_err(|e| self.commit_error(e))?;
+        match s.block_on(req.send()) {
+            Ok(_) => {}
+            // NoSuchUpload too: a retried CompleteMultipartUpload whose first answer was lost may
+            // find the upload already completed.
+            Err(e) if is_precondition_failed(&e) || e.code() == Some("NoSuchUpload") => {
+                // Drop still aborts the upload: if it is not the one that made the object, its parts
+                // would otherwise stay, billed.
+                return self.accept_if_ours(&sent, &describe(&e));
+            }
+            Err(e) => return Err(self.commit_error(e)),
+        }
         // Completed: nothing left for Drop to abort.
         self.upload = None;
         Ok(())
@@ -293,6 +388,12 @@ impl S3Writer {
     fn put_object(&mut self, data: Vec<u8>) -> Result<()> {
         let s = &self.shared;
         let checksum = crc32c(&data);
+        let sent = Sent {
+            size: data.len() as u64,
+            crc32c: checksum.clone(),
+            parts: None,
+            etag: None,
+        };
         let mut req = s
             .client
             .put_object()
@@ -307,8 +408,62 @@ impl S3Writer {
                 .object_lock_mode(mode.clone())
                 .object_lock_retain_until_date(*until);
         }
-        s.block_on(req.send()).map_err(|e| self.commit_error(e))?;
-        Ok(())
+        match s.block_on(req.send()) {
+            Ok(_) => Ok(()),
+            Err(e) if is_precondition_failed(&e) => self.accept_if_ours(&sent, &describe(&e)),
+            Err(e) => Err(self.commit_error(e)),
+        }
+    }
+
+    /// S3 refused to create the key because it exists (412). That is what the SDK's retry gets when
+    /// the response to a write that succeeded was lost on the way back: the object is then ours, and
+    /// failing the push for it would be wrong. So read its size and checksum back and accept it when
+    /// they are exactly what this writer sent; otherwise it is someone else's object and stays.
+    ///
+    /// This does not ask whether a retry happened: an object with the same size and checksum as
+    /// ours holds the bytes we meant to write, whoever wrote them, so accepting it is never harmful.
+    /// Nobody can make a different object match on purpose: what push writes is encrypted with a
+    /// fresh session key, so nobody knows its digests before it is sent. An accidental CRC32C match
+    /// (one in four billion, of an object at a key with a random snapshot id) would still be caught
+    /// by the sha256 in the signed manifest at pull and verify.
+    fn accept_if_ours(&self, sent: &Sent, cause: &str) -> Result<()> {
+        let s = &self.shared;
+        let (key, loc) = (&self.key, s.location());
+        let head = s
+            .block_on(
+                s.client
+                    .head_object()
+                    .bucket(&s.bucket)
+                    .key(&self.full_key)
+                    .checksum_mode(ChecksumMode::Enabled)
+                    .send(),
+            )
+            .map_err(|e| {
+                anyhow!(
+                    "{loc} refused to create object {key} ({cause}), and reading the object back \
+                     to compare it with what this push sent failed: {}; offsite never overwrites an \
+                     object: find out what holds this key, then push again",
+                    describe(&e)
+                )
+            })?;
+        let (size, crc) = (head.content_length(), head.checksum_crc32_c());
+        if sent.matches(size, crc, head.e_tag()) {
+            tracing::info!(
+                "{key} in {loc}: S3 answered that it exists ({cause}), and it holds exactly what \
+                 this push sent (a retry after a lost response); counting it as written"
+            );
+            return Ok(());
+        }
+        let shown = |n: Option<i64>| n.map_or_else(|| "unknown".to_string(), |n| n.to_string());
+        bail!(
+            "object {key} already exists in {loc} with other content ({} bytes, CRC32C {}; this \
+             push sent {} bytes, CRC32C {}); offsite never overwrites an object: find out what \
+             wrote this key",
+            shown(size),
+            crc.unwrap_or("none"),
+            sent.size,
+            sent.crc32c,
+        )
     }
 
     fn commit_error<E>(&self, e: SdkError<E, HttpResponse>) -> anyhow::Error
@@ -318,7 +473,7 @@ impl S3Writer {
         let (key, loc) = (&self.key, self.shared.location());
         // 412: the key exists. 409 ConditionalRequestConflict: another writer is committing the same
         // key right now. Either way the object is someone else's and must stay as it is.
-        if http_status(&e) == Some(412) || e.code() == Some("PreconditionFailed") {
+        if is_precondition_failed(&e) {
             anyhow!("object {key} already exists in {loc}; offsite never overwrites an object")
         } else if http_status(&e) == Some(409) || e.code() == Some("ConditionalRequestConflict") {
             anyhow!(
@@ -329,6 +484,14 @@ impl S3Writer {
             anyhow!("writing {key} to {loc}: {}", describe(&e))
         }
     }
+}
+
+/// 412: S3 refused a create-only write because the key exists.
+fn is_precondition_failed<E>(e: &SdkError<E, HttpResponse>) -> bool
+where
+    E: ProvideErrorMetadata,
+{
+    http_status(e) == Some(412) || e.code() == Some("PreconditionFailed")
 }
 
 impl Write for S3Writer {
@@ -378,15 +541,19 @@ impl Drop for S3Writer {
                 .send()
                 .await
         });
-        if let Err(e) = res {
-            tracing::warn!(
+        match res {
+            Ok(_) => {}
+            // Completed after all (a retry whose first answer was lost) or aborted already: either
+            // way no parts are left.
+            Err(e) if e.code() == Some("NoSuchUpload") => {}
+            Err(e) => tracing::warn!(
                 "could not abort the multipart upload {} of {} in {}: {}; its parts stay until a \
                  bucket lifecycle rule for incomplete multipart uploads removes them",
                 up.id,
                 self.key,
                 s.location(),
                 describe(&e)
-            );
+            ),
         }
     }
 }
@@ -435,6 +602,82 @@ mod tests {
         assert_eq!(part_size(8 * MIB, 950), 8 * MIB);
         assert_eq!(part_size(8 * MIB, 951), 16 * MIB);
         assert_eq!(part_size(MAX_PART_SIZE, 9_999), MAX_PART_SIZE);
+    }
+
+    fn part(number: i32, data: &[u8], md5: &str) -> CompletedPart {
+        CompletedPart::builder()
+            .part_number(number)
+            .checksum_crc32_c(crc32c(data))
+            .e_tag(format!("\"{md5}\""))
+            .build()
+    }
+
+    #[test]
+    fn a_multipart_upload_is_recognised_by_its_composite_crc32c_or_its_etag() {
+        // Reference values from a bitwise CRC-32C and Python's hashlib.
+        assert_eq!(crc32c(b"hello "), "fmJ+WA==");
+        let parts = [
+            part(1, b"hello ", "f814893777bcc2295fff05f00e508da6"),
+            part(2, b"world", "7d793037a0760186574b0282f2f435e7"),
+        ];
+        let sent = Sent::multipart(&parts, 11);
+        assert_eq!(sent.crc32c, "vUZpoA==");
+        assert_eq!(
+            sent.etag.as_deref(),
+            Some("e09e4fd6265b36115fe3db32df945d84-2")
+        );
+        let etag = Some("\"e09e4fd6265b36115fe3db32df945d84-2\"");
+        // S3 appends the part count to a composite checksum, moto does not; both are ours.
+        assert!(sent.matches(Some(11), Some("vUZpoA==-2"), None));
+        assert!(sent.matches(Some(11), Some("vUZpoA=="), None));
+        assert!(
+            sent.matches(Some(11), Some("wrongXX=-2"), etag),
+            "the ETag alone"
+        );
+        assert!(
+            !sent.matches(Some(11), Some("vUZpoA==-3"), None),
+            "other parts"
+        );
+        assert!(
+            !sent.matches(Some(12), Some("vUZpoA==-2"), etag),
+            "other size"
+        );
+        assert!(
+            !sent.matches(
+                Some(11),
+                None,
+                Some("\"e09e4fd6265b36115fe3db32df945d84-3\"")
+            ),
+            "other ETag"
+        );
+        assert!(
+            !sent.matches(Some(11), None, None),
+            "nothing to compare proves nothing"
+        );
+
+        // Parts without checksums or with non-MD5 ETags (SSE-KMS) leave nothing to compare.
+        let bare = Sent::multipart(
+            &[CompletedPart::builder().part_number(1).e_tag("x").build()],
+            1,
+        );
+        assert!(!bare.matches(Some(1), Some(""), Some("x")));
+    }
+
+    #[test]
+    fn a_put_objects_checksum_must_match_exactly() {
+        let sent = Sent {
+            size: 5,
+            crc32c: crc32c(b"hello"),
+            parts: None,
+            etag: None,
+        };
+        assert!(sent.matches(Some(5), Some(&crc32c(b"hello")), None));
+        assert!(!sent.matches(Some(5), Some(&crc32c(b"hellp")), None));
+        assert!(!sent.matches(None, Some(&crc32c(b"hello")), None));
+        assert!(
+            !sent.matches(Some(5), Some(&format!("{}-1", crc32c(b"hello"))), None),
+            "a multipart object is not our PutObject"
+        );
     }
 
     #[test]
