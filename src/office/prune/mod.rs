@@ -15,7 +15,8 @@
 //!    and the run fails: the surviving copy is then the only one, and it is not pruned further.
 //! 3. **Only complete snapshots meet the policy.** An incomplete one (objects without a manifest)
 //!    younger than `office.abandon_after` may be a push in progress and is left alone; an older
-//!    one is a push that died (pull calls it abandoned, by the same setting) and is removed whole. Its age is the store's time of its newest object.
+//!    one is a push that died (pull calls it abandoned, by the same setting) and is removed whole.
+//!    Its age is the store's time of its newest object.
 //! 4. **Never the newest verified snapshot** of a host (`record::newest_verified`), in either store,
 //!    complete or not, whatever the policy says: it is what refresh restores from.
 //! 5. **Never "delete everything".** The newest complete snapshot of a host is always kept. Every
