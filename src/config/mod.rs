@@ -51,7 +51,8 @@ pub struct Config {
 #[serde(rename_all = "lowercase")]
 pub enum StoreConfig {
     Local(PathBuf),
-    S3(S3Settings),
+    /// Boxed: the S3 settings are ten times the size of a path.
+    S3(Box<S3Settings>),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -67,6 +68,9 @@ pub struct S3Settings {
     pub part_size: u64,
     pub parts_in_flight: usize,
     pub object_lock: Option<(String, u32)>,
+    /// A request to S3 that sends and receives nothing for this long fails (see `store::s3::stall`).
+    #[serde(serialize_with = "duration::serialize")]
+    pub stall_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -193,6 +197,9 @@ pub const DEFAULT_SCRUB_DAYS: u32 = 30;
 pub const DEFAULT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(26 * 3600);
 pub const DEFAULT_CLOCK_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(3600);
 pub const DEFAULT_REFRESH_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(48 * 3600);
+/// S3 answers a request in milliseconds and moves megabytes a second; a minute without a single byte
+/// either way means it stopped, not that it is slow.
+pub const DEFAULT_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Config {
     /// Reads and checks a config file.
@@ -267,7 +274,7 @@ fn check(raw: RawConfig, path: &Path, base: &Path) -> Result<Config> {
         }
         Some(s) => match (s.local, s.s3) {
             (Some(dir), None) => StoreConfig::Local(resolve(base, &dir)),
-            (None, Some(s3)) => StoreConfig::S3(check_s3(s3, base)?),
+            (None, Some(s3)) => StoreConfig::S3(Box::new(check_s3(s3, base)?)),
             _ => {
                 return Err(usage(format!(
                     "{}: store: needs exactly one of local: or s3:",
@@ -623,6 +630,15 @@ fn check_s3(s3: raw::RawS3, base: &Path) -> Result<S3Settings> {
             Some((mode, l.days))
         }
     };
+    let stall_timeout = match s3.stall_timeout {
+        Some(s) => parse_duration(&s).map_err(|e| usage(format!("store.s3.stall_timeout: {e}")))?,
+        None => DEFAULT_STALL_TIMEOUT,
+    };
+    if stall_timeout.is_zero() {
+        return Err(usage(
+            "store.s3.stall_timeout must be at least 1s (default 60s): a request that moves no byte for that long fails the push",
+        ));
+    }
     Ok(S3Settings {
         bucket: s3.bucket,
         prefix: s3.prefix.trim_matches('/').to_string(),
@@ -635,6 +651,7 @@ fn check_s3(s3: raw::RawS3, base: &Path) -> Result<S3Settings> {
         part_size,
         parts_in_flight: s3.parts_in_flight.unwrap_or(8).max(1),
         object_lock,
+        stall_timeout,
     })
 }
 

@@ -49,6 +49,8 @@ pub struct RawS3 {
     pub part_size: Option<String>,
     pub parts_in_flight: Option<usize>,
     pub object_lock: Option<RawObjectLock>,
+    /// A request that moves no byte either way for this long fails the push (`60s`).
+    pub stall_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
