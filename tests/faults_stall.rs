@@ -1,6 +1,7 @@
 //! Faults: S3 stops answering mid-upload (its process stopped with SIGSTOP, the TCP connections
 //! left open). push must fail within `store.s3.stall_timeout` and a margin instead of hanging, commit
-//! nothing, name what it left behind, and the next push after the server is back must commit.
+//! nothing, name what it left behind, and the next push after the server is back must commit. And a
+//! dump that stops writing is killed after `dump_stall_timeout`.
 
 mod common;
 
@@ -9,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::cli::{bin, Setup};
+use common::db::{PgDb, PG_URL};
 use common::s3::{raw_client, runtime, PrivateMoto, ACCESS_KEY, SECRET_KEY};
 
 const BUCKET: &str = "offsite-stall";
@@ -177,5 +179,51 @@ fn s3_stopped_mid_upload_fails_the_push_within_the_stall_timeout_and_the_next_pu
     assert!(
         std::fs::read(to.join("big.bin")).expect("restored file") == data,
         "the restored file has the same bytes"
+    );
+}
+
+/// A dump that stops writing (here a pg_dump stand-in that sends 100 kB and then sleeps) is killed
+/// after the source's `dump_stall_timeout`, and the source fails with that; nothing is committed.
+#[test]
+fn a_dump_that_writes_nothing_for_dump_stall_timeout_is_killed() {
+    let pg = PgDb::new("stall");
+    pg.exec("CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 20000) g");
+    let s = Setup::new("dumpstall-host");
+    let fake = s.path("slow-pg_dump");
+    // `exec sleep`: the process offsite started becomes the sleep, so killing it ends the output
+    // (pg_dump itself has died of SIGPIPE when head closed the pipe).
+    std::fs::write(
+        &fake,
+        "#!/bin/bash\nif [ \"$1\" = --version ]; then exec pg_dump --version; fi\npg_dump \"$@\" | head -c 100000\nexec sleep 60\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    s.config(&format!(
+        "postgres: [{{ url: '{PG_URL}', databases: [{}], pg_dump: '{}', dump_stall_timeout: 2s }}]",
+        pg.name,
+        fake.display()
+    ));
+    let started = Instant::now();
+    let run = s.offsite(&["push"]).expect(1);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(30),
+        "push took {took:?}: the dump was not killed"
+    );
+    assert!(
+        run.stderr
+            .contains("wrote nothing for 2s (dump_stall_timeout) and was killed"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("no snapshot was committed"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        s.local_snapshots().iter().all(|(_, complete)| !complete),
+        "{:?}",
+        s.local_snapshots()
     );
 }

@@ -97,6 +97,9 @@ pub struct DbServer {
     pub exclude: Vec<String>,
     /// pg_dump / mariadb-dump to run.
     pub dump_command: Option<String>,
+    /// A dump that writes nothing for this long is killed, and its source fails.
+    #[serde(serialize_with = "duration::serialize")]
+    pub dump_stall_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -199,6 +202,9 @@ pub const DEFAULT_CLOCK_TOLERANCE: std::time::Duration = std::time::Duration::fr
 pub const DEFAULT_REFRESH_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(48 * 3600);
 /// S3 answers a request in milliseconds and moves megabytes a second; a minute without a single byte
 /// either way means it stopped, not that it is slow.
+/// A dump may think for a long time before its first byte (a huge table's snapshot, a lock it waits
+/// for); half an hour of silence means it hangs.
+pub const DEFAULT_DUMP_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 pub const DEFAULT_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Config {
@@ -330,28 +336,34 @@ fn check(raw: RawConfig, path: &Path, base: &Path) -> Result<Config> {
     let mut postgres = Vec::new();
     for (i, p) in raw.postgres.into_iter().enumerate() {
         let what = format!("postgres[{i}]");
-        postgres.push(db_server(
-            &what,
-            &p.url,
-            p.password,
-            p.databases,
-            p.exclude,
-            p.pg_dump,
-            base,
-        )?);
+        postgres.push(
+            db_server(
+                &what,
+                &p.url,
+                p.password,
+                p.databases,
+                p.exclude,
+                p.pg_dump,
+                base,
+            )?
+            .with_dump_stall_timeout(&what, p.dump_stall_timeout)?,
+        );
     }
     let mut mysql = Vec::new();
     for (i, m) in raw.mysql.into_iter().enumerate() {
         let what = format!("mysql[{i}]");
-        mysql.push(db_server(
-            &what,
-            &m.url,
-            m.password,
-            m.databases,
-            m.exclude,
-            m.dump_command,
-            base,
-        )?);
+        mysql.push(
+            db_server(
+                &what,
+                &m.url,
+                m.password,
+                m.databases,
+                m.exclude,
+                m.dump_command,
+                base,
+            )?
+            .with_dump_stall_timeout(&what, m.dump_stall_timeout)?,
+        );
     }
 
     let mut trees: Vec<TreeConfig> = Vec::new();
@@ -682,6 +694,7 @@ fn db_server(
         Some(RawDatabases::List(l)) => Databases::List(l),
     };
     Ok(DbServer {
+        dump_stall_timeout: DEFAULT_DUMP_STALL_TIMEOUT,
         url: clean,
         password: secret,
         databases,
@@ -694,6 +707,22 @@ fn db_server(
             }
         }),
     })
+}
+
+impl DbServer {
+    fn with_dump_stall_timeout(mut self, what: &str, raw: Option<String>) -> Result<Self> {
+        if let Some(s) = raw {
+            let d =
+                parse_duration(&s).map_err(|e| usage(format!("{what}.dump_stall_timeout: {e}")))?;
+            if d.is_zero() {
+                return Err(usage(format!(
+                    "{what}.dump_stall_timeout must be at least 1s (default 30m)"
+                )));
+            }
+            self.dump_stall_timeout = d;
+        }
+        Ok(self)
+    }
 }
 
 /// Splits a database URL into one that is safe to print, log and pass in argv, and its password:

@@ -98,6 +98,8 @@ pub struct RawPostgres {
     pub exclude: Vec<String>,
     /// Path of pg_dump, when the one on PATH is not the right major version.
     pub pg_dump: Option<String>,
+    /// A dump that writes nothing for this long is killed and its source fails (`30m`).
+    pub dump_stall_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,6 +112,8 @@ pub struct RawMysql {
     pub exclude: Vec<String>,
     /// `mariadb-dump` or `mysqldump` (or a path); default: whichever is on PATH.
     pub dump_command: Option<String>,
+    /// A dump that writes nothing for this long is killed and its source fails (`30m`).
+    pub dump_stall_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -12,6 +12,11 @@ use anyhow::Result;
 use crate::config::{Databases, DbServer};
 use crate::error::usage;
 
+/// How long offsite's own connections to a database server (listing databases, versions, restores)
+/// may take to be established, TCP, TLS and login together. A healthy server answers in
+/// milliseconds; a busy one in seconds.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The databases of `server` to dump: `all` (less `exclude` and the server's own `system` schemas),
 /// or the configured list, every one of which must exist. Names must be usable in object keys.
 pub fn select_databases(
