@@ -227,3 +227,74 @@ fn a_dump_that_writes_nothing_for_dump_stall_timeout_is_killed() {
         s.local_snapshots()
     );
 }
+
+/// A server that takes connections and requests and then goes quiet: with `headers`, after sending
+/// those and the first bytes of a body; without, saying nothing at all. Each connection is held
+/// open for a minute, the way a stopped process's would be.
+fn quiet_server(headers: Option<&'static str>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let mut buf = [0u8; 65536];
+                let _ = conn.read(&mut buf);
+                if let Some(h) = headers {
+                    let _ = conn.write_all(h.as_bytes());
+                }
+                std::thread::sleep(Duration::from_secs(60));
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// Requests without a body are watched too: a listing from a server that never answers fails
+/// after stall_timeout, once, not after five attempts of it.
+#[test]
+fn a_request_that_gets_no_answer_fails_after_the_stall_timeout_without_retries() {
+    use offsite::store::Store;
+    let endpoint = quiet_server(None);
+    let mut cfg = common::s3::config_at(&endpoint, "offsite-quiet", ACCESS_KEY, SECRET_KEY);
+    cfg.stall_timeout = Duration::from_secs(1);
+    let store = common::s3::store(cfg);
+    let started = Instant::now();
+    let err = store.list("").expect_err("a server that never answers");
+    let took = started.elapsed();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("made no progress for 1s"), "{msg}");
+    assert!(
+        msg.contains(endpoint.trim_start_matches("http://")),
+        "{msg}"
+    );
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(4),
+        "took {took:?}: {msg}"
+    );
+}
+
+/// The answer's body is watched: a download whose bytes stop coming fails (after the reader's
+/// resumes, each watched the same way) instead of waiting for ever.
+#[test]
+fn a_download_whose_body_stops_coming_fails() {
+    use offsite::store::Store;
+    let endpoint = quiet_server(Some(
+        "HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\nContent-Type: application/octet-stream\r\n\r\nfirst bytes",
+    ));
+    let mut cfg = common::s3::config_at(&endpoint, "offsite-quiet", ACCESS_KEY, SECRET_KEY);
+    cfg.stall_timeout = Duration::from_secs(1);
+    let store = common::s3::store(cfg);
+    let started = Instant::now();
+    let mut reader = store.open("some/object").expect("the headers came");
+    let mut got = Vec::new();
+    let err = reader.read_to_end(&mut got).expect_err("the body stops");
+    let took = started.elapsed();
+    assert!(err.to_string().contains("made no progress for 1s"), "{err}");
+    assert!(
+        err.to_string().contains("the answer stopped coming"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+}
