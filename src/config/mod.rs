@@ -200,11 +200,11 @@ pub const DEFAULT_SCRUB_DAYS: u32 = 30;
 pub const DEFAULT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(26 * 3600);
 pub const DEFAULT_CLOCK_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(3600);
 pub const DEFAULT_REFRESH_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(48 * 3600);
-/// S3 answers a request in milliseconds and moves megabytes a second; a minute without a single byte
-/// either way means it stopped, not that it is slow.
 /// A dump may think for a long time before its first byte (a huge table's snapshot, a lock it waits
 /// for); half an hour of silence means it hangs.
 pub const DEFAULT_DUMP_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+/// S3 answers a request in milliseconds and moves megabytes a second; a minute without a single byte
+/// either way means it stopped, not that it is slow.
 pub const DEFAULT_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Config {
