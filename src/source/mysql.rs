@@ -137,7 +137,14 @@ fn dump_command(server: &DbServer) -> String {
     }
 }
 
+/// Lists the databases of a server to dump, and their tables that are not InnoDB.
 pub async fn plan(server: &DbServer) -> Result<Vec<MysqlJob>> {
+    tokio::time::timeout(super::PLAN_TIMEOUT, plan_now(server))
+        .await
+        .map_err(|_| super::plan_timed_out("MySQL/MariaDB", &server.url))?
+}
+
+async fn plan_now(server: &DbServer) -> Result<Vec<MysqlJob>> {
     let conn = Conn::from_server(&server.url, server.password.as_ref())?;
     let mut c = conn.connect(None).await?;
     let server_version: String = c

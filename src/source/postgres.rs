@@ -87,6 +87,12 @@ fn tool_major(version: &str) -> Option<u32> {
 
 /// Lists the databases of a server to dump and checks that pg_dump can dump them.
 pub async fn plan(server: &DbServer) -> Result<Vec<PgJob>> {
+    tokio::time::timeout(super::PLAN_TIMEOUT, plan_now(server))
+        .await
+        .map_err(|_| super::plan_timed_out("PostgreSQL", &server.url))?
+}
+
+async fn plan_now(server: &DbServer) -> Result<Vec<PgJob>> {
     let client = connect(&server.url, server.password.as_ref(), None).await?;
     let num: String = client
         .query_one("SHOW server_version_num", &[])
