@@ -51,7 +51,8 @@ pub struct Config {
 #[serde(rename_all = "lowercase")]
 pub enum StoreConfig {
     Local(PathBuf),
-    S3(S3Settings),
+    /// Boxed: the S3 settings are ten times the size of a path.
+    S3(Box<S3Settings>),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -67,6 +68,9 @@ pub struct S3Settings {
     pub part_size: u64,
     pub parts_in_flight: usize,
     pub object_lock: Option<(String, u32)>,
+    /// A request to S3 that sends and receives nothing for this long fails (see `store::s3::stall`).
+    #[serde(serialize_with = "duration::serialize")]
+    pub stall_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -93,6 +97,9 @@ pub struct DbServer {
     pub exclude: Vec<String>,
     /// pg_dump / mariadb-dump to run.
     pub dump_command: Option<String>,
+    /// A dump that writes nothing for this long is killed, and its source fails.
+    #[serde(serialize_with = "duration::serialize")]
+    pub dump_stall_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -198,6 +205,12 @@ pub const DEFAULT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(
 pub const DEFAULT_CLOCK_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(3600);
 pub const DEFAULT_REFRESH_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(48 * 3600);
 pub const DEFAULT_ABANDON_AFTER: std::time::Duration = std::time::Duration::from_secs(48 * 3600);
+/// A dump may think for a long time before its first byte (a huge table's snapshot, a lock it waits
+/// for); half an hour of silence means it hangs.
+pub const DEFAULT_DUMP_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+/// S3 answers a request in milliseconds and moves megabytes a second; a minute without a single byte
+/// either way means it stopped, not that it is slow.
+pub const DEFAULT_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Config {
     /// Reads and checks a config file.
@@ -272,7 +285,7 @@ fn check(raw: RawConfig, path: &Path, base: &Path) -> Result<Config> {
         }
         Some(s) => match (s.local, s.s3) {
             (Some(dir), None) => StoreConfig::Local(resolve(base, &dir)),
-            (None, Some(s3)) => StoreConfig::S3(check_s3(s3, base)?),
+            (None, Some(s3)) => StoreConfig::S3(Box::new(check_s3(s3, base)?)),
             _ => {
                 return Err(usage(format!(
                     "{}: store: needs exactly one of local: or s3:",
@@ -328,28 +341,34 @@ fn check(raw: RawConfig, path: &Path, base: &Path) -> Result<Config> {
     let mut postgres = Vec::new();
     for (i, p) in raw.postgres.into_iter().enumerate() {
         let what = format!("postgres[{i}]");
-        postgres.push(db_server(
-            &what,
-            &p.url,
-            p.password,
-            p.databases,
-            p.exclude,
-            p.pg_dump,
-            base,
-        )?);
+        postgres.push(
+            db_server(
+                &what,
+                &p.url,
+                p.password,
+                p.databases,
+                p.exclude,
+                p.pg_dump,
+                base,
+            )?
+            .with_dump_stall_timeout(&what, p.dump_stall_timeout)?,
+        );
     }
     let mut mysql = Vec::new();
     for (i, m) in raw.mysql.into_iter().enumerate() {
         let what = format!("mysql[{i}]");
-        mysql.push(db_server(
-            &what,
-            &m.url,
-            m.password,
-            m.databases,
-            m.exclude,
-            m.dump_command,
-            base,
-        )?);
+        mysql.push(
+            db_server(
+                &what,
+                &m.url,
+                m.password,
+                m.databases,
+                m.exclude,
+                m.dump_command,
+                base,
+            )?
+            .with_dump_stall_timeout(&what, m.dump_stall_timeout)?,
+        );
     }
 
     let mut trees: Vec<TreeConfig> = Vec::new();
@@ -642,6 +661,15 @@ fn check_s3(s3: raw::RawS3, base: &Path) -> Result<S3Settings> {
             Some((mode, l.days))
         }
     };
+    let stall_timeout = match s3.stall_timeout {
+        Some(s) => parse_duration(&s).map_err(|e| usage(format!("store.s3.stall_timeout: {e}")))?,
+        None => DEFAULT_STALL_TIMEOUT,
+    };
+    if stall_timeout.is_zero() {
+        return Err(usage(
+            "store.s3.stall_timeout must be at least 1s (default 60s): a request that moves no byte for that long fails the push",
+        ));
+    }
     Ok(S3Settings {
         bucket: s3.bucket,
         prefix: s3.prefix.trim_matches('/').to_string(),
@@ -654,6 +682,7 @@ fn check_s3(s3: raw::RawS3, base: &Path) -> Result<S3Settings> {
         part_size,
         parts_in_flight: s3.parts_in_flight.unwrap_or(8).max(1),
         object_lock,
+        stall_timeout,
     })
 }
 
@@ -684,6 +713,7 @@ fn db_server(
         Some(RawDatabases::List(l)) => Databases::List(l),
     };
     Ok(DbServer {
+        dump_stall_timeout: DEFAULT_DUMP_STALL_TIMEOUT,
         url: clean,
         password: secret,
         databases,
@@ -696,6 +726,22 @@ fn db_server(
             }
         }),
     })
+}
+
+impl DbServer {
+    fn with_dump_stall_timeout(mut self, what: &str, raw: Option<String>) -> Result<Self> {
+        if let Some(s) = raw {
+            let d =
+                parse_duration(&s).map_err(|e| usage(format!("{what}.dump_stall_timeout: {e}")))?;
+            if d.is_zero() {
+                return Err(usage(format!(
+                    "{what}.dump_stall_timeout must be at least 1s (default 30m)"
+                )));
+            }
+            self.dump_stall_timeout = d;
+        }
+        Ok(self)
+    }
 }
 
 /// Splits a database URL into one that is safe to print, log and pass in argv, and its password:

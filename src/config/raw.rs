@@ -49,6 +49,8 @@ pub struct RawS3 {
     pub part_size: Option<String>,
     pub parts_in_flight: Option<usize>,
     pub object_lock: Option<RawObjectLock>,
+    /// A request that moves no byte either way for this long fails the push (`60s`).
+    pub stall_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,6 +98,8 @@ pub struct RawPostgres {
     pub exclude: Vec<String>,
     /// Path of pg_dump, when the one on PATH is not the right major version.
     pub pg_dump: Option<String>,
+    /// A dump that writes nothing for this long is killed and its source fails (`30m`).
+    pub dump_stall_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,6 +112,8 @@ pub struct RawMysql {
     pub exclude: Vec<String>,
     /// `mariadb-dump` or `mysqldump` (or a path); default: whichever is on PATH.
     pub dump_command: Option<String>,
+    /// A dump that writes nothing for this long is killed and its source fails (`30m`).
+    pub dump_stall_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -103,3 +103,32 @@ fn abandon_after_defaults_to_48h_and_refuses_less_than_an_hour() {
         "{err:#}"
     );
 }
+
+#[test]
+fn stall_timeouts_default_and_parse() {
+    let c = parse("host: a\nstore: { s3: { bucket: b } }\npostgres: [{ url: 'postgres://u@db/' }]\nmysql: [{ url: 'mysql://u@db', dump_stall_timeout: 5m }]\n").unwrap();
+    match &c.store {
+        StoreConfig::S3(s) => assert_eq!(s.stall_timeout, DEFAULT_STALL_TIMEOUT),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.postgres[0].dump_stall_timeout, DEFAULT_DUMP_STALL_TIMEOUT);
+    assert_eq!(
+        c.mysql[0].dump_stall_timeout,
+        std::time::Duration::from_secs(300)
+    );
+    let c = parse("host: a\nstore: { s3: { bucket: b, stall_timeout: 3s } }\n").unwrap();
+    match &c.store {
+        StoreConfig::S3(s) => assert_eq!(s.stall_timeout, std::time::Duration::from_secs(3)),
+        other => panic!("{other:?}"),
+    }
+    let err = parse("host: a\nstore: { s3: { bucket: b, stall_timeout: 0s } }\n").unwrap_err();
+    assert!(
+        format!("{err:#}").contains("stall_timeout must be at least 1s"),
+        "{err:#}"
+    );
+    let err = parse("host: a\nstore: { local: s }\npostgres: [{ url: 'postgres://u@db/', dump_stall_timeout: 10 }]\n").unwrap_err();
+    assert!(
+        format!("{err:#}").contains("postgres[0].dump_stall_timeout"),
+        "{err:#}"
+    );
+}

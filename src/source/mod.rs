@@ -12,6 +12,22 @@ use anyhow::Result;
 use crate::config::{Databases, DbServer};
 use crate::error::usage;
 
+/// How long offsite's own connections to a database server (listing databases, versions, restores)
+/// may take to be established, TCP, TLS and login together. A healthy server answers in
+/// milliseconds; a busy one in seconds.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long push's questions to a server before dumping (version, databases, table engines) may take
+/// in all. They are catalog lookups of milliseconds; a server that takes minutes is stuck, and a
+/// statement timeout on the server would not help when the server is the one that stopped.
+pub const PLAN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+fn plan_timed_out(engine: &str, url: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{engine} at {url} did not answer push's questions (version, databases) within {}; is the server overloaded or stopped?",
+        crate::config::human_duration(PLAN_TIMEOUT)
+    )
+}
+
 /// The databases of `server` to dump: `all` (less `exclude` and the server's own `system` schemas),
 /// or the configured list, every one of which must exist. Names must be usable in object keys.
 pub fn select_databases(

@@ -40,6 +40,8 @@ pub struct MysqlJob {
     /// `table (engine)` of every table that is not InnoDB: --single-transaction cannot make those
     /// consistent.
     pub non_innodb: Vec<String>,
+    /// The dump is killed when it writes nothing for this long.
+    pub stall_timeout: std::time::Duration,
 }
 
 /// Connection parameters, split out of the URL for the command-line clients.
@@ -76,8 +78,16 @@ impl Conn {
             .user(Some(self.user.clone()))
             .pass(self.password.as_ref().map(|p| p.expose().to_string()))
             .db_name(database.map(str::to_string));
-        mysql_async::Conn::new(opts)
+        // As for PostgreSQL: a server that accepts and then says nothing must not hold the push.
+        tokio::time::timeout(super::CONNECT_TIMEOUT, mysql_async::Conn::new(opts))
             .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "connecting to MySQL/MariaDB at {}: no answer in {}s; is the server up and reachable?",
+                    self.url,
+                    super::CONNECT_TIMEOUT.as_secs()
+                )
+            })?
             .with_context(|| format!("connecting to MySQL/MariaDB at {}", self.url))
     }
 
@@ -127,7 +137,14 @@ fn dump_command(server: &DbServer) -> String {
     }
 }
 
+/// Lists the databases of a server to dump, and their tables that are not InnoDB.
 pub async fn plan(server: &DbServer) -> Result<Vec<MysqlJob>> {
+    tokio::time::timeout(super::PLAN_TIMEOUT, plan_now(server))
+        .await
+        .map_err(|_| super::plan_timed_out("MySQL/MariaDB", &server.url))?
+}
+
+async fn plan_now(server: &DbServer) -> Result<Vec<MysqlJob>> {
     let conn = Conn::from_server(&server.url, server.password.as_ref())?;
     let mut c = conn.connect(None).await?;
     let server_version: String = c
@@ -160,6 +177,7 @@ pub async fn plan(server: &DbServer) -> Result<Vec<MysqlJob>> {
             dump_command: tool.clone(),
             dump_version: dump_version.clone(),
             server_version: server_version.clone(),
+            stall_timeout: server.dump_stall_timeout,
             non_innodb: non_innodb
                 .into_iter()
                 .map(|(t, e)| format!("{t} ({e})"))
@@ -186,7 +204,14 @@ pub fn dump(
     let child = Child::spawn(name.clone(), cmd, Stdio::null())?;
     let sink = pipeline.create(&format!("db/{source}.sql"), ObjectKind::MysqlDump, &source)?;
     let mut counter = MysqlCounter::new();
-    let (object, stderr) = stream_dump(&name, child, sink, &mut counter, on_bytes)?;
+    let (object, stderr) = stream_dump(
+        &name,
+        child,
+        sink,
+        &mut counter,
+        job.stall_timeout,
+        on_bytes,
+    )?;
     let mut warnings: Vec<String> = job
         .non_innodb
         .iter()

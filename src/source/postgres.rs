@@ -25,6 +25,8 @@ pub struct PgJob {
     pub pg_dump: String,
     pub pg_dump_version: String,
     pub server_version: String,
+    /// pg_dump is killed when it writes nothing for this long.
+    pub stall_timeout: std::time::Duration,
 }
 
 /// Connects to a server with tokio-postgres. `database` replaces the URL's database.
@@ -47,9 +49,16 @@ pub async fn connect(
     if cfg.get_user().is_none() {
         cfg.user("postgres");
     }
-    let (client, conn) = cfg
-        .connect(NoTls)
+    // A server that accepts the TCP connection and then says nothing (stopped, overloaded, a
+    // half-open firewall) would otherwise hold the push for ever.
+    let (client, conn) = tokio::time::timeout(super::CONNECT_TIMEOUT, cfg.connect(NoTls))
         .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "connecting to PostgreSQL at {url}: no answer in {}s; is the server up and reachable?",
+                super::CONNECT_TIMEOUT.as_secs()
+            )
+        })?
         .with_context(|| format!("connecting to PostgreSQL at {url}"))?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
@@ -78,6 +87,12 @@ fn tool_major(version: &str) -> Option<u32> {
 
 /// Lists the databases of a server to dump and checks that pg_dump can dump them.
 pub async fn plan(server: &DbServer) -> Result<Vec<PgJob>> {
+    tokio::time::timeout(super::PLAN_TIMEOUT, plan_now(server))
+        .await
+        .map_err(|_| super::plan_timed_out("PostgreSQL", &server.url))?
+}
+
+async fn plan_now(server: &DbServer) -> Result<Vec<PgJob>> {
     let client = connect(&server.url, server.password.as_ref(), None).await?;
     let num: String = client
         .query_one("SHOW server_version_num", &[])
@@ -120,6 +135,7 @@ pub async fn plan(server: &DbServer) -> Result<Vec<PgJob>> {
             pg_dump: pg_dump.clone(),
             pg_dump_version: pg_dump_version.clone(),
             server_version: server_version.clone(),
+            stall_timeout: server.dump_stall_timeout,
         })
         .collect())
 }
@@ -151,6 +167,7 @@ pub fn dump(
         child,
         sink,
         &mut counter,
+        job.stall_timeout,
         on_bytes,
     )?;
     let warnings = stderr

@@ -73,6 +73,11 @@ impl Child {
             .context("child stdout already taken")
     }
 
+    /// The child's process id; valid until [`Child::finish`] or [`Child::kill`] reaps it.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn stdin(&mut self) -> Result<std::process::ChildStdin> {
         self.child.stdin.take().context("child stdin was not piped")
     }

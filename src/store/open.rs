@@ -46,6 +46,7 @@ fn s3(s: &S3Settings, handle: &tokio::runtime::Handle) -> Result<S3Store> {
             parts_in_flight: s.parts_in_flight,
             object_lock_days,
             object_lock_mode,
+            stall_timeout: s.stall_timeout,
         },
         handle.clone(),
     )

@@ -13,16 +13,19 @@
 
 mod admin;
 mod clock;
+mod stall;
 mod upload;
 
 use std::fmt;
 use std::future::Future;
 use std::io::{self, Read};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Result};
 use aws_config::retry::RetryConfig;
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::Credentials;
@@ -75,6 +78,8 @@ pub struct S3Config {
     /// Retain every written object this many days with S3 Object Lock (the bucket must have it on).
     pub object_lock_days: Option<u32>,
     pub object_lock_mode: LockMode,
+    /// A request that sends and receives no byte for this long fails (see [`stall`]).
+    pub stall_timeout: Duration,
 }
 
 impl Default for S3Config {
@@ -92,6 +97,7 @@ impl Default for S3Config {
             parts_in_flight: 8,
             object_lock_days: None,
             object_lock_mode: LockMode::default(),
+            stall_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -113,6 +119,7 @@ impl fmt::Debug for S3Config {
             .field("parts_in_flight", &self.parts_in_flight)
             .field("object_lock_days", &self.object_lock_days)
             .field("object_lock_mode", &self.object_lock_mode)
+            .field("stall_timeout", &self.stall_timeout)
             .finish()
     }
 }
@@ -133,6 +140,8 @@ struct Shared {
     object_lock: Option<(LockMode, u32)>,
     /// The server's clock from the last response (see [`clock`]).
     clock: clock::ClockWatch,
+    /// No byte of progress for this long ends a request (see [`stall`]).
+    stall_timeout: Duration,
 }
 
 impl Shared {
@@ -199,6 +208,12 @@ impl S3Store {
                 cfg.bucket
             );
         }
+        if cfg.stall_timeout.is_zero() {
+            bail!(
+                "S3 store s3://{}: stall_timeout must be at least 1s",
+                cfg.bucket
+            );
+        }
         if cfg.object_lock_days == Some(0) {
             bail!(
                 "S3 store s3://{}: object_lock_days must be at least 1",
@@ -249,6 +264,15 @@ impl S3Store {
         let s3_config = aws_sdk_s3::config::Builder::from(&sdk_config)
             .force_path_style(cfg.path_style)
             .interceptor(clock.clone())
+            .timeout_config(timeouts(cfg.stall_timeout))
+            // The stall detector watches both directions of every request with one clock; the
+            // SDK's own stalled-stream protection would retry a stalled part (its error is
+            // retryable) and so wait out the same stall several times before failing the push.
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+            .http_client(stall::StallClient::new(
+                stall::default_client(),
+                cfg.stall_timeout,
+            ))
             .build();
         Ok(Self {
             shared: Arc::new(Shared {
@@ -260,6 +284,7 @@ impl S3Store {
                 parts_in_flight: cfg.parts_in_flight,
                 object_lock: cfg.object_lock_days.map(|d| (cfg.object_lock_mode, d)),
                 clock,
+                stall_timeout: cfg.stall_timeout,
             }),
         })
     }
@@ -466,6 +491,25 @@ impl Read for S3Reader {
     }
 }
 
+/// The SDK's own timeouts, below the stall detector ([`stall`]).
+///
+/// Connecting gets 10 s (less when `stall` is shorter): an endpoint that does not accept a connection
+/// by then is down, and the SDK's retries try again with backoff. The SDK's read and per-attempt
+/// timeouts run from the start of a request, upload included, so no fixed value fits both a
+/// `HeadBucket` and a 5 GiB part on a slow line; they are set to what cannot cut an upload that is
+/// still moving (an hour per attempt), as a last bound behind the stall detector, which ends any
+/// request that moves no byte for `stall`. Retries stay bounded: five attempts, each ended by one of
+/// these, and a stall is not retried at all.
+fn timeouts(stall: Duration) -> TimeoutConfig {
+    let connect = stall.min(Duration::from_secs(10));
+    let attempt = stall.max(Duration::from_secs(3600));
+    TimeoutConfig::builder()
+        .connect_timeout(connect)
+        .read_timeout(attempt)
+        .operation_attempt_timeout(attempt)
+        .build()
+}
+
 fn http_status<E>(e: &SdkError<E, HttpResponse>) -> Option<u16> {
     e.raw_response().map(|r| r.status().as_u16())
 }
@@ -489,8 +533,12 @@ where
     }
 }
 
-/// An error and its sources, joined with ": ".
-fn chain(e: &dyn std::error::Error) -> String {
+/// An error and its sources, joined with ": "; only the stall when there was one, since the SDK's
+/// wrappers around it ("dispatch failure: other: ...") say nothing more.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    if let Some(stalled) = stall::find(e) {
+        return stalled.to_string();
+    }
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -14,6 +14,7 @@
 
 use std::io::{self, Write};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use aws_sdk_s3::config::http::HttpResponse;
@@ -27,10 +28,14 @@ use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use super::{describe, http_status, Shared, MAX_PART_SIZE};
+use super::{describe, http_status, stall, Shared, MAX_PART_SIZE};
+use crate::config::human_duration;
 use crate::store::ObjectWriter;
 
 const MAX_PARTS: i32 = 10_000;
+/// The longest an abort after a failure may take (less when `stall_timeout` is shorter): the push
+/// has failed already and should say so soon; an upload left behind is named in the error.
+const ABORT_WAIT: Duration = Duration::from_secs(10);
 const PARTS_PER_DOUBLING: i32 = 950;
 
 /// Size of part `number` (1-based).
@@ -269,12 +274,19 @@ impl S3Writer {
                     .checksum_crc32_c(&checksum)
                     .send()
                     .await
-                    .map_err(|e| {
-                        anyhow!(
+                    .map_err(|e| match stall::find(&e) {
+                        Some(stalled) => anyhow!(
+                            "S3 at {} made no progress for {} uploading {key} (part {number}) to \
+                             {}; the upload was stopped",
+                            stalled.endpoint(),
+                            human_duration(stalled.stall()),
+                            s.location()
+                        ),
+                        None => anyhow!(
                             "uploading part {number} of {key} to {}: {}",
                             s.location(),
                             describe(&e)
-                        )
+                        ),
                     })?;
                 // The buffer is gone once the request has been sent; free the slot for the next part.
                 drop(permit);
@@ -503,7 +515,12 @@ impl Write for S3Writer {
             return Ok(0);
         }
         self.write_some(data).map_err(|e| {
-            let msg = format!("{e:#}");
+            let mut msg = format!("{e:#}");
+            // Abort now rather than when the writer is dropped, so that an upload that could not be
+            // aborted is named in the error the push reports, not only in a log line.
+            if let Err(orphan) = self.abandon() {
+                msg = format!("{msg}; {orphan}");
+            }
             self.failed = Some(msg.clone());
             io::Error::other(msg)
         })
@@ -518,42 +535,59 @@ impl Write for S3Writer {
 
 impl ObjectWriter for S3Writer {
     fn commit(mut self: Box<Self>) -> Result<()> {
-        // On failure `self` is dropped here, and Drop aborts the multipart upload.
-        self.finish()
+        // On failure the multipart upload is aborted; one that could not be is named in the error.
+        self.finish().map_err(|e| match self.abandon() {
+            Ok(()) => e,
+            Err(orphan) => anyhow!("{e:#}; {orphan}"),
+        })
+    }
+}
+
+impl S3Writer {
+    /// Aborts the multipart upload, if one was started and not completed: best effort, within
+    /// `ABORT_WAIT`. `Err` names the upload left behind, for the office to remove.
+    fn abandon(&mut self) -> std::result::Result<(), String> {
+        self.filling = None;
+        let Some(mut up) = self.upload.take() else {
+            return Ok(());
+        };
+        let s = self.shared.clone();
+        let wait = s.stall_timeout.min(ABORT_WAIT);
+        let res = s.block_on(async {
+            // A part still in flight could land after the abort and leave a billed, invisible part.
+            up.running.shutdown().await;
+            tokio::time::timeout(
+                wait,
+                s.client
+                    .abort_multipart_upload()
+                    .bucket(&s.bucket)
+                    .key(&self.full_key)
+                    .upload_id(&up.id)
+                    .send(),
+            )
+            .await
+        });
+        let why = match res {
+            Ok(Ok(_)) => return Ok(()),
+            // Completed after all (a retry whose first answer was lost) or aborted already: either
+            // way no parts are left.
+            Ok(Err(e)) if e.code() == Some("NoSuchUpload") => return Ok(()),
+            Ok(Err(e)) => describe(&e),
+            Err(_) => format!("no answer in {}", human_duration(wait)),
+        };
+        Err(format!(
+            "the multipart upload {} of {} in s3://{} could not be aborted ({why}); its parts \
+             stay, billed, until the office aborts it (aws s3api abort-multipart-upload) or a \
+             bucket lifecycle rule for incomplete multipart uploads removes it",
+            up.id, self.full_key, s.bucket
+        ))
     }
 }
 
 impl Drop for S3Writer {
     fn drop(&mut self) {
-        self.filling = None;
-        let Some(mut up) = self.upload.take() else {
-            return;
-        };
-        let s = self.shared.clone();
-        let res = s.block_on(async {
-            // A part still in flight could land after the abort and leave a billed, invisible part.
-            up.running.shutdown().await;
-            s.client
-                .abort_multipart_upload()
-                .bucket(&s.bucket)
-                .key(&self.full_key)
-                .upload_id(&up.id)
-                .send()
-                .await
-        });
-        match res {
-            Ok(_) => {}
-            // Completed after all (a retry whose first answer was lost) or aborted already: either
-            // way no parts are left.
-            Err(e) if e.code() == Some("NoSuchUpload") => {}
-            Err(e) => tracing::warn!(
-                "could not abort the multipart upload {} of {} in {}: {}; its parts stay until a \
-                 bucket lifecycle rule for incomplete multipart uploads removes them",
-                up.id,
-                self.key,
-                s.location(),
-                describe(&e)
-            ),
+        if let Err(orphan) = self.abandon() {
+            tracing::warn!("{orphan}");
         }
     }
 }
