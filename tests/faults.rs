@@ -7,8 +7,14 @@
 //!   leaves only a lock file the kernel already released; two office commands on one offsite dir.
 //! - kill -9 of push at 20 random moments of a run, on a local store and on S3: every snapshot
 //!   listed as complete restores afterwards, and the next push commits.
+//! - [`lost_response`]: a response lost on the way back from S3, a key someone else wrote.
+//! - [`stall`]: S3 stops answering mid-upload; a dump that stops writing.
 
 mod common;
+#[path = "faults/lost_response.rs"]
+mod lost_response;
+#[path = "faults/stall.rs"]
+mod stall;
 
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;

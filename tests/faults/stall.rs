@@ -3,15 +3,13 @@
 //! nothing, name what it left behind, and the next push after the server is back must commit. And a
 //! dump that stops writing is killed after `dump_stall_timeout`.
 
-mod common;
-
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::cli::{bin, Setup};
-use common::db::{PgDb, PG_URL};
-use common::s3::{raw_client, runtime, PrivateMoto, ACCESS_KEY, SECRET_KEY};
+use crate::common::cli::{bin, Setup};
+use crate::common::db::{PgDb, PG_URL};
+use crate::common::s3::{raw_client, runtime, PrivateMoto, ACCESS_KEY, SECRET_KEY};
 
 const BUCKET: &str = "offsite-stall";
 
@@ -257,9 +255,9 @@ fn quiet_server(headers: Option<&'static str>) -> String {
 fn a_request_that_gets_no_answer_fails_after_the_stall_timeout_without_retries() {
     use offsite::store::Store;
     let endpoint = quiet_server(None);
-    let mut cfg = common::s3::config_at(&endpoint, "offsite-quiet", ACCESS_KEY, SECRET_KEY);
+    let mut cfg = crate::common::s3::config_at(&endpoint, "offsite-quiet", ACCESS_KEY, SECRET_KEY);
     cfg.stall_timeout = Duration::from_secs(1);
-    let store = common::s3::store(cfg);
+    let store = crate::common::s3::store(cfg);
     let started = Instant::now();
     let err = store.list("").expect_err("a server that never answers");
     let took = started.elapsed();
@@ -283,9 +281,9 @@ fn a_download_whose_body_stops_coming_fails() {
     let endpoint = quiet_server(Some(
         "HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\nContent-Type: application/octet-stream\r\n\r\nfirst bytes",
     ));
-    let mut cfg = common::s3::config_at(&endpoint, "offsite-quiet", ACCESS_KEY, SECRET_KEY);
+    let mut cfg = crate::common::s3::config_at(&endpoint, "offsite-quiet", ACCESS_KEY, SECRET_KEY);
     cfg.stall_timeout = Duration::from_secs(1);
-    let store = common::s3::store(cfg);
+    let store = crate::common::s3::store(cfg);
     let started = Instant::now();
     let mut reader = store.open("some/object").expect("the headers came");
     let mut got = Vec::new();

@@ -5,17 +5,15 @@
 //! acted on the request (a response lost on the network), or first writes other bytes at the
 //! request's key itself (another writer got there first).
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use common::cli::Setup;
-use common::s3::{raw_client, runtime, PrivateMoto, ACCESS_KEY, SECRET_KEY};
-use common::tree::{assert_same, describe};
+use crate::common::cli::Setup;
+use crate::common::s3::{raw_client, runtime, PrivateMoto, ACCESS_KEY, SECRET_KEY};
+use crate::common::tree::{assert_same, describe};
 
 /// What the proxy does to the first request it picks.
 #[derive(Clone)]
