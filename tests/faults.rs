@@ -7,6 +7,9 @@
 //!   leaves only a lock file the kernel already released; two office commands on one offsite dir.
 //! - kill -9 of push at 20 random moments of a run, on a local store and on S3: every snapshot
 //!   listed as complete restores afterwards, and the next push commits.
+//! - the dump's own connection ended by the server (pg_terminate_backend, MariaDB KILL): the push
+//!   fails naming the database, and nothing is committed. The rule: a snapshot is committed only
+//!   when every source succeeded (no manifest when any source fails).
 //! - [`lost_response`]: a response lost on the way back from S3, a key someone else wrote.
 //! - [`stall`]: S3 stops answering mid-upload; a dump that stops writing.
 
@@ -553,4 +556,98 @@ fn push_killed_at_random_moments_on_s3_leaves_complete_snapshots_that_restore() 
         common::s3::endpoint()
     );
     killed_at_random_moments(&s, &store);
+}
+
+/// A database whose dump takes a few seconds: one table of 2 million rows.
+fn slow_pg_db(tag: &str) -> PgDb {
+    let db = PgDb::new(tag);
+    db.exec(
+        "CREATE TABLE big AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 2000000) g",
+    );
+    db
+}
+
+/// Polls `sql` (one value per row) until it returns a row, for at most 60 s; returns that row.
+fn first_row(mut query: impl FnMut() -> String, what: &str) -> String {
+    let mut found = String::new();
+    wait_for(60, what, || {
+        found = query()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        !found.is_empty()
+    });
+    found
+}
+
+#[test]
+fn a_dump_whose_connection_is_terminated_fails_the_push_naming_the_database() {
+    let db = slow_pg_db("fault_term");
+    let s = Setup::new("fault-term");
+    let config = push_config(
+        &s,
+        &format!(
+            "postgres: [{{ url: '{PG_URL}', databases: [{}] }}]",
+            db.name
+        ),
+    );
+    let mut p = spawn(&s, &config, &["push"], "push");
+    // The server ends the dump's own connection while its COPY runs, as an admin or a failover
+    // would.
+    let admin = PgDb::named("postgres");
+    let pid = first_row(
+        || {
+            admin.exec(&format!(
+                "SELECT pid FROM pg_stat_activity WHERE datname = '{}' AND application_name = 'pg_dump' AND query ILIKE 'COPY%'",
+                db.name
+            ))
+        },
+        "pg_dump's COPY",
+    );
+    admin.exec(&format!("SELECT pg_terminate_backend({pid})"));
+    let code = p.finish(60);
+    let stderr = p.stderr();
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("postgres/{}", db.name)),
+        "names the database: {stderr}"
+    );
+    assert!(complete(&s).is_empty(), "{:?}", s.local_snapshots());
+}
+
+#[test]
+fn a_mariadb_dump_whose_connection_is_killed_fails_the_push_naming_the_database() {
+    let db = common::db::MyDb::new("fault_kill");
+    db.exec("CREATE TABLE big (id INT PRIMARY KEY, v CHAR(32)) ENGINE=InnoDB");
+    db.exec("INSERT INTO big SELECT seq, md5(seq) FROM seq_1_to_1000000");
+    let s = Setup::new("fault-kill");
+    let config = push_config(
+        &s,
+        &format!(
+            "mysql: [{{ url: '{}', databases: [{}] }}]",
+            common::db::MY_URL,
+            db.name
+        ),
+    );
+    let mut p = spawn(&s, &config, &["push"], "push");
+    let id = first_row(
+        || {
+            common::db::MyDb::named("information_schema").exec(&format!(
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = '{}' AND INFO LIKE 'SELECT%big%'",
+                db.name
+            ))
+        },
+        "mariadb-dump's SELECT",
+    );
+    common::db::MyDb::named("information_schema").exec(&format!("KILL {id}"));
+    let code = p.finish(60);
+    let stderr = p.stderr();
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("mysql/{}", db.name)),
+        "names the database: {stderr}"
+    );
+    assert!(complete(&s).is_empty(), "{:?}", s.local_snapshots());
 }
