@@ -10,10 +10,13 @@
 //! - the dump's own connection ended by the server (pg_terminate_backend, MariaDB KILL): the push
 //!   fails naming the database, and nothing is committed. The rule: a snapshot is committed only
 //!   when every source succeeded (no manifest when any source fails).
+//! - [`leftovers`]: the temporary files of a killed push are listed, reported and pruned.
 //! - [`lost_response`]: a response lost on the way back from S3, a key someone else wrote.
 //! - [`stall`]: S3 stops answering mid-upload; a dump that stops writing.
 
 mod common;
+#[path = "faults/leftovers.rs"]
+mod leftovers;
 #[path = "faults/lost_response.rs"]
 mod lost_response;
 #[path = "faults/stall.rs"]

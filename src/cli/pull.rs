@@ -49,9 +49,16 @@ pub fn run_with(
                 } else {
                     "incomplete (may be in progress)"
                 };
+                let unfinished = match i.unfinished_writes {
+                    0 => String::new(),
+                    n => format!(", {n} unfinished write(s)"),
+                };
                 eprintln!(
-                    "  {}/{}: {what}, {:.0} h old",
-                    h.host, i.snapshot, i.age_hours
+                    "  {}/{}: {what}, {:.0} h old, {}{unfinished}",
+                    h.host,
+                    i.snapshot,
+                    i.age_hours,
+                    human(i.bytes)
                 );
             }
             if let Some(e) = &h.error {

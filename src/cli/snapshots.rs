@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::{reading_judge, reading_store, runtime, Cli, EXIT_FAILED};
 use offsite::config::human;
 use offsite::keyring::read_keys;
-use offsite::snapshot::list::{list, load_manifest, SnapshotInfo};
+use offsite::snapshot::list::{list, list_with_unfinished, load_manifest, writes_of, SnapshotInfo};
 use offsite::snapshot::manifest::TreeRun;
 
 #[derive(clap::Args)]
@@ -22,6 +22,11 @@ pub struct Args {
     /// Certificate of the host whose signature to check (default: office.hosts[host]).
     #[arg(long, value_name = "FILE")]
     pub signer: Option<PathBuf>,
+    /// Also list every unfinished write (a local store's temporary file, an S3 multipart upload)
+    /// with its key, age and size: what a killed push left, which the office's prune removes
+    /// once older than office.abandon_after.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Serialize)]
@@ -41,6 +46,24 @@ struct Row {
     /// Per file tree: full or incremental, and on what.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     trees: Vec<TreeRow>,
+    /// Incomplete: hours since the store last saw it written to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    idle_hours: Option<f64>,
+    /// With `--all`: its unfinished writes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    unfinished: Vec<WriteRow>,
+}
+
+#[derive(Serialize)]
+struct WriteRow {
+    key: String,
+    kind: &'static str,
+    /// The temporary file's name or the multipart upload's id.
+    handle: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    idle_hours: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -75,7 +98,16 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     let cfg = cli.maybe_config()?;
     let rt = runtime()?;
     let store = reading_store(cli, cfg.as_ref(), rt.handle())?;
-    let mut snaps = list(store.as_ref(), a.host.as_deref())?;
+    let (mut snaps, writes) = match list_with_unfinished(store.as_ref(), a.host.as_deref()) {
+        Ok(found) => found,
+        // A push-only credential may not list multipart uploads: the objects still tell most.
+        Err(e) => {
+            eprintln!("warning: {e:#}; unfinished writes are not shown");
+            (list(store.as_ref(), a.host.as_deref())?, Vec::new())
+        }
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let hours = |t: Option<time::OffsetDateTime>| t.map(|t| (now - t).as_seconds_f64() / 3600.0);
     reading_judge(cli, cfg.as_ref())?.assess(&mut snaps);
     let can_open = a.key.is_some()
         || cfg
@@ -95,6 +127,20 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
                     .ok()
             }),
             trees: Vec::new(),
+            idle_hours: (!s.complete).then(|| hours(s.last_write)).flatten(),
+            unfinished: if a.all {
+                writes_of(&writes, &s.host, &s.id)
+                    .map(|w| WriteRow {
+                        key: w.key.clone(),
+                        kind: store.unfinished_kind(),
+                        handle: w.handle.clone(),
+                        bytes: w.size,
+                        idle_hours: hours(w.modified),
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
         };
         if can_open && s.complete {
             match read_keys(cfg.as_ref(), &s.host, a.key.as_deref(), a.signer.as_deref())
@@ -147,27 +193,49 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<14} {:<22} {:<11} {:>10} {:>8}  {:<10} SOURCES",
+        "{:<14} {:<22} {:<15} {:>10} {:>8}  {:<10} SOURCES",
         "HOST", "SNAPSHOT", "STATUS", "SIZE", "OBJECTS", "SIGNATURE"
     );
     for r in &rows {
         let status = match (r.info.complete, &r.info.quarantine) {
-            (true, Some(_)) => "QUARANTINED",
-            (true, None) => "complete",
-            (false, _) => "incomplete",
+            (true, Some(_)) => "QUARANTINED".to_string(),
+            (true, None) => "complete".to_string(),
+            (false, _) => match r.idle_hours {
+                Some(h) => format!("incomplete {}", idle(h)),
+                None => "incomplete".to_string(),
+            },
         };
         println!(
-            "{:<14} {:<22} {:<11} {:>10} {:>8}  {:<10} {}",
+            "{:<14} {:<22} {:<15} {:>10} {:>8}  {:<10} {}",
             r.info.host,
             r.info.id,
             status,
-            human(r.info.stored_bytes),
+            human(r.info.stored_bytes + r.info.unfinished_bytes),
             r.info.objects,
             r.signature
                 .as_deref()
                 .map(|s| if s == "valid" { "valid" } else { "INVALID" })
                 .unwrap_or("-"),
             r.sources.join(", ")
+        );
+    }
+    let unfinished: usize = rows.iter().map(|r| r.info.unfinished_writes).sum();
+    if a.all {
+        for r in &rows {
+            for w in &r.unfinished {
+                println!(
+                    "  unfinished {} {} of {}: {}, idle {}",
+                    w.kind,
+                    w.handle,
+                    w.key,
+                    w.bytes.map(human).unwrap_or_else(|| "size unknown".into()),
+                    w.idle_hours.map(idle).unwrap_or_else(|| "?".into()),
+                );
+            }
+        }
+    } else if unfinished > 0 {
+        println!(
+            "{unfinished} unfinished write(s) left by pushes that did not finish (--all lists them; the office's prune removes them after office.abandon_after)"
         );
     }
     for r in &rows {
@@ -187,4 +255,14 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         );
     }
     Ok(code)
+}
+
+/// `3h`, `2d 4h`, `25m`: how long something has been idle.
+fn idle(hours: f64) -> String {
+    let minutes = (hours * 60.0).max(0.0).round() as u64;
+    match minutes {
+        m if m < 60 => format!("{m}m"),
+        m if m < 48 * 60 => format!("{}h", m / 60),
+        m => format!("{}d {}h", m / (24 * 60), m / 60 % 24),
+    }
 }

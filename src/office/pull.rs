@@ -20,7 +20,9 @@ use super::ledger::{Entry, Ledger};
 use super::record::{Flood, Incomplete, PullHost, PullRecord, Suspect, PULL_FORMAT};
 use crate::config::human;
 use crate::pipeline::digest::VerifyingReader;
-use crate::snapshot::list::{list, load_manifest_sealed, open_manifest, SnapshotInfo};
+use crate::snapshot::list::{
+    list, list_with_unfinished, load_manifest_sealed, open_manifest, SnapshotInfo,
+};
 use crate::snapshot::trust::{self, Origin};
 use crate::snapshot::{Manifest, MANIFEST_NAME};
 use crate::store::{read_capped, Store};
@@ -63,7 +65,9 @@ fn pull_host(
     host: &str,
     now: OffsetDateTime,
 ) -> Result<PullHost> {
-    let mut remote = list(source, Some(host))?;
+    // With the writes that never finished: a push killed before its first object landed left
+    // nothing else, and the report must still show it.
+    let (mut remote, _) = list_with_unfinished(source, Some(host))?;
     let local: Vec<SnapshotInfo> = list(office.offsite.as_ref(), Some(host))?;
     let mut ledger = Ledger::load(&office.offsite_dir, host)?;
     let tolerance =
@@ -157,6 +161,8 @@ fn pull_host(
                 snapshot: snap.id.clone(),
                 age_hours: age,
                 abandoned: age > abandon_after,
+                bytes: snap.stored_bytes + snap.unfinished_bytes,
+                unfinished_writes: snap.unfinished_writes,
             });
             continue;
         }

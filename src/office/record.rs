@@ -310,6 +310,12 @@ pub struct Incomplete {
     pub age_hours: f64,
     /// Older than `office.abandon_after`: its push died; office-side retention removes it.
     pub abandoned: bool,
+    /// What it holds: its objects and its unfinished writes, as far as the store can tell.
+    #[serde(default)]
+    pub bytes: u64,
+    /// Writes its push began and never finished (temporary files, multipart uploads).
+    #[serde(default)]
+    pub unfinished_writes: usize,
 }
 
 impl PullHost {

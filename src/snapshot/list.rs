@@ -12,7 +12,7 @@ use super::manifest::Manifest;
 use super::{SnapshotId, MANIFEST_NAME};
 use crate::crypto::{open_signed, DecryptionKeys};
 use crate::error::usage;
-use crate::store::{read_capped, Store};
+use crate::store::{read_capped, Store, Unfinished};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SnapshotInfo {
@@ -46,12 +46,50 @@ pub struct SnapshotInfo {
     /// signature): retention does not count it.
     #[serde(skip)]
     pub unchecked: bool,
+    /// Writes its push began and never finished (see [`Unfinished`]): only when listed with
+    /// [`list_with_unfinished`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unfinished_writes: usize,
+    /// What those hold, as far as the store can tell.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unfinished_bytes: u64,
+}
+
+fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
+    *n == T::default()
 }
 
 impl SnapshotInfo {
     pub fn dir(&self) -> String {
         super::dir(&self.host, &self.id)
     }
+
+    fn empty(host: &str, id: &str) -> Self {
+        SnapshotInfo {
+            host: host.to_string(),
+            id: id.to_string(),
+            complete: false,
+            objects: 0,
+            stored_bytes: 0,
+            has_trees: false,
+            needs: Vec::new(),
+            committed: None,
+            last_write: None,
+            trusted: None,
+            quarantine: None,
+            unchecked: false,
+            unfinished_writes: 0,
+            unfinished_bytes: 0,
+        }
+    }
+}
+
+/// `(host, id)` of a key `<host>/<id>/...` whose id is a snapshot id.
+fn snapshot_of(key: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = key.splitn(3, '/');
+    let (h, id, rest) = (parts.next()?, parts.next()?, parts.next()?);
+    id.parse::<SnapshotId>().ok()?;
+    Some((h, id, rest))
 }
 
 /// Every snapshot in the store (of one host, if given), oldest first.
@@ -62,29 +100,12 @@ pub fn list(store: &dyn Store, host: Option<&str>) -> Result<Vec<SnapshotInfo>> 
         .with_context(|| format!("listing snapshots in {}", store.location()))?;
     let mut snaps: BTreeMap<(String, String), SnapshotInfo> = BTreeMap::new();
     for o in objects {
-        let mut parts = o.key.splitn(3, '/');
-        let (Some(h), Some(id), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+        let Some((h, id, rest)) = snapshot_of(&o.key) else {
             continue;
         };
-        if id.parse::<SnapshotId>().is_err() {
-            continue;
-        }
         let s = snaps
             .entry((h.to_string(), id.to_string()))
-            .or_insert_with(|| SnapshotInfo {
-                host: h.to_string(),
-                id: id.to_string(),
-                complete: false,
-                objects: 0,
-                stored_bytes: 0,
-                has_trees: false,
-                needs: Vec::new(),
-                committed: None,
-                last_write: None,
-                trusted: None,
-                quarantine: None,
-                unchecked: false,
-            });
+            .or_insert_with(|| SnapshotInfo::empty(h, id));
         s.objects += 1;
         s.stored_bytes += o.size;
         if o.modified > s.last_write {
@@ -104,6 +125,50 @@ pub fn list(store: &dyn Store, host: Option<&str>) -> Result<Vec<SnapshotInfo>> 
     let mut out: Vec<SnapshotInfo> = snaps.into_values().collect();
     out.sort_by(|a, b| a.id.cmp(&b.id).then(a.host.cmp(&b.host)));
     Ok(out)
+}
+
+/// [`list`], and the writes under the same prefix that began and never finished, counted into
+/// their snapshots: a push killed before its first object landed leaves a snapshot that holds
+/// nothing else, which is listed (incomplete) only this way. Its age is then the store's time of
+/// its newest write, finished or not, so a write still in progress keeps it young.
+pub fn list_with_unfinished(
+    store: &dyn Store,
+    host: Option<&str>,
+) -> Result<(Vec<SnapshotInfo>, Vec<Unfinished>)> {
+    let mut snaps = list(store, host)?;
+    let prefix = host.map(|h| format!("{h}/")).unwrap_or_default();
+    let writes = store.unfinished(&prefix)?;
+    for w in &writes {
+        let Some((h, id, _)) = snapshot_of(&w.key) else {
+            continue;
+        };
+        let pos = match snaps.iter().position(|s| s.host == h && s.id == id) {
+            Some(p) => p,
+            None => {
+                snaps.push(SnapshotInfo::empty(h, id));
+                snaps.len() - 1
+            }
+        };
+        let s = &mut snaps[pos];
+        s.unfinished_writes += 1;
+        s.unfinished_bytes += w.size.unwrap_or(0);
+        if w.modified > s.last_write {
+            s.last_write = w.modified;
+        }
+    }
+    snaps.sort_by(|a, b| a.id.cmp(&b.id).then(a.host.cmp(&b.host)));
+    Ok((snaps, writes))
+}
+
+/// The unfinished writes of one snapshot, from [`list_with_unfinished`]'s second list.
+pub fn writes_of<'a>(
+    writes: &'a [Unfinished],
+    host: &'a str,
+    id: &'a str,
+) -> impl Iterator<Item = &'a Unfinished> + 'a {
+    writes
+        .iter()
+        .filter(move |w| snapshot_of(&w.key).is_some_and(|(h, i, _)| h == host && i == id))
 }
 
 /// Which snapshot a command works on.

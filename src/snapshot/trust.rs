@@ -191,6 +191,8 @@ mod tests {
             trusted: None,
             quarantine: None,
             unchecked: false,
+            unfinished_writes: 0,
+            unfinished_bytes: 0,
         }
     }
 

@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use super::{check_key, AdminStore, ObjectInfo, ObjectWriter, Store};
+use super::{check_key, AdminStore, ObjectInfo, ObjectWriter, Store, Unfinished};
+
+/// Marks a temporary file: `.<name>.partial-<8 hex>` beside the object `<name>` it becomes.
+const PARTIAL: &str = ".partial-";
 
 pub struct LocalStore {
     root: PathBuf,
@@ -54,7 +57,7 @@ impl Store for LocalStore {
         fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
         let name = path.file_name().context("object key has no file name")?;
         let tmp = dir.join(format!(
-            ".{}.partial-{:08x}",
+            ".{}{PARTIAL}{:08x}",
             name.to_string_lossy(),
             rand::random::<u32>()
         ));
@@ -79,7 +82,49 @@ impl Store for LocalStore {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
-        // Walk from the deepest directory the prefix names, then filter by the full prefix.
+        let mut out: Vec<ObjectInfo> = self
+            .walk_prefix(prefix)?
+            .into_iter()
+            .filter_map(|(key, meta)| match key {
+                Entry::Object(key) => Some(ObjectInfo {
+                    key,
+                    size: meta.len(),
+                    modified: meta.modified().ok().map(time::OffsetDateTime::from),
+                }),
+                Entry::Partial { .. } => None,
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    fn unfinished(&self, prefix: &str) -> Result<Vec<Unfinished>> {
+        let mut out: Vec<Unfinished> = self
+            .walk_prefix(prefix)?
+            .into_iter()
+            .filter_map(|(key, meta)| match key {
+                Entry::Partial { key, file } => Some(Unfinished {
+                    key,
+                    handle: file,
+                    size: Some(meta.len()),
+                    modified: meta.modified().ok().map(time::OffsetDateTime::from),
+                }),
+                Entry::Object(_) => None,
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key).then(a.handle.cmp(&b.handle)));
+        Ok(out)
+    }
+
+    fn unfinished_kind(&self) -> &'static str {
+        "temporary file"
+    }
+}
+
+impl LocalStore {
+    /// Every file whose key starts with `prefix`: objects, and temporary files by the key they
+    /// were to become. Walks from the deepest directory the prefix names.
+    fn walk_prefix(&self, prefix: &str) -> Result<Vec<(Entry, fs::Metadata)>> {
         let dir_part = match prefix.rfind('/') {
             Some(i) => &prefix[..i],
             None => "",
@@ -99,8 +144,7 @@ impl Store for LocalStore {
                 self.root.display()
             );
         }
-        out.retain(|o| o.key.starts_with(prefix));
-        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out.retain(|(e, _)| e.key().starts_with(prefix));
         Ok(out)
     }
 }
@@ -113,14 +157,34 @@ impl AdminStore for LocalStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e).with_context(|| format!("deleting {}", path.display())),
         }
-        // Remove directories the delete left empty, up to (not including) the root.
-        let mut dir = path.parent();
-        while let Some(d) = dir {
-            if d == self.root || fs::remove_dir(d).is_err() {
-                break;
-            }
-            dir = d.parent();
+        self.remove_empty_parents(&path);
+        Ok(())
+    }
+
+    fn discard(&self, write: &Unfinished) -> Result<()> {
+        let path = self.path(&write.key)?;
+        let dir = path
+            .parent()
+            .context("object key has no parent directory")?;
+        // Only a name this store gives temporary files: a crafted handle cannot reach anything else.
+        let own = write.handle.starts_with('.')
+            && !write.handle.contains('/')
+            && write.handle.contains(PARTIAL);
+        if !own {
+            bail!(
+                "{:?} is not a temporary file of {} in {}",
+                write.handle,
+                write.key,
+                self.location()
+            );
         }
+        let tmp = dir.join(&write.handle);
+        match fs::remove_file(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("removing {}", tmp.display())),
+        }
+        self.remove_empty_parents(&tmp);
         Ok(())
     }
 
@@ -129,29 +193,68 @@ impl AdminStore for LocalStore {
     }
 }
 
-fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectInfo>) -> io::Result<()> {
+impl LocalStore {
+    /// Removes directories a removal left empty, up to (not including) the root.
+    fn remove_empty_parents(&self, path: &Path) {
+        let mut dir = path.parent();
+        while let Some(d) = dir {
+            if d == self.root || fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+    }
+}
+
+/// A file of the store: an object, or the temporary file of a write that did not finish.
+enum Entry {
+    Object(String),
+    /// `file` is the temporary file's name, `key` the object it was to become.
+    Partial {
+        key: String,
+        file: String,
+    },
+}
+
+impl Entry {
+    fn key(&self) -> &str {
+        match self {
+            Entry::Object(k) | Entry::Partial { key: k, .. } => k,
+        }
+    }
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<(Entry, fs::Metadata)>) -> io::Result<()> {
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
-        // Temporary files of unfinished writes are hidden and never listed.
-        if name.to_string_lossy().starts_with('.') {
-            continue;
-        }
+        let Some(name) = name.to_str() else { continue };
         let meta = entry.metadata()?;
         let path = entry.path();
         if meta.is_dir() {
-            walk(root, &path, out)?;
-        } else if meta.is_file() {
-            let Ok(rel) = path.strip_prefix(root) else {
-                continue;
-            };
-            let Some(key) = rel.to_str() else { continue };
-            out.push(ObjectInfo {
-                key: key.to_string(),
-                size: meta.len(),
-                modified: meta.modified().ok().map(time::OffsetDateTime::from),
-            });
+            if !name.starts_with('.') {
+                walk(root, &path, out)?;
+            }
+            continue;
         }
+        if !meta.is_file() {
+            continue;
+        }
+        let Some(rel) = path.strip_prefix(root).ok().and_then(|r| r.to_str()) else {
+            continue;
+        };
+        let parent = rel.strip_suffix(name).unwrap_or_default();
+        // Hidden files are never objects; a temporary file of ours is an unfinished write.
+        let found = match name.strip_prefix('.').and_then(|n| n.rsplit_once(PARTIAL)) {
+            Some((object, _)) if !object.is_empty() => Entry::Partial {
+                key: format!("{parent}{object}"),
+                file: name.to_string(),
+            },
+            Some(_) => continue,
+            None if name.starts_with('.') => continue,
+            None => Entry::Object(rel.to_string()),
+        };
+        out.push((found, meta));
     }
     Ok(())
 }
@@ -282,5 +385,45 @@ mod tests {
         for key in ["../x", "/etc/passwd", "a//b", "a/./b", ""] {
             assert!(store.create(key).is_err(), "{key}");
         }
+    }
+
+    #[test]
+    fn a_write_whose_writer_died_is_unfinished_not_an_object_and_discard_removes_it() -> Result<()>
+    {
+        let dir = tempfile::tempdir()?;
+        let store = LocalStore::new(dir.path())?;
+        let mut done = store.create("h/s1/a.bin")?;
+        done.write_all(b"whole")?;
+        done.commit()?;
+        let mut w = store.create("h/s1/db/b.sql")?;
+        w.write_all(b"half a dump")?;
+        w.flush()?;
+        // A killed process runs no destructor: the temporary file stays.
+        std::mem::forget(w);
+
+        let keys: Vec<String> = store.list("h/")?.into_iter().map(|o| o.key).collect();
+        assert_eq!(keys, ["h/s1/a.bin"]);
+        let left = store.unfinished("h/")?;
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert_eq!(left[0].key, "h/s1/db/b.sql");
+        assert_eq!(left[0].size, Some(11));
+        assert!(left[0].handle.starts_with(".b.sql.partial-"), "{left:?}");
+        assert!(store.unfinished("other/")?.is_empty());
+
+        // Only a temporary file of this store can be discarded.
+        let mut forged = left[0].clone();
+        forged.handle = "../../a.bin".into();
+        assert!(store.discard(&forged).is_err());
+        forged.handle = ".partial-x/../../a.bin".into();
+        assert!(store.discard(&forged).is_err());
+        store.discard(&left[0])?;
+        store.discard(&left[0])?;
+        assert!(store.unfinished("h/")?.is_empty());
+        assert!(
+            !dir.path().join("h/s1/db").exists(),
+            "the emptied directory goes too"
+        );
+        assert_eq!(store.list("h/")?.len(), 1);
+        Ok(())
     }
 }

@@ -5,7 +5,9 @@
 //! - [`Store::create`] never replaces an existing object: a key that exists, or that another writer
 //!   commits first, makes [`ObjectWriter::commit`] fail. The object becomes visible only at commit.
 //! - A writer dropped without commit leaves nothing behind under its key (temporary files are removed,
-//!   multipart uploads aborted).
+//!   multipart uploads aborted). A writer that could not clean up (its process was killed, the
+//!   credential may not abort) leaves an [`Unfinished`] write: not an object, never listed by
+//!   [`Store::list`], but listed by [`Store::unfinished`] so the office can report and remove it.
 //! - There is no delete here on purpose: push holds a `dyn Store` and so cannot reach a delete.
 //!   Deleting is office-side retention's job, through a separate admin type.
 //! - Errors carry the key and the store's location; transient failures are retried inside the
@@ -28,6 +30,31 @@ pub struct ObjectInfo {
     pub key: String,
     pub size: u64,
     pub modified: Option<OffsetDateTime>,
+}
+
+/// A write that began and never finished: a local store's temporary file, an S3 multipart upload.
+///
+/// Kept apart from [`ObjectInfo`] the way S3 keeps multipart uploads apart from objects: it holds
+/// no object, so nothing that reads or copies objects (pull, verify) may see it as one; only the
+/// listings that report and clean up (`snapshots --all`, pull's report, prune) ask for these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unfinished {
+    /// The key the write was to create.
+    pub key: String,
+    /// What to remove: the temporary file's name, or the multipart upload's id.
+    pub handle: String,
+    /// Bytes written so far, when the store can tell.
+    pub size: Option<u64>,
+    /// The store's time of its last progress (a temporary file's mtime, an upload's newest part,
+    /// else when it was initiated): a write still going on stays young.
+    pub modified: Option<OffsetDateTime>,
+}
+
+impl Unfinished {
+    /// `multipart upload 2~abc of web1/…/x.sql.zst.pgp` or `temporary file .x.partial-1a2b…`.
+    pub fn describe(&self, kind: &str) -> String {
+        format!("{kind} {} of {}", self.handle, self.key)
+    }
 }
 
 /// A store server's clock against this host's, from one response.
@@ -69,12 +96,24 @@ pub trait Store: Send + Sync {
     fn clock(&self) -> Option<ClockReading> {
         None
     }
+    /// Writes under `prefix` that began and never finished, sorted by key. A store whose writes
+    /// cannot outlive their writer has none.
+    fn unfinished(&self, _prefix: &str) -> Result<Vec<Unfinished>> {
+        Ok(Vec::new())
+    }
+    /// What an [`Unfinished`] write is in this store: `temporary file`, `multipart upload`.
+    fn unfinished_kind(&self) -> &'static str {
+        "unfinished write"
+    }
 }
 
 /// A store that can also delete: only office-side retention opens one ([`open_admin`]).
 pub trait AdminStore: Store {
     /// Deletes one object. Deleting a key that does not exist is not an error.
     fn delete(&self, key: &str) -> Result<()>;
+    /// Removes an unfinished write (the temporary file; aborts the multipart upload). One that is
+    /// gone already is not an error.
+    fn discard(&self, write: &Unfinished) -> Result<()>;
     fn as_store(&self) -> &dyn Store;
 }
 

@@ -226,6 +226,8 @@ pub fn incomplete(hours_ago: f64, abandoned: bool) -> Incomplete {
         snapshot: snapshot_at(hours_ago, 0xdead).0,
         age_hours: hours_ago,
         abandoned,
+        bytes: 0,
+        unfinished_writes: 0,
     }
 }
 

@@ -16,7 +16,11 @@
 //! 3. **Only complete snapshots meet the policy.** An incomplete one (objects without a manifest)
 //!    younger than `office.abandon_after` may be a push in progress and is left alone; an older
 //!    one is a push that died (pull calls it abandoned, by the same setting) and is removed whole.
-//!    Its age is the store's time of its newest object.
+//!    Its age is the store's time of its newest object. Writes that never finished (a local
+//!    store's temporary files, S3 multipart uploads: [`crate::store::Unfinished`]) are removed by
+//!    the same setting, each by its own last progress, wherever they are under the host's prefix:
+//!    a push killed mid-upload, or one whose credential may not abort, leaves parts that are
+//!    billed and belong to no object.
 //! 4. **Never the newest verified snapshot** of a host (`record::newest_verified`), in either store,
 //!    complete or not, whatever the policy says: it is what refresh restores from.
 //! 5. **Never "delete everything".** The newest complete snapshot of a host is always kept. Every
@@ -72,10 +76,10 @@ use super::context::Office;
 use super::record;
 use crate::config::{human_duration, Retention, StoreConfig};
 use crate::error::usage;
-use crate::snapshot::list::{list, load_manifest, SnapshotInfo};
+use crate::snapshot::list::{list_with_unfinished, load_manifest, SnapshotInfo};
 use crate::snapshot::trust::{countable, Judge, Known, Origin};
 use crate::snapshot::MANIFEST_NAME;
-use crate::store::{AdminStore, Store};
+use crate::store::{AdminStore, Store, Unfinished};
 use std::collections::BTreeMap;
 
 /// One store to prune, with its policy.
@@ -353,6 +357,65 @@ pub struct HostPlan {
     /// Worth knowing, not a failure: where a safety rule held the policy back.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Unfinished writes older than `office.abandon_after` (rule 3), removed after the deletions.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unfinished: Vec<Leftover>,
+}
+
+/// An unfinished write prune removes: a temporary file, an S3 multipart upload.
+#[derive(Debug, Clone, Serialize)]
+pub struct Leftover {
+    /// The object it was to become.
+    pub key: String,
+    /// `temporary file` or `multipart upload`.
+    pub kind: String,
+    /// The file name or upload id.
+    pub handle: String,
+    pub age_hours: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    pub status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip)]
+    write: Unfinished,
+}
+
+/// Rule 3 for unfinished writes: those whose last progress is older than `grace`, in a snapshot
+/// (when they belong to one) that has seen no progress for as long either. The snapshot's time
+/// counts too because a write's own time can be wrong: some S3 implementations report a fixed
+/// `Initiated` for every multipart upload, and an upload that has no part yet has no other time.
+pub fn stale_writes(
+    writes: &[Unfinished],
+    snaps: &[SnapshotInfo],
+    kind: &str,
+    now: OffsetDateTime,
+    grace: time::Duration,
+) -> Vec<Leftover> {
+    writes
+        .iter()
+        .filter_map(|w| {
+            let snapshot = snaps
+                .iter()
+                .find(|s| w.key.starts_with(&s.dir()))
+                .map(|s| s.last_write);
+            let last = match snapshot {
+                Some(t) => Some(t?).max(w.modified)?,
+                None => w.modified?,
+            };
+            let age = now - last;
+            (age > grace).then(|| Leftover {
+                key: w.key.clone(),
+                kind: kind.to_string(),
+                handle: w.handle.clone(),
+                age_hours: age.as_seconds_f64() / 3600.0,
+                bytes: w.size,
+                status: Status::Planned,
+                error: None,
+                write: w.clone(),
+            })
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -490,6 +553,7 @@ pub fn plan_host(
         keep,
         delete,
         notes: Vec::new(),
+        unfinished: Vec::new(),
     }
 }
 
@@ -520,6 +584,7 @@ pub fn plan_quarantined(host: &str, snaps: &[SnapshotInfo], now: OffsetDateTime)
         keep,
         delete,
         notes: Vec::new(),
+        unfinished: Vec::new(),
     }
 }
 
@@ -792,6 +857,8 @@ pub fn prune(targets: &[Target], hosts: &[String], offsite_dir: &Path, opts: &Op
 
     // Listings: per target, per host (None when that target's listing failed).
     let mut listings: Vec<Option<Vec<Vec<SnapshotInfo>>>> = Vec::new();
+    // Per target, per host: its unfinished writes (complete only where the listing is).
+    let mut writes: Vec<Vec<Vec<Unfinished>>> = Vec::new();
     for t in targets {
         let mut store = StoreReport {
             name: t.name.clone(),
@@ -803,6 +870,7 @@ pub fn prune(targets: &[Target], hosts: &[String], offsite_dir: &Path, opts: &Op
             hosts: Vec::new(),
         };
         let mut per_host = Vec::new();
+        let mut host_writes = Vec::new();
         let judge = Judge {
             origin: t.origin,
             tolerance: opts.tolerance,
@@ -810,11 +878,12 @@ pub fn prune(targets: &[Target], hosts: &[String], offsite_dir: &Path, opts: &Op
             require_known: true,
         };
         for host in hosts {
-            match list(t.store.as_store(), Some(host)) {
-                Ok(mut s) => {
+            match list_with_unfinished(t.store.as_store(), Some(host)) {
+                Ok((mut s, w)) => {
                     // Every time the plan uses is trusted time; quarantined ones never count.
                     judge.assess(&mut s);
-                    per_host.push(s)
+                    per_host.push(s);
+                    host_writes.push(w);
                 }
                 Err(e) => {
                     store.ok = false;
@@ -824,6 +893,7 @@ pub fn prune(targets: &[Target], hosts: &[String], offsite_dir: &Path, opts: &Op
             }
         }
         listings.push(store.ok.then_some(per_host));
+        writes.push(host_writes);
         report.stores.push(store);
     }
     let failed: Vec<String> = report
@@ -885,6 +955,13 @@ pub fn prune(targets: &[Target], hosts: &[String], offsite_dir: &Path, opts: &Op
                 let complete = l[hi].iter().filter(|s| countable(s)).count();
                 limit_deletions(&mut plan, complete, opts.max_fraction);
             }
+            plan.unfinished = stale_writes(
+                &writes[ti][hi],
+                &l[hi],
+                t.store.unfinished_kind(),
+                now,
+                opts.abandon_after,
+            );
             report.stores[ti].hosts.push(plan);
         }
     }
@@ -920,6 +997,37 @@ pub fn prune(targets: &[Target], hosts: &[String], offsite_dir: &Path, opts: &Op
                         tracing::error!("{msg}");
                         d.status = Status::Failed;
                         d.error = Some(msg.clone());
+                        store.ok = false;
+                        store.error.get_or_insert(msg);
+                        stopped = true;
+                    }
+                }
+            }
+            for w in &mut plan.unfinished {
+                if opts.dry_run {
+                    continue;
+                }
+                if abort || stopped || plan.error.is_some() {
+                    w.status = Status::Skipped;
+                    continue;
+                }
+                match t.store.discard(&w.write) {
+                    Ok(()) => {
+                        w.status = Status::Deleted;
+                        tracing::info!(
+                            "removed the {} {} of {} from {} ({:.0} h without progress)",
+                            w.kind,
+                            w.handle,
+                            w.key,
+                            store.location,
+                            w.age_hours
+                        );
+                    }
+                    Err(e) => {
+                        let msg = format!("{e:#}");
+                        tracing::error!("{msg}");
+                        w.status = Status::Failed;
+                        w.error = Some(msg.clone());
                         store.ok = false;
                         store.error.get_or_insert(msg);
                         stopped = true;

@@ -4,8 +4,9 @@ use std::sync::Mutex;
 use time::macros::datetime;
 
 use super::*;
+use crate::snapshot::list::list;
 use crate::store::local::LocalStore;
-use crate::store::{ObjectInfo, ObjectWriter, Store};
+use crate::store::{ObjectInfo, ObjectWriter, Store, Unfinished};
 
 const NOW: OffsetDateTime = datetime!(2026-11-23 12:00:00 UTC);
 
@@ -25,6 +26,8 @@ fn info(id: &str, complete: bool) -> SnapshotInfo {
         trusted: t,
         quarantine: None,
         unchecked: false,
+        unfinished_writes: 0,
+        unfinished_bytes: 0,
     }
 }
 
@@ -230,6 +233,9 @@ impl Store for Recorder {
         }
         self.inner.list(prefix)
     }
+    fn unfinished(&self, prefix: &str) -> Result<Vec<Unfinished>> {
+        self.inner.unfinished(prefix)
+    }
 }
 
 impl AdminStore for Recorder {
@@ -240,6 +246,10 @@ impl AdminStore for Recorder {
         }
         d.push(key.to_string());
         self.inner.delete(key)
+    }
+    fn discard(&self, write: &Unfinished) -> Result<()> {
+        self.deletes.lock().unwrap().push(write.handle.clone());
+        self.inner.discard(write)
     }
     fn as_store(&self) -> &dyn Store {
         self
@@ -618,4 +628,57 @@ fn a_snapshot_pull_has_not_checked_is_never_counted() {
     assert!(p.delete.is_empty(), "{:?}", p.delete);
     let k = p.keep.iter().find(|k| k.snapshot == snaps[2].id).unwrap();
     assert_eq!(k.reasons, vec![KeepReason::Unchecked]);
+}
+
+fn write(key: &str, hours_ago: Option<i64>) -> Unfinished {
+    Unfinished {
+        key: key.into(),
+        handle: format!("upload-of-{key}"),
+        size: Some(5 << 20),
+        modified: hours_ago.map(|h| NOW - time::Duration::hours(h)),
+    }
+}
+
+#[test]
+fn unfinished_writes_go_after_abandon_after_without_progress_in_them_or_their_snapshot() {
+    let snaps = [
+        info("20261120T020000Z-0001", true),  // long committed
+        info("20261123T110000Z-0004", false), // a push writing now (1 h)
+    ];
+    let writes = [
+        // A stale upload in a committed snapshot: nothing will finish it.
+        write(
+            "web1/20261120T020000Z-0001/files/www/vol-00002.tar.zst.pgp",
+            Some(49),
+        ),
+        // Some servers report a fixed, ancient start for every upload: the snapshot's
+        // progress keeps it.
+        write(
+            "web1/20261123T110000Z-0004/db/postgres/a.sql.zst.pgp",
+            Some(140_000),
+        ),
+        // Young: may still be uploading.
+        write(
+            "web1/20261120T020000Z-0001/files/www/vol-00003.tar.zst.pgp",
+            Some(47),
+        ),
+        // A snapshot nothing else of which was listed: the write's own time decides.
+        write(
+            "web1/20261101T020000Z-0009/db/postgres/b.sql.zst.pgp",
+            Some(50),
+        ),
+        // No time at all: nothing is decided about it.
+        write("web1/20261101T020000Z-0010/db/postgres/c.sql.zst.pgp", None),
+    ];
+    let stale = stale_writes(&writes, &snaps, "multipart upload", NOW, GRACE);
+    let keys: Vec<&str> = stale.iter().map(|l| l.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "web1/20261120T020000Z-0001/files/www/vol-00002.tar.zst.pgp",
+            "web1/20261101T020000Z-0009/db/postgres/b.sql.zst.pgp",
+        ]
+    );
+    assert_eq!(stale[0].status, Status::Planned);
+    assert!((stale[0].age_hours - 49.0).abs() < 0.01);
 }

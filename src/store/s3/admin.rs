@@ -3,7 +3,7 @@
 use anyhow::{anyhow, Result};
 
 use super::{describe, S3Store};
-use crate::store::{check_key, AdminStore, Store};
+use crate::store::{check_key, AdminStore, Store, Unfinished};
 
 impl AdminStore for S3Store {
     fn delete(&self, key: &str) -> Result<()> {
@@ -20,6 +20,11 @@ impl AdminStore for S3Store {
             .block_on(req)
             .map_err(|e| anyhow!("deleting {key} from {}: {}", self.location(), describe(&e)))?;
         Ok(())
+    }
+
+    fn discard(&self, write: &Unfinished) -> Result<()> {
+        check_key(&write.key)?;
+        super::unfinished::abort(&self.shared, write)
     }
 
     fn as_store(&self) -> &dyn Store {

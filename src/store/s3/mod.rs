@@ -14,6 +14,7 @@
 mod admin;
 mod clock;
 mod stall;
+mod unfinished;
 mod upload;
 
 use std::fmt;
@@ -411,6 +412,14 @@ impl Store for S3Store {
 
     fn clock(&self) -> Option<ClockReading> {
         self.shared.clock.last()
+    }
+
+    fn unfinished(&self, prefix: &str) -> Result<Vec<super::Unfinished>> {
+        unfinished::list(&self.shared, prefix)
+    }
+
+    fn unfinished_kind(&self) -> &'static str {
+        "multipart upload"
     }
 }
 
