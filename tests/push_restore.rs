@@ -239,3 +239,155 @@ fn snapshots_lists_sources_and_signature() {
         .expect(1);
     assert!(bad.stdout.contains("INVALID"), "{}", bad.stdout);
 }
+
+/// A dump tool that runs the real one and puts `bad` before the first line starting with
+/// `before`: a dump that is signed, hashed and complete, and fails as SQL halfway, as a hacked
+/// host or a dump from a newer server would.
+fn failing_dump_tool(s: &Setup, real: &str, before: &str, bad: &str) -> String {
+    let path = s.path(&format!("bad-{real}"));
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/bash\nset -o pipefail\nif [ \"$1\" = --version ]; then exec {real} --version; fi\n\
+             {real} \"$@\" | awk -v bad='{bad}' '!done && index($0, \"{before}\") == 1 {{ print bad; done = 1 }} {{ print }}'\n"
+        ),
+    )
+    .expect("writing the dump tool");
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    path.display().to_string()
+}
+
+#[test]
+fn restore_replace_keeps_the_old_database_when_the_dump_fails_as_sql_halfway() {
+    let pg = PgDb::new("rpfail");
+    pg.exec("CREATE TABLE t (x int); INSERT INTO t VALUES (1), (2)");
+    let my = MyDb::new("rpfail");
+    my.exec("CREATE TABLE t (x int); INSERT INTO t VALUES (1), (2)");
+    let s = Setup::new("rpfail-host");
+    let bad_pg = failing_dump_tool(&s, "pg_dump", "COPY ", "SELECT 1/0;");
+    let bad_my = failing_dump_tool(
+        &s,
+        "mariadb-dump",
+        "INSERT INTO",
+        "SELECT * FROM no_such_table;",
+    );
+    s.config(&format!(
+        "postgres: [{{ url: '{PG_URL}', databases: [{}], pg_dump: '{bad_pg}' }}]\nmysql: [{{ url: '{MY_URL}', databases: [{}], dump_command: '{bad_my}' }}]\n",
+        pg.name, my.name
+    ));
+    s.offsite(&["push"]).expect(0);
+
+    // The databases a developer works in, with data of their own.
+    let pg_dev = PgDb::named(&format!("{}_dev", pg.name));
+    pg.exec(&format!("CREATE DATABASE {}", pg_dev.name));
+    pg_dev.exec("CREATE TABLE mine (v text); INSERT INTO mine VALUES ('keep me')");
+    let my_dev = MyDb::named(&format!("{}_dev", my.name));
+    my.exec(&format!("CREATE DATABASE {}", my_dev.name));
+    my_dev.exec("CREATE TABLE mine (v text); INSERT INTO mine VALUES ('keep me')");
+    let (pg_before, my_before) = (pg_dev.dump(), my_dev.dump());
+
+    for (source, dev) in [
+        (format!("postgres/{}", pg.name), &pg_dev.name),
+        (format!("mysql/{}", my.name), &my_dev.name),
+    ] {
+        let run = s
+            .offsite(&[
+                "restore",
+                "latest",
+                "--db",
+                &source,
+                "--into",
+                dev,
+                "--replace",
+                "--force",
+            ])
+            .expect(1);
+        assert!(
+            run.stderr.contains("the old database is unchanged"),
+            "{}",
+            run.stderr
+        );
+    }
+    assert_eq!(pg_dev.dump(), pg_before, "PostgreSQL target changed");
+    assert_eq!(my_dev.dump(), my_before, "MariaDB target changed");
+    let left = pg.exec(&format!(
+        "SELECT count(*) FROM pg_database WHERE datname LIKE '{}_offsite_%'",
+        pg_dev.name
+    ));
+    assert_eq!(left.trim(), "0", "no work database is left on PostgreSQL");
+    let left = my.exec(&format!(
+        "SELECT count(*) FROM information_schema.schemata WHERE schema_name LIKE '{}\\_offsite\\_%'",
+        my_dev.name
+    ));
+    assert_eq!(left.trim(), "0", "no work database is left on MariaDB");
+
+    // A good night; a restore --replace killed before its swap leaves the target as it was, and
+    // the next one repairs what the killed one left and swaps in an exact copy.
+    s.config(&sources(&pg.name, &my.name));
+    s.offsite(&["push"]).expect(0);
+    for (source, point) in [
+        (format!("postgres/{}", pg.name), "pg-after-restore"),
+        (format!("mysql/{}", my.name), "mysql-before-rename"),
+    ] {
+        let dev = format!("{}_dev", source.split('/').nth(1).unwrap_or_default());
+        let args = [
+            "restore",
+            "latest",
+            "--db",
+            &source,
+            "--into",
+            &dev,
+            "--replace",
+            "--force",
+        ];
+        let run = s.offsite_env(&args, &[("OFFSITE_TEST_KILL_AT", point)]);
+        assert_eq!(run.code, -1, "not killed at {point}: {}", run.stderr);
+    }
+    assert_eq!(
+        pg_dev.dump(),
+        pg_before,
+        "a killed restore changed the PostgreSQL target"
+    );
+    assert_eq!(
+        my_dev.dump(),
+        my_before,
+        "a killed restore changed the MariaDB target"
+    );
+    for (source, dev) in [
+        (format!("postgres/{}", pg.name), &pg_dev.name),
+        (format!("mysql/{}", my.name), &my_dev.name),
+    ] {
+        s.offsite(&[
+            "restore",
+            "latest",
+            "--db",
+            &source,
+            "--into",
+            dev,
+            "--replace",
+            "--force",
+        ])
+        .expect(0);
+    }
+    assert_eq!(pg_dev.dump(), pg.dump(), "--replace swaps in an exact copy");
+    assert_eq!(my_dev.dump(), my.dump(), "--replace swaps in an exact copy");
+    let left = pg.exec(&format!(
+        "SELECT count(*) FROM pg_database WHERE datname LIKE '{}_offsite_%'",
+        pg_dev.name
+    ));
+    assert_eq!(
+        left.trim(),
+        "0",
+        "the killed run's work database was dropped"
+    );
+    let left = my.exec(&format!(
+        "SELECT count(*) FROM information_schema.schemata WHERE schema_name LIKE '{}\\_offsite\\_%'",
+        my_dev.name
+    ));
+    assert_eq!(
+        left.trim(),
+        "0",
+        "the killed run's work databases were dropped"
+    );
+}

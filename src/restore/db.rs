@@ -1,9 +1,13 @@
 //! Restoring a database dump into a new database, streamed: store -> checks -> decrypt -> decompress
 //! -> `psql -v ON_ERROR_STOP=1` or `mariadb`. Nothing is staged on disk.
 //!
-//! The target is created by us and must not exist; with `replace`, PostgreSQL restores into a
-//! temporary database and swaps it in only when the restore succeeded (the old database stays as it was
-//! on any failure). A database we created is dropped again when the restore fails.
+//! Without `replace` the target is created by us and must not exist; a database we created is
+//! dropped again when the restore fails. With `replace` the restore goes through the engines
+//! refresh uses ([`crate::db::swap_pg`], [`crate::db::swap_mysql`]): into a new database next to
+//! the target, swapped in only once complete, under the same per-target lock and with the same
+//! repair of a killed earlier run. The old database stays as it was on any failure: a dump that
+//! fails as SQL halfway (hostile, or from a newer server) never costs the database it was to
+//! replace, on MariaDB either, which cannot rename a database.
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
@@ -82,31 +86,67 @@ pub fn restore_db(
     target: &DbTarget,
 ) -> Result<u64> {
     crate::config::check_name("target database", &target.database)?;
+    if target.replace {
+        return replace_db(rt, store, snapshot_dir, manifest, source, keys, target);
+    }
     let (db, reader) = open_dump(store, snapshot_dir, manifest, source, keys)?;
     match db.engine {
         Engine::Postgres => restore_postgres(rt, reader, target),
-        Engine::Mysql => {
-            if target.replace {
-                // The old database is dropped before the load (MariaDB cannot rename one), so prove
-                // the object intact first: a corrupt backup must not destroy the database it replaces.
-                drop(reader);
-                dump_to(
-                    store,
-                    snapshot_dir,
-                    manifest,
-                    source,
-                    keys,
-                    &mut std::io::sink(),
-                )
-                .with_context(|| {
-                    format!("checking {source} before replacing {}", target.database)
-                })?;
-                let (_, reader) = open_dump(store, snapshot_dir, manifest, source, keys)?;
-                return restore_mysql(rt, reader, target);
-            }
-            restore_mysql(rt, reader, target)
-        }
+        Engine::Mysql => restore_mysql(rt, reader, target),
     }
+}
+
+/// `--replace`: the swap engines restore into `<target>_offsite_new_<hex>` and swap it in.
+fn replace_db(
+    rt: &tokio::runtime::Handle,
+    store: &dyn Store,
+    snapshot_dir: &str,
+    manifest: &Manifest,
+    source: &str,
+    keys: &DecryptionKeys,
+    target: &DbTarget,
+) -> Result<u64> {
+    if target.database.len() > crate::db::MAX_TARGET_LEN {
+        return Err(usage(format!(
+            "{} is longer than {} characters: the work databases (`{}_offsite_new_xxxx`) would exceed the 63-byte identifier limit",
+            target.database,
+            crate::db::MAX_TARGET_LEN,
+            target.database
+        )));
+    }
+    let engine = open_dump(store, snapshot_dir, manifest, source, keys)?
+        .0
+        .engine;
+    let into = |name: &str| -> Result<u64> {
+        let (_, reader) = open_dump(store, snapshot_dir, manifest, source, keys)?;
+        let fresh = DbTarget {
+            server_url: target.server_url.clone(),
+            password: target.password.clone(),
+            database: name.to_string(),
+            replace: false,
+        };
+        match engine {
+            Engine::Postgres => restore_postgres(rt, reader, &fresh),
+            Engine::Mysql => restore_mysql(rt, reader, &fresh),
+        }
+    };
+    let t = crate::db::Target {
+        url: &target.server_url,
+        password: target.password.as_ref(),
+        database: &target.database,
+        post_sql: &[],
+    };
+    let swapped = match engine {
+        Engine::Postgres => crate::db::swap_pg::refresh(rt, &t, &into),
+        Engine::Mysql => crate::db::swap_mysql::refresh(rt, &t, &into),
+    }
+    .with_context(|| {
+        format!(
+            "replacing {} on {} with {source} of {}: the old database is unchanged",
+            target.database, target.server_url, manifest.snapshot
+        )
+    })?;
+    Ok(swapped.bytes)
 }
 
 fn quote_pg(name: &str) -> String {
@@ -130,81 +170,27 @@ fn restore_postgres(
     t: &DbTarget,
 ) -> Result<u64> {
     let admin = rt.block_on(connect(&t.server_url, t.password.as_ref(), None))?;
-    let exists = rt.block_on(pg_exists(&admin, &t.database))?;
-    if exists && !t.replace {
+    if rt.block_on(pg_exists(&admin, &t.database))? {
         return Err(usage(format!(
             "database {} exists on {}; pass --replace to replace it (the old one is kept until the restore succeeded)",
             t.database, t.server_url
         )));
     }
-    // Restore into a fresh name first; with --replace the swap happens only after success.
-    let work = if exists {
-        format!("{}_offsite_{:04x}", t.database, rand::random::<u16>())
-    } else {
-        t.database.clone()
-    };
-    rt.block_on(admin.batch_execute(&format!("CREATE DATABASE {}", quote_pg(&work))))
-        .with_context(|| format!("creating database {work} on {}", t.server_url))?;
-    let result = run_psql(reader, &t.server_url, t.password.as_ref(), &work);
-    let bytes = match result {
-        Ok(b) => b,
-        Err(e) => {
-            if let Err(drop_err) = rt.block_on(admin.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                quote_pg(&work)
-            ))) {
-                tracing::warn!("could not drop the half-restored database {work}: {drop_err}");
-            }
-            return Err(e);
-        }
-    };
-    if exists {
-        // Rename the old database aside and the new one in within one transaction (PostgreSQL allows
-        // ALTER DATABASE RENAME there), and drop the old one only after the commit: at no point is
-        // there no database under the target name. Sessions on the old database would block the
-        // rename, so they are ended first.
-        let old = quote_pg(&t.database);
-        let aside = format!("{}_offsite_old_{:04x}", t.database, rand::random::<u16>());
-        let swapped = rt.block_on(async {
-            admin
-                .execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-                    &[&t.database],
-                )
-                .await?;
-            admin
-                .batch_execute(&format!(
-                    "BEGIN; ALTER DATABASE {old} RENAME TO {}; ALTER DATABASE {} RENAME TO {old}; COMMIT;",
-                    quote_pg(&aside),
-                    quote_pg(&work)
-                ))
-                .await
-        });
-        if let Err(e) = swapped {
-            // The old database is untouched (the transaction rolled back); the restored copy goes.
-            let _ = rt.block_on(admin.batch_execute("ROLLBACK"));
-            if let Err(drop_err) = rt.block_on(admin.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                quote_pg(&work)
-            ))) {
-                tracing::warn!("could not drop the restored copy {work}: {drop_err}");
-            }
-            return Err(anyhow::Error::new(e).context(format!(
-                "swapping the restored database in for {} (it is unchanged)",
+    rt.block_on(admin.batch_execute(&format!("CREATE DATABASE {}", quote_pg(&t.database))))
+        .with_context(|| format!("creating database {} on {}", t.database, t.server_url))?;
+    let result = run_psql(reader, &t.server_url, t.password.as_ref(), &t.database);
+    if result.is_err() {
+        if let Err(drop_err) = rt.block_on(admin.batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_pg(&t.database)
+        ))) {
+            tracing::warn!(
+                "could not drop the half-restored database {}: {drop_err}",
                 t.database
-            )));
+            );
         }
-        rt.block_on(
-            admin.batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", quote_pg(&aside))),
-        )
-        .with_context(|| {
-            format!(
-                "the restore is in place as {}; dropping the old copy {aside} failed",
-                t.database
-            )
-        })?;
     }
-    Ok(bytes)
+    result
 }
 
 fn run_psql(
@@ -240,18 +226,13 @@ fn restore_mysql(
         "SELECT schema_name FROM information_schema.schemata WHERE schema_name = ?",
         (t.database.clone(),),
     ))?;
-    if exists.is_some() && !t.replace {
+    if exists.is_some() {
         return Err(usage(format!(
-            "database {} exists on {}; pass --replace to replace it",
+            "database {} exists on {}; pass --replace to replace it (the old one is kept until the restore succeeded)",
             t.database, t.server_url
         )));
     }
     let q = quote_my(&t.database);
-    if exists.is_some() {
-        // MariaDB cannot rename a database; `refresh` does the atomic table swap. Here the object was
-        // read through once and all its hashes checked (restore_db) before the old database goes.
-        rt.block_on(c.query_drop(format!("DROP DATABASE {q}")))?;
-    }
     rt.block_on(c.query_drop(format!("CREATE DATABASE {q} CHARACTER SET utf8mb4")))
         .with_context(|| format!("creating database {} on {}", t.database, t.server_url))?;
     let (args, _defaults) = conn.client_args()?;

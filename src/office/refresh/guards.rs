@@ -24,8 +24,8 @@ use std::net::{IpAddr, ToSocketAddrs};
 
 use anyhow::Result;
 
-use super::MAX_TARGET_LEN;
 use crate::config::{Config, Databases, DbServer, Refresh};
+use crate::db::MAX_TARGET_LEN;
 use crate::office::context::Office;
 use crate::office::record::{newest_verified, trusted_records, VerifyRecord};
 use crate::snapshot::list::{find, load_manifest, SnapshotInfo};
