@@ -391,3 +391,29 @@ fn restore_replace_keeps_the_old_database_when_the_dump_fails_as_sql_halfway() {
         "the killed run's work databases were dropped"
     );
 }
+
+#[test]
+fn restore_stdout_into_a_reader_that_stops_early_exits_0() {
+    let pg = PgDb::new("headpipe");
+    // Megabytes of SQL: far more than a pipe holds, so `head` closes it while restore still writes.
+    pg.exec(
+        "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 100000) g",
+    );
+    let s = Setup::new("headpipe-host");
+    s.config(&format!(
+        "postgres: [{{ url: '{PG_URL}', databases: [{}] }}]",
+        pg.name
+    ));
+    s.offsite(&["push"]).expect(0);
+    let run = s.sh(&format!(
+        "set -o pipefail; {} -c config.yaml restore latest --db postgres/{} --stdout | head -c 1000 >/dev/null",
+        common::cli::bin().display(),
+        pg.name
+    ));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        !run.stderr.to_lowercase().contains("error"),
+        "nothing to complain about: {}",
+        run.stderr
+    );
+}

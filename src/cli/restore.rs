@@ -128,16 +128,23 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     let dir = snap.dir();
     if let Some(source) = &a.db {
         if a.stdout {
-            let stdout = std::io::stdout();
-            let mut lock = stdout.lock();
-            dump_to(
+            let mut out = ClosedPipeIsTheEnd {
+                inner: std::io::stdout().lock(),
+                closed: false,
+            };
+            let dumped = dump_to(
                 store.as_ref(),
                 &dir,
                 &manifest,
                 source,
                 &keys.decryption,
-                &mut lock,
-            )?;
+                &mut out,
+            );
+            // `| head` has read what it wanted: that is the reader's choice, not a failure.
+            if let (Err(_), true) = (&dumped, out.closed) {
+                return Ok(ExitCode::SUCCESS);
+            }
+            dumped?;
             return Ok(ExitCode::SUCCESS);
         }
         let into = a
@@ -296,4 +303,26 @@ fn server_for(
         ))
     })?;
     Ok((s.url.clone(), s.password.clone()))
+}
+
+/// stdout for `--stdout`: remembers that the reader closed the pipe (EPIPE: Rust ignores SIGPIPE),
+/// so that `restore --stdout | head` ends quietly with exit 0. Every other write error, and every
+/// read or check error, still fails the restore.
+struct ClosedPipeIsTheEnd<W: std::io::Write> {
+    inner: W,
+    closed: bool,
+}
+
+impl<W: std::io::Write> std::io::Write for ClosedPipeIsTheEnd<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf).inspect_err(|e| {
+            self.closed |= e.kind() == std::io::ErrorKind::BrokenPipe;
+        })
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush().inspect_err(|e| {
+            self.closed |= e.kind() == std::io::ErrorKind::BrokenPipe;
+        })
+    }
 }
