@@ -8,6 +8,7 @@
 
 mod mysql_journal;
 mod mysql_objects;
+pub mod quote;
 pub mod swap_mysql;
 pub mod swap_pg;
 

@@ -9,9 +9,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row, Value};
 
 /// Backquotes a MariaDB identifier.
-pub fn q(name: &str) -> String {
-    format!("`{}`", name.replace('`', "``"))
-}
+pub use super::quote::my as q;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {

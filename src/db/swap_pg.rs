@@ -39,6 +39,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
+use super::quote::pg as quote;
 use super::{
     derived_hex, kill_point, new_name, old_name, random_hex, RestoreInto, Swapped, Target,
 };
@@ -46,10 +47,6 @@ use crate::source::postgres::{connect, url_with_db};
 use crate::source::process::output;
 
 const SWAP_ATTEMPTS: u32 = 5;
-
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
 
 pub fn refresh(rt: &tokio::runtime::Handle, t: &Target, restore: &RestoreInto) -> Result<Swapped> {
     let target = t.database;

@@ -108,8 +108,8 @@ fn drop_db(
                 None,
             ))?;
             let q = format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                s.name.replace('"', "\"\"")
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                crate::db::quote::pg(&s.name)
             );
             rt.block_on(c.batch_execute(&q))?;
         }
@@ -118,8 +118,8 @@ fn drop_db(
             let conn = crate::source::mysql::Conn::from_server(&s.server_url, password)?;
             let mut c = rt.block_on(conn.connect(None))?;
             rt.block_on(c.query_drop(format!(
-                "DROP DATABASE IF EXISTS `{}`",
-                s.name.replace('`', "``")
+                "DROP DATABASE IF EXISTS {}",
+                crate::db::quote::my(&s.name)
             )))?;
             rt.block_on(c.disconnect()).ok();
         }

@@ -336,9 +336,13 @@ fn inspect(
                 crate::source::postgres::connect(&server.url, server.password.as_ref(), Some(name))
                     .await?;
             for (table, rows) in result.tables.iter_mut() {
-                // Table names are recorded as pg_dump quoted them, so they are valid SQL as they are.
+                // Names come from the dump, which a hacked host writes: re-quoted part by part,
+                // never pasted (one that is not a name pg_dump would write is an error).
+                let quoted = crate::db::quote::pg_qualified(table).with_context(|| {
+                    format!("the dump names a table {table:?}, which is not a table name pg_dump writes")
+                })?;
                 let n: i64 = c
-                    .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+                    .query_one(&format!("SELECT count(*) FROM {quoted}"), &[])
                     .await
                     .with_context(|| format!("counting rows of {table}"))?
                     .get(0);
@@ -358,8 +362,8 @@ fn inspect(
             for (table, rows) in result.tables.iter_mut() {
                 let n: Option<u64> = c
                     .query_first(format!(
-                        "SELECT count(*) FROM `{}`",
-                        table.replace('`', "``")
+                        "SELECT count(*) FROM {}",
+                        crate::db::quote::my(table)
                     ))
                     .await
                     .with_context(|| format!("counting rows of {table}"))?;

@@ -16,6 +16,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::config::Secret;
 use crate::crypto::DecryptionKeys;
+use crate::db::quote::{my as quote_my, pg as quote_pg};
 use crate::error::usage;
 use crate::pipeline::read::open_object;
 use crate::snapshot::manifest::{DatabaseEntry, Engine, Manifest};
@@ -147,14 +148,6 @@ fn replace_db(
         )
     })?;
     Ok(swapped.bytes)
-}
-
-fn quote_pg(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-fn quote_my(name: &str) -> String {
-    format!("`{}`", name.replace('`', "``"))
 }
 
 async fn pg_exists(client: &tokio_postgres::Client, name: &str) -> Result<bool> {
