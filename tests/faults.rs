@@ -14,8 +14,12 @@
 //! - [`stall`]: S3 stops answering mid-upload; a dump that stops writing.
 
 mod common;
+#[path = "faults/corrupt.rs"]
+mod corrupt;
 #[path = "faults/lost_response.rs"]
 mod lost_response;
+#[path = "faults/proxy.rs"]
+mod proxy;
 #[path = "faults/stall.rs"]
 mod stall;
 
