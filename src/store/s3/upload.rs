@@ -657,14 +657,23 @@ impl S3Writer {
             // Completed after all (a retry whose first answer was lost) or aborted already: either
             // way no parts are left.
             Ok(Err(e)) if e.code() == Some("NoSuchUpload") => return Ok(()),
+            // A push policy without the permission: say so, since retrying will not help.
+            Ok(Err(e)) if http_status(&e) == Some(403) || e.code() == Some("AccessDenied") => {
+                format!(
+                    "{}: this credential may not abort multipart uploads; give it \
+                     s3:AbortMultipartUpload, as README's push policy does",
+                    describe(&e)
+                )
+            }
             Ok(Err(e)) => describe(&e),
             Err(_) => format!("no answer in {}", human_duration(wait)),
         };
+        let (id, key, bucket) = (&up.id, &self.full_key, &s.bucket);
         Err(format!(
-            "the multipart upload {} of {} in s3://{} could not be aborted ({why}); its parts \
-             stay, billed, until the office aborts it (aws s3api abort-multipart-upload) or a \
-             bucket lifecycle rule for incomplete multipart uploads removes it",
-            up.id, self.full_key, s.bucket
+            "the multipart upload {id} of {key} in s3://{bucket} could not be aborted ({why}); \
+             its parts stay, billed and not listed as objects, until the office removes it with \
+             `aws s3api abort-multipart-upload --bucket {bucket} --key {key} --upload-id {id}` \
+             or a bucket lifecycle rule for incomplete multipart uploads does"
         ))
     }
 }
