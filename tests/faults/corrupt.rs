@@ -5,7 +5,10 @@
 //! committed snapshot holds an object whose bytes differ from what push sent. push compares the
 //! ETag (the MD5 of what the server stored) with the MD5 of what it sent: a part that arrived
 //! changed goes out again; a PutObject cannot be written again (create-only), so the push fails.
+//! The manifest is such a PutObject: one that arrived changed stays in the store, and must never be
+//! taken for a snapshot.
 
+use std::collections::BTreeMap;
 use std::io::Read;
 
 use crate::common::cli::Setup;
@@ -58,13 +61,9 @@ fn complete_ids(s: &Setup) -> Vec<String> {
         .collect()
 }
 
-/// Restores tree `www` of snapshot `id` (or the latest) and compares it with `want`.
-fn assert_restores(
-    s: &Setup,
-    id: Option<&str>,
-    want: &std::collections::BTreeMap<Vec<u8>, String>,
-) {
-    let to = s.path(&format!("back-{}", id.unwrap_or("latest")));
+/// Restores tree `www` of snapshot `id` (or the latest) into `back-<tag>` and compares it with `want`.
+fn assert_restores(s: &Setup, id: Option<&str>, tag: &str, want: &BTreeMap<Vec<u8>, String>) {
+    let to = s.path(&format!("back-{tag}"));
     let to_str = to.to_str().expect("utf-8");
     let mut args = vec!["restore"];
     if let Some(id) = id {
@@ -122,8 +121,8 @@ fn a_part_changed_on_the_way_is_sent_again_and_the_snapshot_restores_exactly() {
 
     let done = complete_ids(s);
     assert_eq!(done.len(), 2, "{:#?}", snapshots(s));
-    assert_restores(s, None, &describe(&s.path("www")));
-    assert_restores(s, Some(&first[0]), &before);
+    assert_restores(s, None, "latest", &describe(&s.path("www")));
+    assert_restores(s, Some(&first[0]), "first", &before);
     drop(r.moto);
 }
 
@@ -164,11 +163,57 @@ fn a_put_object_changed_on_the_way_fails_the_push_naming_the_key() {
 
     // Nothing of the failed run counts as complete; the snapshot before it still restores.
     assert_eq!(complete_ids(s), first, "{:#?}", snapshots(s));
-    assert_restores(s, Some(&first[0]), &before);
+    assert_restores(s, Some(&first[0]), "first", &before);
 
     // The next push (the network fixed) commits, and restores the tree as it is now.
     s.offsite(&["push"]).expect(0);
     assert_eq!(complete_ids(s).len(), 2, "{:#?}", snapshots(s));
-    assert_restores(s, None, &describe(&s.path("www")));
+    assert_restores(s, None, "latest", &describe(&s.path("www")));
+    drop(r.moto);
+}
+
+/// The manifest is the commit point, and it is a PutObject too: one that arrived changed is in the
+/// store, where push cannot take it back. It must never pass for a snapshot: its signature does
+/// not verify, so it is listed as INVALID, and restore passes over it.
+#[test]
+fn a_manifest_changed_on_the_way_fails_the_push_and_is_never_trusted() {
+    let r = rig("flip-manifest-host", |req| {
+        req.is_put_object() && req.key.ends_with("/manifest.json.pgp")
+    });
+    let s = &r.setup;
+    s.offsite(&["push"]).expect(0);
+    let before = describe(&s.path("www"));
+    let first = complete_ids(s);
+
+    s.write("www/news.html", "<p>news</p>\n");
+    r.proxy.arm();
+    let run = s.offsite(&["push"]).expect(1);
+    let key = r.proxy.key().expect("the fault fired");
+    let key = key.strip_prefix("prod/").expect("under the prefix");
+    assert!(
+        run.stderr
+            .contains(&format!("committing the manifest {key}"))
+            && run.stderr.contains(&format!(
+                "stored object {key} with other bytes than this push sent"
+            )),
+        "{}",
+        run.stderr
+    );
+
+    // `snapshots` shows it, and exits 1 for it: a manifest whose signature does not verify.
+    let listed = s.offsite(&["snapshots", "--json"]).expect(1);
+    let v: serde_json::Value = serde_json::from_str(&listed.stdout).expect("snapshots --json");
+    let rows = v.as_array().expect("a list");
+    assert_eq!(rows.len(), 2, "{listed:#?}", listed = listed.stdout);
+    for row in rows {
+        let valid = row["signature"] == "valid";
+        let id = row["id"].as_str().expect("id");
+        assert_eq!(valid, id == first[0], "{}", listed.stdout);
+    }
+    // Restore passes over it, to the snapshot before.
+    assert_restores(s, None, "passed-over", &before);
+
+    s.offsite(&["push"]).expect(0);
+    assert_restores(s, None, "latest", &describe(&s.path("www")));
     drop(r.moto);
 }

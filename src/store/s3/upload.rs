@@ -502,7 +502,7 @@ impl S3Writer {
                     "{loc} stored object {key} with other bytes than this push sent (ETag \
                      {stored}, MD5 of what was sent {md5}): something between this host and S3 \
                      changed the data, and the server did not check its CRC32C; offsite never \
-                     overwrites an object, so this snapshot stays incomplete; push again",
+                     overwrites an object: push again",
                     loc = s.location(),
                     key = self.key,
                 ),
@@ -806,6 +806,47 @@ mod tests {
             !sent.matches(Some(5), Some(&format!("{}-1", crc32c(b"hello"))), None),
             "a multipart object is not our PutObject"
         );
+    }
+
+    #[test]
+    fn an_etag_proves_other_bytes_only_when_it_is_an_md5_of_unencrypted_bytes() {
+        let sent = md5_hex(b"hello");
+        assert_eq!(sent, "5d41402abc4b2a76b9719d911017c592");
+        let same = "\"5D41402ABC4B2A76B9719D911017C592\"";
+        let other = "\"0123456789abcdef0123456789abcdef\"";
+        assert_eq!(stored_other_bytes(Some(same), None, None, &sent), None);
+        assert_eq!(
+            stored_other_bytes(Some(other), None, None, &sent).as_deref(),
+            Some("0123456789abcdef0123456789abcdef")
+        );
+        assert!(
+            stored_other_bytes(
+                Some(other),
+                Some(&ServerSideEncryption::Aes256),
+                None,
+                &sent
+            )
+            .is_some(),
+            "under SSE-S3 the ETag is still the MD5"
+        );
+        for kms in [
+            ServerSideEncryption::AwsKms,
+            ServerSideEncryption::AwsKmsDsse,
+        ] {
+            assert_eq!(
+                stored_other_bytes(Some(other), Some(&kms), None, &sent),
+                None
+            );
+        }
+        assert_eq!(
+            stored_other_bytes(Some(other), None, Some("AES256"), &sent),
+            None,
+            "SSE-C"
+        );
+        for not_md5 in ["\"abc\"", "\"0123456789abcdef0123456789abcdef-2\"", ""] {
+            assert_eq!(stored_other_bytes(Some(not_md5), None, None, &sent), None);
+        }
+        assert_eq!(stored_other_bytes(None, None, None, &sent), None);
     }
 
     #[test]
