@@ -12,13 +12,24 @@
 //!   when every source succeeded (no manifest when any source fails).
 //! - [`leftovers`]: the temporary files of a killed push are listed, reported and pruned.
 //! - [`lost_response`]: a response lost on the way back from S3, a key someone else wrote.
+//! - [`corrupt`]: one byte of a part or of a PutObject changed on the way to S3.
+//! - [`no_abort`]: a push credential that may not abort its multipart upload, and a push that fails
+//!   mid-upload.
 //! - [`stall`]: S3 stops answering mid-upload; a dump that stops writing.
+//!
+//! The S3 cases on the network go through [`proxy`], between push and a moto server of their own.
 
 mod common;
+#[path = "faults/corrupt.rs"]
+mod corrupt;
 #[path = "faults/leftovers.rs"]
 mod leftovers;
 #[path = "faults/lost_response.rs"]
 mod lost_response;
+#[path = "faults/no_abort.rs"]
+mod no_abort;
+#[path = "faults/proxy.rs"]
+mod proxy;
 #[path = "faults/stall.rs"]
 mod stall;
 

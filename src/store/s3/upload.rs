@@ -19,9 +19,11 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::upload_part::UploadPartError;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, ObjectLockMode,
+    ServerSideEncryption,
 };
 use base64::Engine;
 use bytes::Bytes;
@@ -57,6 +59,39 @@ pub(super) fn permits_for(bytes: u64, min: u64, budget: usize) -> u32 {
 fn crc32c(data: &[u8]) -> String {
     let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data) as u32;
     base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
+}
+
+/// The hex MD5 of `data`: what S3 reports as the ETag of an object or part it stored unencrypted or
+/// under SSE-S3.
+fn md5_hex(data: &[u8]) -> String {
+    use md5::Digest;
+    hex::encode(md5::Md5::digest(data))
+}
+
+/// How many times a part goes out when S3 keeps storing other bytes than were sent.
+const PART_SENDS: u32 = 3;
+
+/// The ETag S3 gave what it stored, when that proves it stored other bytes than those whose MD5 is
+/// `sent_md5`; `None` when they match or the ETag proves nothing.
+///
+/// S3 checks the `x-amz-checksum-crc32c` push sends and refuses a body that does not match it. Not
+/// every S3-compatible server does (moto stores whatever arrives, and echoes the sender's checksum
+/// back), and a byte changed on the way (a faulty NIC, a middlebox, RAM) would then be committed,
+/// found only when the office verifies the snapshot. The ETag is computed by the server from the
+/// bytes it stored: an MD5, except under SSE-KMS or SSE-C, and except for servers whose ETags are
+/// no hex MD5 at all; those prove nothing.
+fn stored_other_bytes(
+    etag: Option<&str>,
+    sse: Option<&ServerSideEncryption>,
+    sse_customer: Option<&str>,
+    sent_md5: &str,
+) -> Option<String> {
+    if sse_customer.is_some() || sse.is_some_and(|m| *m != ServerSideEncryption::Aes256) {
+        return None;
+    }
+    let etag = etag?.trim_matches('"');
+    let is_md5 = etag.len() == 32 && etag.bytes().all(|b| b.is_ascii_hexdigit());
+    (is_md5 && !etag.eq_ignore_ascii_case(sent_md5)).then(|| etag.to_string())
 }
 
 /// What a writer sent, to recognise its own object when S3 answers that the key already exists.
@@ -262,33 +297,66 @@ impl S3Writer {
         up.running.spawn_on(
             async move {
                 let s = &shared;
-                let out = s
-                    .client
-                    .upload_part()
-                    .bucket(&s.bucket)
-                    .key(&full_key)
-                    .upload_id(upload_id)
-                    .part_number(number)
-                    .body(ByteStream::from(body))
-                    .checksum_algorithm(ChecksumAlgorithm::Crc32C)
-                    .checksum_crc32_c(&checksum)
-                    .send()
-                    .await
-                    .map_err(|e| match stall::find(&e) {
-                        Some(stalled) => anyhow!(
-                            "S3 at {} made no progress for {} uploading {key} (part {number}) to \
-                             {}; the upload was stopped",
-                            stalled.endpoint(),
-                            human_duration(stalled.stall()),
+                // Hashed on a blocking thread while the part goes out, not on the writer's thread.
+                let digest = {
+                    let body = body.clone();
+                    tokio::task::spawn_blocking(move || md5_hex(&body))
+                };
+                let send = || {
+                    s.client
+                        .upload_part()
+                        .bucket(&s.bucket)
+                        .key(&full_key)
+                        .upload_id(&upload_id)
+                        .part_number(number)
+                        .body(ByteStream::from(body.clone()))
+                        .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+                        .checksum_crc32_c(&checksum)
+                        .send()
+                };
+                let failed = |e: SdkError<UploadPartError, HttpResponse>| match stall::find(&e) {
+                    Some(stalled) => anyhow!(
+                        "S3 at {} made no progress for {} uploading {key} (part {number}) to {}; \
+                         the upload was stopped",
+                        stalled.endpoint(),
+                        human_duration(stalled.stall()),
+                        s.location()
+                    ),
+                    None => anyhow!(
+                        "uploading part {number} of {key} to {}: {}",
+                        s.location(),
+                        describe(&e)
+                    ),
+                };
+                let (first, digest) = tokio::join!(send(), digest);
+                let md5 = digest.map_err(|e| anyhow!("hashing part {number} of {key}: {e}"))?;
+                let mut out = first.map_err(failed)?;
+                let mut sends = 1;
+                // Sending the part again replaces what S3 stored under its number.
+                while let Some(stored) = stored_other_bytes(
+                    out.e_tag(),
+                    out.server_side_encryption(),
+                    out.sse_customer_algorithm(),
+                    &md5,
+                ) {
+                    if sends == PART_SENDS {
+                        bail!(
+                            "{} stored other bytes than were sent for part {number} of {key}, \
+                             {PART_SENDS} times (ETag {stored}, MD5 of the part sent {md5}): \
+                             something between this host and S3 changes the data, and the server \
+                             does not check the part's CRC32C",
                             s.location()
-                        ),
-                        None => anyhow!(
-                            "uploading part {number} of {key} to {}: {}",
-                            s.location(),
-                            describe(&e)
-                        ),
-                    })?;
-                // The buffer is gone once the request has been sent; free the slot for the next part.
+                        );
+                    }
+                    tracing::warn!(
+                        "{} stored other bytes than were sent for part {number} of {key} (ETag \
+                         {stored}, MD5 of the part sent {md5}); sending the part again",
+                        s.location()
+                    );
+                    sends += 1;
+                    out = send().await.map_err(failed)?;
+                }
+                // The part is stored as sent; free its slot for the next part.
                 drop(permit);
                 let etag = out.e_tag.with_context(|| {
                     format!(
@@ -400,6 +468,8 @@ impl S3Writer {
     fn put_object(&mut self, data: Vec<u8>) -> Result<()> {
         let s = &self.shared;
         let checksum = crc32c(&data);
+        // Small (under one part), so hashed here.
+        let md5 = md5_hex(&data);
         let sent = Sent {
             size: data.len() as u64,
             crc32c: checksum.clone(),
@@ -421,7 +491,22 @@ impl S3Writer {
                 .object_lock_retain_until_date(*until);
         }
         match s.block_on(req.send()) {
-            Ok(_) => Ok(()),
+            Ok(out) => match stored_other_bytes(
+                out.e_tag(),
+                out.server_side_encryption(),
+                out.sse_customer_algorithm(),
+                &md5,
+            ) {
+                None => Ok(()),
+                Some(stored) => bail!(
+                    "{loc} stored object {key} with other bytes than this push sent (ETag \
+                     {stored}, MD5 of what was sent {md5}): something between this host and S3 \
+                     changed the data, and the server did not check its CRC32C; offsite never \
+                     overwrites an object: push again",
+                    loc = s.location(),
+                    key = self.key,
+                ),
+            },
             Err(e) if is_precondition_failed(&e) => self.accept_if_ours(&sent, &describe(&e)),
             Err(e) => Err(self.commit_error(e)),
         }
@@ -572,14 +657,24 @@ impl S3Writer {
             // Completed after all (a retry whose first answer was lost) or aborted already: either
             // way no parts are left.
             Ok(Err(e)) if e.code() == Some("NoSuchUpload") => return Ok(()),
+            // A push policy without the permission: say so, since retrying will not help.
+            Ok(Err(e)) if http_status(&e) == Some(403) || e.code() == Some("AccessDenied") => {
+                format!(
+                    "{}: this credential may not abort multipart uploads; give it \
+                     s3:AbortMultipartUpload, as README's push policy does",
+                    describe(&e)
+                )
+            }
             Ok(Err(e)) => describe(&e),
             Err(_) => format!("no answer in {}", human_duration(wait)),
         };
+        let (id, key, bucket) = (&up.id, &self.full_key, &s.bucket);
         Err(format!(
-            "the multipart upload {} of {} in s3://{} could not be aborted ({why}); its parts \
-             stay, billed, until the office aborts it (aws s3api abort-multipart-upload) or a \
-             bucket lifecycle rule for incomplete multipart uploads removes it",
-            up.id, self.full_key, s.bucket
+            "the multipart upload {id} of {key} in s3://{bucket} could not be aborted ({why}); \
+             its parts stay, billed and not listed as objects, until the office's prune aborts \
+             it after office.abandon_after, a bucket lifecycle rule for incomplete multipart \
+             uploads does, or someone runs \
+             `aws s3api abort-multipart-upload --bucket {bucket} --key {key} --upload-id {id}`"
         ))
     }
 }
@@ -712,6 +807,47 @@ mod tests {
             !sent.matches(Some(5), Some(&format!("{}-1", crc32c(b"hello"))), None),
             "a multipart object is not our PutObject"
         );
+    }
+
+    #[test]
+    fn an_etag_proves_other_bytes_only_when_it_is_an_md5_of_unencrypted_bytes() {
+        let sent = md5_hex(b"hello");
+        assert_eq!(sent, "5d41402abc4b2a76b9719d911017c592");
+        let same = "\"5D41402ABC4B2A76B9719D911017C592\"";
+        let other = "\"0123456789abcdef0123456789abcdef\"";
+        assert_eq!(stored_other_bytes(Some(same), None, None, &sent), None);
+        assert_eq!(
+            stored_other_bytes(Some(other), None, None, &sent).as_deref(),
+            Some("0123456789abcdef0123456789abcdef")
+        );
+        assert!(
+            stored_other_bytes(
+                Some(other),
+                Some(&ServerSideEncryption::Aes256),
+                None,
+                &sent
+            )
+            .is_some(),
+            "under SSE-S3 the ETag is still the MD5"
+        );
+        for kms in [
+            ServerSideEncryption::AwsKms,
+            ServerSideEncryption::AwsKmsDsse,
+        ] {
+            assert_eq!(
+                stored_other_bytes(Some(other), Some(&kms), None, &sent),
+                None
+            );
+        }
+        assert_eq!(
+            stored_other_bytes(Some(other), None, Some("AES256"), &sent),
+            None,
+            "SSE-C"
+        );
+        for not_md5 in ["\"abc\"", "\"0123456789abcdef0123456789abcdef-2\"", ""] {
+            assert_eq!(stored_other_bytes(Some(not_md5), None, None, &sent), None);
+        }
+        assert_eq!(stored_other_bytes(None, None, None, &sent), None);
     }
 
     #[test]
