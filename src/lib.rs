@@ -9,6 +9,7 @@
 pub mod config;
 pub mod crypto;
 pub mod error;
+pub mod interrupt;
 pub mod keyring;
 pub mod lock;
 pub mod office;
