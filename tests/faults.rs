@@ -12,10 +12,15 @@
 //!   when every source succeeded (no manifest when any source fails).
 //! - [`lost_response`]: a response lost on the way back from S3, a key someone else wrote.
 //! - [`stall`]: S3 stops answering mid-upload; a dump that stops writing.
+//! - [`signals`]: SIGTERM during a push to S3 and during verify, SIGINT during a push to a local
+//!   store: exit 143 / 130, nothing committed, no upload, temporary file, scratch database or
+//!   child process left, and the next run succeeds.
 
 mod common;
 #[path = "faults/lost_response.rs"]
 mod lost_response;
+#[path = "faults/signals.rs"]
+mod signals;
 #[path = "faults/stall.rs"]
 mod stall;
 
