@@ -445,8 +445,9 @@ fn sigterm_during_verify_drops_the_scratch_database_stops_psql_records_nothing_a
     assert_eq!(scratch_dbs("sig-verify", &pg.name), Vec::<String>::new());
 }
 
-/// A `pg_dump` that ignores SIGTERM and SIGINT (and so do the `head`, `base64` and `sleep` it
-/// starts), leaves `dumping.<pid>` and writes noise for a minute.
+/// A `pg_dump` that ignores SIGTERM and SIGINT (and so do the `sleep`s it starts), leaves
+/// `dumping.<pid>` and then says nothing for a minute, like a dump waiting for a lock. Silent, so
+/// that no failing store write ends it: only the SIGKILL after the grace can.
 fn stubborn_pg_dump(s: &Setup) -> String {
     let dir = s.dir.path().display();
     let path = s.path("stubborn-pg_dump");
@@ -456,7 +457,7 @@ fn stubborn_pg_dump(s: &Setup) -> String {
             "#!/bin/bash\nif [ \"$1\" = --version ]; then exec {} --version; fi\n\
              trap '' TERM INT\n\
              touch '{dir}/dumping.'$$\n\
-             for i in $(seq 600); do head -c 300000 /dev/urandom | base64; sleep 0.1; done\n\
+             for i in $(seq 1200); do sleep 0.05; done\n\
              exit 1\n",
             real("pg_dump")
         ),
