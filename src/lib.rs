@@ -10,6 +10,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod interrupt;
 pub mod keyring;
 pub mod lock;
 pub mod office;

@@ -70,18 +70,30 @@ pub fn try_lock(path: &Path) -> Result<Option<Held>> {
     }
 }
 
-/// Takes the lock at `path`, waiting as long as another process holds it.
+/// Takes the lock at `path`, waiting as long as another process holds it, or until SIGINT or
+/// SIGTERM ([`crate::interrupt`]).
+///
+/// It polls (every [`POLL`]) rather than blocking in `flock`: a blocking `flock` is restarted
+/// after a signal handler, so a stopping run would wait for the holder.
 pub fn lock_waiting(path: &Path) -> Result<Held> {
     let file = open(path)?;
     loop {
-        match flock(&file, libc::LOCK_EX) {
+        match flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
             Ok(()) => return claim(file, path),
             // A signal that did not kill us (SIGWINCH, a stopped and continued job): wait on.
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => {
+                crate::interrupt::check()
+                    .map_err(|i| anyhow!("stopped waiting for the lock {}: {i}", path.display()))?;
+                std::thread::sleep(POLL);
+            }
             Err(e) => return Err(anyhow!("waiting for the lock {}: {e}", path.display())),
         }
     }
 }
+
+/// How often [`lock_waiting`] tries again.
+const POLL: Duration = Duration::from_millis(100);
 
 /// Reads who holds the lock at `path` (call after [`try_lock`] returned `None`).
 pub fn holder(path: &Path) -> Holder {

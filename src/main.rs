@@ -23,7 +23,11 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
-    match cli::run(cli) {
+    let result = cli::run(cli);
+    if let Some(sig) = offsite::interrupt::received() {
+        return interrupted(sig, result);
+    }
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -32,6 +36,36 @@ fn main() -> ExitCode {
             } else {
                 cli::EXIT_FAILED
             })
+        }
+    }
+}
+
+/// The end of a run that SIGINT or SIGTERM stopped ([`offsite::interrupt`]): the last-resort
+/// clean-ups run, and the command's error becomes one line and exit code 130 or 143. A command
+/// that finished its work although the signal came (it arrived while a commit was under way)
+/// keeps its own exit code.
+fn interrupted(sig: offsite::interrupt::Signal, result: anyhow::Result<ExitCode>) -> ExitCode {
+    let left = offsite::interrupt::leftovers(true);
+    let left = if left.is_empty() {
+        String::new()
+    } else {
+        format!("; left behind: {}", left.join("; "))
+    };
+    match result {
+        Ok(code) => {
+            if !left.is_empty() {
+                eprintln!("warning: {sig} arrived after the work was done{left}");
+            }
+            code
+        }
+        Err(e) => {
+            let msg = format!("{e:#}");
+            if msg.contains(&format!("interrupted by {sig}")) {
+                eprintln!("error: {msg}{left}");
+            } else {
+                eprintln!("error: interrupted by {sig}: {msg}{left}");
+            }
+            ExitCode::from(sig.exit_code())
         }
     }
 }

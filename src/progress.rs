@@ -76,6 +76,14 @@ impl Task {
         }
     }
 
+    /// Ended by SIGINT or SIGTERM: the run as a whole says what that means.
+    pub fn stopped(&self, sig: crate::interrupt::Signal) {
+        match &self.bar {
+            Some(bar) => bar.abandon_with_message(format!("stopped ({sig})")),
+            None => tracing::info!("{}: stopped ({sig})", self.what),
+        }
+    }
+
     pub fn failed(&self, err: &anyhow::Error) {
         match &self.bar {
             Some(bar) => bar.abandon_with_message(format!("FAILED: {err:#}")),

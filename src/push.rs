@@ -130,7 +130,15 @@ pub fn push(
     let started_at = OffsetDateTime::now_utc();
     let mut recipients = keys.encryption.fingerprints();
     recipients.sort();
-    let jobs = plan(cfg, rt, store.as_ref(), &recipients, opts)?;
+    let jobs = plan(cfg, rt, store.as_ref(), &recipients, opts);
+    // A signal during the pre-flight makes its questions fail; say why, not what failed.
+    if let Some(sig) = crate::interrupt::received() {
+        return Err(anyhow!(
+            "push of {} interrupted by {sig} before anything was written",
+            cfg.host
+        ));
+    }
+    let jobs = jobs?;
     if jobs.is_empty() {
         return Err(crate::error::usage(format!(
             "{}: nothing to back up (no postgres:, mysql: or trees: sources)",
@@ -139,6 +147,12 @@ pub fn push(
     }
     let id = SnapshotId::new(started_at);
     let snapshot_dir = crate::snapshot::dir(&cfg.host, id.as_str());
+    let interrupted = |sig: crate::interrupt::Signal| {
+        anyhow!(
+            "push of {} interrupted by {sig}: nothing committed ({snapshot_dir} stays incomplete; office-side retention removes it)",
+            cfg.host
+        )
+    };
     // A wrong bucket or credential should fail now, not after an hour of dumping.
     store.list(&snapshot_dir).with_context(|| {
         format!(
@@ -146,7 +160,12 @@ pub fn push(
             store.location()
         )
     })?;
-    mark_needs(&jobs, store.as_ref(), &snapshot_dir)?;
+    mark_needs(&jobs, store.as_ref(), &snapshot_dir).map_err(
+        |e| match crate::interrupt::received() {
+            Some(sig) if crate::interrupt::is_interrupted(&e) => interrupted(sig),
+            _ => e,
+        },
+    )?;
     tracing::info!(
         "push: snapshot {} of {} sources to {}",
         id,
@@ -161,6 +180,15 @@ pub fn push(
     };
 
     let results = run_jobs(&jobs, cfg.parallel, &pipeline, progress);
+    // What a signal made fail is no news; what it stopped is said once.
+    if let Some(sig) = crate::interrupt::received() {
+        for (job, result) in jobs.iter().zip(&results) {
+            if let Some(Err(e)) = result {
+                tracing::debug!("{}: {e:#}", job.name());
+            }
+        }
+        return Err(interrupted(sig));
+    }
 
     let mut failures = Vec::new();
     let mut produced = Vec::new();
@@ -255,13 +283,32 @@ pub fn push(
     }
 
     // The commit point: the manifest, signed and encrypted, written last and never overwritten.
+    // A signal before the store's commit call stops it (the writer checks); one during it lets
+    // it finish: the manifest exists whole or not at all, and push reports which.
     let json = serde_json::to_vec_pretty(&m)?;
     let sealed = keys.encryption.seal(&json, &keys.signing)?;
     let key = format!("{snapshot_dir}{MANIFEST_NAME}");
-    let mut w = store.create(&key)?;
-    std::io::Write::write_all(&mut w, &sealed).with_context(|| format!("writing {key}"))?;
-    w.commit()
-        .with_context(|| format!("committing the manifest {key}"))?;
+    let written = (|| -> Result<()> {
+        crate::interrupt::check()?;
+        let mut w = store.create(&key)?;
+        std::io::Write::write_all(&mut w, &sealed).with_context(|| format!("writing {key}"))?;
+        let _committing = crate::interrupt::Pending::new(format!(
+            "the manifest {key} was being committed: the snapshot is complete or absent, never half (offsite snapshots tells which)"
+        ));
+        w.commit()
+            .with_context(|| format!("committing the manifest {key}"))
+    })();
+    if let Err(e) = written {
+        return Err(match crate::interrupt::received() {
+            Some(sig) if crate::interrupt::is_interrupted(&e) => interrupted(sig),
+            _ => e,
+        });
+    }
+    if let Some(sig) = crate::interrupt::received() {
+        tracing::warn!(
+            "{sig} arrived while the manifest {key} was being committed; the commit finished: the snapshot is complete"
+        );
+    }
 
     // Only now may the next run build on this snapshot. A state that cannot be written leaves the
     // previous one, which still names a committed snapshot: the chain stays sound either way.
@@ -496,7 +543,10 @@ fn run_jobs(
                     *n += 1;
                     i
                 };
-                if i >= jobs.len() || failed.load(Ordering::SeqCst) {
+                if i >= jobs.len()
+                    || failed.load(Ordering::SeqCst)
+                    || crate::interrupt::received().is_some()
+                {
                     return;
                 }
                 let job = &jobs[i];
@@ -515,7 +565,10 @@ fn run_jobs(
                     }
                     Err(e) => {
                         failed.store(true, Ordering::SeqCst);
-                        task.failed(e);
+                        match crate::interrupt::received() {
+                            Some(sig) => task.stopped(sig),
+                            None => task.failed(e),
+                        }
                     }
                 }
                 let elapsed = task.elapsed();

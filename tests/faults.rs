@@ -16,6 +16,9 @@
 //! - [`no_abort`]: a push credential that may not abort its multipart upload, and a push that fails
 //!   mid-upload.
 //! - [`stall`]: S3 stops answering mid-upload; a dump that stops writing.
+//! - [`signals`]: SIGTERM during a push to S3 and during verify, SIGINT during a push to a local
+//!   store: exit 143 / 130, nothing committed, no upload, temporary file, scratch database or
+//!   child process left, and the next run succeeds.
 //!
 //! The S3 cases on the network go through [`proxy`], between push and a moto server of their own.
 
@@ -30,6 +33,8 @@ mod lost_response;
 mod no_abort;
 #[path = "faults/proxy.rs"]
 mod proxy;
+#[path = "faults/signals.rs"]
+mod signals;
 #[path = "faults/stall.rs"]
 mod stall;
 

@@ -35,6 +35,9 @@ Exit codes:
      on this offsite_dir is running (push --wait waits for it instead)
   2  usage or config error (nothing was written)
   3  push committed the snapshot, with warnings (a file changed while read, a non-InnoDB table...)
+  130, 143  interrupted by SIGINT / SIGTERM (push, restore and the office commands): dumps and
+     restores stopped, uploads aborted, temporary files and scratch databases removed, nothing
+     committed or recorded; within 30 s, or at once on a second signal (naming what was left)
 
 Config: -c FILE, else $OFFSITE_CONFIG, else /etc/offsite/config.yaml. See config.example.yaml.";
 

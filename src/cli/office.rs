@@ -12,7 +12,8 @@ offsite copy), report, prune (when a retention policy is configured), refresh (w
 are configured), then notify (when configured).
 A step's failure does not stop the steps after it, except that refresh only ever uses snapshots that
 verify passed. The exit code is the worst of the steps': 0 all good, 1 something failed,
-2 a usage/config error or a refresh refused by a guard.")]
+2 a usage/config error or a refresh refused by a guard. SIGINT/SIGTERM stops the step under way
+cleanly (scratch databases dropped, nothing recorded half) and no later step runs: exit 130/143.")]
 pub struct Args {
     /// Do not apply retention, even if configured.
     #[arg(long)]
@@ -26,9 +27,20 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     let office = Office::load(cli.load_config()?)?;
     // One lock for the whole run: no other office command may interleave with it.
     let _lock = office.lock()?;
+    offsite::interrupt::install("office")?;
+    offsite::office::scratch::drop_on_interrupt(office.offsite_dir.clone());
     let rt = runtime()?;
-    offsite::office::scratch::install_signal_cleanup(&rt, office.offsite_dir.clone());
 
+    // After SIGINT/SIGTERM the step under way stops through its failure path, and no later step
+    // (nor notify) starts.
+    let interrupted = |during: &str| -> Result<()> {
+        match offsite::interrupt::received() {
+            Some(sig) => Err(anyhow::anyhow!(
+                "office run interrupted by {sig} during {during}; the steps after it did not run"
+            )),
+            None => Ok(()),
+        }
+    };
     let mut steps: Vec<(&str, u8)> = Vec::new();
     let mut step = |name: &'static str, r: Result<ExitCode>| {
         let code = match r {
@@ -52,6 +64,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         "pull",
         pull::run_with(cli, &office, &rt, &pull::Args { host: None }),
     );
+    interrupted("pull")?;
     eprintln!("== verify");
     let verify_args = verify::Args {
         snapshot: "latest".into(),
@@ -61,12 +74,14 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         scrub: false,
     };
     step("verify", verify::run_with(cli, &office, &rt, &verify_args));
+    interrupted("verify")?;
     eprintln!("== scrub");
     let scrub_args = verify::Args {
         scrub: true,
         ..verify_args
     };
     step("scrub", verify::run_with(cli, &office, &rt, &scrub_args));
+    interrupted("scrub")?;
     eprintln!("== report");
     step(
         "report",
@@ -79,6 +94,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
             },
         ),
     );
+    interrupted("report")?;
     let o = &office.office;
     if !a.no_prune && (o.retention.is_some() || o.offsite_retention.is_some()) {
         eprintln!("== prune");
@@ -97,6 +113,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
                 },
             ),
         );
+        interrupted("prune")?;
     }
     if !a.no_refresh && !o.refresh.is_empty() {
         eprintln!("== refresh");
@@ -104,6 +121,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
             "refresh",
             refresh::run_with(cli, &office, &rt, &refresh::Args { only: None }),
         );
+        interrupted("refresh")?;
     }
     let worst = steps.iter().map(|(_, c)| *c).max().unwrap_or(0);
 

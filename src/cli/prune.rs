@@ -57,6 +57,7 @@ pub struct Args {
 
 pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     let office = Office::load(cli.load_config()?)?;
+    offsite::interrupt::install("prune")?;
     let rt = runtime()?;
     // A pull writing into the offsite copy, or reading a snapshot from S3, must not see it vanish.
     // A dry run deletes nothing and so may run beside them.
@@ -128,6 +129,13 @@ pub fn run_with(
         print_human(&report, o.abandon_after);
     }
     print_errors(&report);
+    if let Some(sig) = offsite::interrupt::received() {
+        // Deleting stops between snapshots; a snapshot is deleted manifest first, so one cut short
+        // is incomplete and the next prune removes the rest.
+        return Err(anyhow::anyhow!(
+            "prune interrupted by {sig}: the snapshots not yet deleted are kept; the next prune goes on"
+        ));
+    }
     Ok(if report.ok {
         ExitCode::SUCCESS
     } else {

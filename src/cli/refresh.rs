@@ -27,6 +27,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     let office = Office::load(cli.load_config()?)?;
     // A prune running meanwhile could delete the snapshot being restored.
     let _lock = office.lock()?;
+    offsite::interrupt::install("refresh")?;
     let rt = runtime()?;
     run_with(cli, &office, &rt, a)
 }
@@ -39,6 +40,16 @@ pub fn run_with(
     a: &Args,
 ) -> Result<ExitCode> {
     let report = refresh(office, rt.handle(), a.only.as_deref(), super::now()?)?;
+    if let Some(sig) = offsite::interrupt::received() {
+        for e in &report.entries {
+            eprintln!("{}", describe(e));
+        }
+        // Each entry's restore goes into a new database, swapped in by one transaction (or one
+        // RENAME TABLE): a target is the old database or the new one, never half.
+        return Err(anyhow::anyhow!(
+            "refresh interrupted by {sig}: the entries not refreshed keep their old database"
+        ));
+    }
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

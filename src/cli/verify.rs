@@ -30,8 +30,9 @@ pub struct Args {
 pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     let office = Office::load(cli.load_config()?)?;
     let _lock = office.lock()?;
+    offsite::interrupt::install("verify")?;
+    offsite::office::scratch::drop_on_interrupt(office.offsite_dir.clone());
     let rt = runtime()?;
-    offsite::office::scratch::install_signal_cleanup(&rt, office.offsite_dir.clone());
     run_with(cli, &office, &rt, a)
 }
 
@@ -95,6 +96,9 @@ pub fn verify_all(
     };
     let mut out = Vec::new();
     for host in office.hosts(a.host.as_deref())? {
+        if let Some(sig) = offsite::interrupt::received() {
+            anyhow::bail!("verify interrupted by {sig} before {host}: no result recorded");
+        }
         match verify_host(office, store, &host, rt.handle(), &opts) {
             Ok(r) => {
                 if !cli.json {
@@ -102,6 +106,8 @@ pub fn verify_all(
                 }
                 out.push(Ok(r));
             }
+            // Interrupted: the hosts after it are not verified either, and nothing more is said.
+            Err(e) if offsite::interrupt::received().is_some() => return Err(e),
             Err(e) => {
                 eprintln!("{host}: FAILED: {e:#}");
                 out.push(Err(format!("{host}: {e:#}")));

@@ -17,13 +17,16 @@ pub fn notify(cfg: &Notify, summary: &serde_json::Value, report_json: &Path) -> 
         }
     }
     if let Some(cmd) = &cfg.command {
-        let status = std::process::Command::new("sh")
+        let mut command = std::process::Command::new("sh");
+        command
             .arg("-c")
             .arg(format!("{cmd} \"$1\""))
             .arg("offsite-notify")
             .arg(report_json)
-            .stdin(std::process::Stdio::null())
-            .status()
+            .stdin(std::process::Stdio::null());
+        // Registered, so that SIGINT/SIGTERM stops it too.
+        let status = crate::interrupt::spawn("the notify command", &mut command)
+            .and_then(|mut child| crate::interrupt::wait(&mut child))
             .with_context(|| format!("running the notify command {cmd:?}"));
         match status {
             Ok(s) if s.success() => {}

@@ -37,6 +37,14 @@ pub fn pull(
     let started = Instant::now();
     let mut hosts = Vec::new();
     for host in office.hosts(only_host)? {
+        // After SIGINT/SIGTERM no record: the run did not finish, and what it copied is either
+        // whole (each object committed on its own, the manifest last) or a hidden temporary file
+        // that the writer removed. The next pull goes on from there.
+        if let Some(sig) = crate::interrupt::received() {
+            anyhow::bail!(
+                "pull interrupted by {sig} before {host}: no pull record written; what was copied stays, the next pull goes on"
+            );
+        }
         let h = pull_host(office, source, &host, now).unwrap_or_else(|e| PullHost {
             ok: false,
             error: Some(format!("{e:#}")),
@@ -46,6 +54,11 @@ pub fn pull(
             tracing::error!("pull {host}: {e}");
         }
         hosts.push(h);
+    }
+    if let Some(sig) = crate::interrupt::received() {
+        anyhow::bail!(
+            "pull interrupted by {sig}: no pull record written; what was copied stays, the next pull goes on"
+        );
     }
     let record = PullRecord {
         format: PULL_FORMAT.into(),

@@ -3,7 +3,9 @@
 //! Every scratch database is registered in `<offsite_dir>/reports/scratch/<name>.json` (with our pid)
 //! before it is created and unregistered after it is dropped. A verify that was killed (SIGKILL, power
 //! loss) leaves its registration behind; the next run drops exactly those databases whose registering
-//! process is gone, and nothing it does not own. SIGINT and SIGTERM drop the active ones before exiting.
+//! process is gone, and nothing it does not own. After SIGINT or SIGTERM the interrupted restore drops
+//! its database on its failure path, and [`drop_on_interrupt`] drops whatever is still registered
+//! before the process exits (130 or 143).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -23,7 +25,7 @@ pub struct ScratchDb {
     pub created_at: String,
 }
 
-/// Scratch databases of this process, for the signal handler.
+/// Scratch databases of this process, for [`drop_on_interrupt`].
 static ACTIVE: Mutex<Vec<(ScratchDb, Option<crate::config::Secret>)>> = Mutex::new(Vec::new());
 
 fn registry(offsite_dir: &Path) -> PathBuf {
@@ -55,6 +57,11 @@ pub fn register(
     server: &Server,
     name: &str,
 ) -> Result<ScratchDb> {
+    // Checked under the lock the last-resort drop reads: a database registered after that drop
+    // ran would be left behind.
+    let mut active = ACTIVE.lock().unwrap_or_else(|p| p.into_inner());
+    crate::interrupt::check()
+        .with_context(|| format!("not creating the scratch database {name}"))?;
     let s = ScratchDb {
         engine,
         server_url: server.url.clone(),
@@ -68,9 +75,7 @@ pub fn register(
         &registry(offsite_dir).join(format!("{name}.json")),
         &serde_json::to_vec_pretty(&s)?,
     )?;
-    if let Ok(mut a) = ACTIVE.lock() {
-        a.push((s.clone(), server.password.clone()));
-    }
+    active.push((s.clone(), server.password.clone()));
     Ok(s)
 }
 
@@ -178,34 +183,46 @@ pub fn cleanup_stale(
     Ok(cleaned)
 }
 
-/// On SIGINT or SIGTERM: drop this process's scratch databases, then exit 130. The registrations stay
-/// if the drop fails, so the next run retries.
-pub fn install_signal_cleanup(rt: &tokio::runtime::Runtime, offsite_dir: PathBuf) {
-    let handle = rt.handle().clone();
-    rt.spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            return;
+/// When a run ends after SIGINT or SIGTERM (cleanly or by the watchdog of
+/// [`crate::interrupt`]): drops this process's scratch databases that are still registered. The
+/// registrations stay if a drop fails, so the next verify retries. On a second signal there is no
+/// time: the databases are only named.
+pub fn drop_on_interrupt(offsite_dir: PathBuf) {
+    crate::interrupt::on_exit(move |clean| {
+        let active: Vec<_> = ACTIVE
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_else(|p| p.into_inner().clone());
+        let left_name = |s: &ScratchDb, why: &str| {
+            format!(
+                "scratch database {} on {} ({why}the next verify drops it)",
+                s.name, s.server_url
+            )
         };
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
+        if active.is_empty() {
+            return Vec::new();
         }
-        let active: Vec<_> = ACTIVE.lock().map(|a| a.clone()).unwrap_or_default();
-        let dir = offsite_dir.clone();
-        // Blocking work off the runtime's worker threads.
-        let _ = std::thread::spawn(move || {
-            for (s, pw) in &active {
-                match drop_scratch(&handle, &dir, s, pw.as_ref()) {
-                    Ok(()) => eprintln!("interrupted: dropped scratch database {}", s.name),
-                    Err(e) => eprintln!("interrupted: {e:#}; the next verify drops it"),
-                }
+        if !clean {
+            return active.iter().map(|(s, _)| left_name(s, "")).collect();
+        }
+        // A runtime of its own: the command's may be gone, or busy with what was interrupted.
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                let why = format!("no runtime to drop it: {e}; ");
+                return active.iter().map(|(s, _)| left_name(s, &why)).collect();
             }
-        })
-        .join();
-        std::process::exit(130);
+        };
+        let mut left = Vec::new();
+        for (s, pw) in &active {
+            match drop_scratch(rt.handle(), &offsite_dir, s, pw.as_ref()) {
+                Ok(()) => eprintln!("interrupted: dropped scratch database {}", s.name),
+                Err(e) => left.push(left_name(s, &format!("{e:#}; "))),
+            }
+        }
+        left
     });
 }

@@ -223,6 +223,10 @@ pub fn scrub(
     let now_text = run.ran_at.clone();
     let mut unsaved = 0u64;
     for i in chosen {
+        // After SIGINT/SIGTERM no further object: the state below keeps what was checked.
+        if crate::interrupt::received().is_some() {
+            break;
+        }
         let c = &candidates[i];
         run.checked_objects += 1;
         run.checked_bytes += c.entry.stored_size;
@@ -268,6 +272,11 @@ pub fn scrub(
         }
     }
     state.save(&office.offsite_dir)?;
+    if let Some(sig) = crate::interrupt::received() {
+        anyhow::bail!(
+            "scrub interrupted by {sig}: the objects checked so far are recorded, no scrub result written"
+        );
+    }
 
     run.objects = candidates.len() as u64;
     run.bytes = candidates.iter().map(|c| c.entry.stored_size).sum();

@@ -79,6 +79,14 @@ pub fn verify_host(
         Ok(manifest) => check_snapshot(office, store, &snap, &manifest, rt, opts, &mut record),
     }
     record.seconds = started.elapsed().as_secs_f64();
+    // A run stopped by SIGINT/SIGTERM proved nothing either way: recording it as failed would
+    // raise a false alarm in the report, so nothing is recorded.
+    if let Some(sig) = crate::interrupt::received() {
+        anyhow::bail!(
+            "verify of {host}/{} interrupted by {sig}: no result recorded",
+            snap.id
+        );
+    }
     record.ok = record.errors.is_empty()
         && record.freshness.ok
         && record.databases.iter().all(|d| d.ok)
@@ -153,8 +161,16 @@ fn check_snapshot(
     }
     let dir = snap.dir();
     for db in &manifest.databases {
+        // After SIGINT/SIGTERM nothing more is started; verify_host records nothing.
+        if crate::interrupt::received().is_some() {
+            return;
+        }
         let result = verify_database(office, store, &dir, manifest, db, rt, opts);
-        let status = if result.ok { "ok" } else { "FAILED" };
+        let status = match (result.ok, crate::interrupt::received()) {
+            (_, Some(sig)) => format!("stopped ({sig})"),
+            (true, None) => "ok".into(),
+            (false, None) => "FAILED".into(),
+        };
         tracing::info!(
             "verify {}/{} {}: {status} in {:.1}s",
             snap.host,
@@ -165,6 +181,9 @@ fn check_snapshot(
         record.databases.push(result);
     }
     for tree in &manifest.trees {
+        if crate::interrupt::received().is_some() {
+            return;
+        }
         let started = Instant::now();
         // An incremental's view spans older snapshots: each of their manifests is checked too.
         let r = office.signers(&snap.host).and_then(|signers| {
@@ -330,8 +349,10 @@ fn inspect(
     checks: &[&Check],
     result: &mut DatabaseResult,
 ) -> Result<()> {
-    match db.engine {
-        Engine::Postgres => rt.block_on(async {
+    // The checks are the user's SQL and may take long: a signal ends the wait (the scratch
+    // database is dropped with FORCE, which ends the query on the server).
+    let inspected = match db.engine {
+        Engine::Postgres => rt.block_on(crate::interrupt::interruptible(async {
             let c =
                 crate::source::postgres::connect(&server.url, server.password.as_ref(), Some(name))
                     .await?;
@@ -353,8 +374,8 @@ fn inspect(
                 result.checks.push(judge(check, value));
             }
             Ok::<(), anyhow::Error>(())
-        }),
-        Engine::Mysql => rt.block_on(async {
+        })),
+        Engine::Mysql => rt.block_on(crate::interrupt::interruptible(async {
             use mysql_async::prelude::Queryable;
             let conn =
                 crate::source::mysql::Conn::from_server(&server.url, server.password.as_ref())?;
@@ -386,8 +407,9 @@ fn inspect(
             }
             c.disconnect().await.ok();
             Ok::<(), anyhow::Error>(())
-        }),
-    }
+        })),
+    };
+    inspected?
 }
 
 async fn pg_first_value(c: &tokio_postgres::Client, sql: &str) -> Result<Option<String>> {

@@ -48,6 +48,9 @@ struct Named<R> {
 
 impl<R: Read> Read for Named<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // After SIGINT/SIGTERM a restore or verify stops at its next read, through its failure
+        // path (the half-restored database is dropped).
+        crate::interrupt::check_io()?;
         self.inner.read(buf).map_err(|e| {
             if e.to_string().contains(&self.key) {
                 e

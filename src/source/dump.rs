@@ -157,12 +157,10 @@ impl Watchdog {
                     let since = st.waiting_since.load(Ordering::Relaxed);
                     if since != NOT_WAITING && st.now_ms().saturating_sub(since) >= stall_ms {
                         st.fired.store(true, Ordering::Relaxed);
-                        let Ok(pid) = libc::pid_t::try_from(pid) else {
-                            return;
-                        };
-                        // SAFETY: kill takes plain integers. The child is not reaped before this
-                        // thread is stopped (`Watchdog::stop`), so the pid is still the dump's.
-                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                        // The child is not reaped before this thread is stopped
+                        // (`Watchdog::stop`), so the pid is still the dump's. Its group goes too:
+                        // a wrapper script's pg_dump would otherwise write on.
+                        crate::interrupt::kill_group(pid, libc::SIGKILL);
                         return;
                     }
                     stopped = match st.wake.wait_timeout(stopped, every) {

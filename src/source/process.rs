@@ -30,9 +30,17 @@ impl Child {
         cmd.stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("starting {name} (is it installed and on PATH?)"))?;
+        let mut child = crate::interrupt::spawn(&name, &mut cmd).map_err(|e| {
+            let context = if e
+                .get_ref()
+                .is_some_and(|i| i.is::<crate::interrupt::Interrupted>())
+            {
+                format!("not starting {name}")
+            } else {
+                format!("starting {name} (is it installed and on PATH?)")
+            };
+            anyhow::Error::new(e).context(context)
+        })?;
         if let Some(out) = &child.stdout {
             enlarge_pipe(&name, out);
         }
@@ -73,7 +81,8 @@ impl Child {
             .context("child stdout already taken")
     }
 
-    /// The child's process id; valid until [`Child::finish`] or [`Child::kill`] reaps it.
+    /// The child's process id (and its process group's: it leads one); valid until
+    /// [`Child::finish`] or [`Child::kill`] reaps it.
     pub fn id(&self) -> u32 {
         self.child.id()
     }
@@ -84,19 +93,19 @@ impl Child {
 
     /// Waits for the child; fails on a non-zero exit or a signal, with the child's stderr.
     pub fn finish(mut self) -> Result<String> {
-        let status = self
-            .child
-            .wait()
+        let status = crate::interrupt::wait(&mut self.child)
             .with_context(|| format!("waiting for {}", self.name))?;
         let stderr = self.take_stderr();
         check_status(&self.name, status, &stderr)?;
         Ok(stderr)
     }
 
-    /// Kills the child (if still running) and reaps it. Used when the consumer failed.
+    /// Kills the child (if still running), with whatever it started, and reaps it. Used when the
+    /// consumer failed.
     pub fn kill(mut self) -> String {
-        let _ = self.child.kill(); // it may have exited already; the wait below reaps it either way
-        let _ = self.child.wait();
+        // It may have exited already; the wait below reaps it either way.
+        crate::interrupt::kill_group(self.child.id(), libc::SIGKILL);
+        let _ = crate::interrupt::wait(&mut self.child);
         self.take_stderr()
     }
 
@@ -120,8 +129,8 @@ impl Drop for Child {
     fn drop(&mut self) {
         // Never leave a dump running behind us when an error unwinds the pipeline.
         if self.stderr.is_some() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            crate::interrupt::kill_group(self.child.id(), libc::SIGKILL);
+            let _ = crate::interrupt::wait(&mut self.child);
         }
     }
 }
@@ -160,9 +169,7 @@ fn check_status(name: &str, status: ExitStatus, stderr: &str) -> Result<()> {
 
 /// Runs a short command (like `pg_dump --version`) and returns its stdout.
 pub fn output(name: &str, mut cmd: Command) -> Result<String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
+    let out = crate::interrupt::output(name, &mut cmd)
         .with_context(|| format!("running {name} (is it installed and on PATH?)"))?;
     check_status(
         name,

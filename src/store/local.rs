@@ -68,6 +68,10 @@ impl Store for LocalStore {
             .with_context(|| format!("creating temporary file {}", tmp.display()))?;
         Ok(Box::new(LocalWriter {
             file: Some(io::BufWriter::with_capacity(1 << 20, file)),
+            _pending: crate::interrupt::Pending::new(format!(
+                "the temporary file {} (hidden, never listed; remove it)",
+                tmp.display()
+            )),
             tmp,
             path,
             key: key.to_string(),
@@ -261,6 +265,8 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(Entry, fs::Metadata)>) -> io::Re
 
 struct LocalWriter {
     file: Option<io::BufWriter<File>>,
+    /// Names the temporary file if the process has to exit before this writer is dropped.
+    _pending: crate::interrupt::Pending,
     tmp: PathBuf,
     path: PathBuf,
     key: String,
@@ -268,6 +274,8 @@ struct LocalWriter {
 
 impl Write for LocalWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // After SIGINT/SIGTERM: fail, so that the writer is dropped and its temporary file goes.
+        crate::interrupt::check_io()?;
         match &mut self.file {
             Some(f) => f.write(buf),
             None => Err(io::Error::other("object writer already finished")),
@@ -283,6 +291,9 @@ impl Write for LocalWriter {
 
 impl ObjectWriter for LocalWriter {
     fn commit(mut self: Box<Self>) -> Result<()> {
+        // Checked before the file is taken, so that Drop still removes it. Once past this, the
+        // link below makes the object exist whole, or fails and leaves nothing.
+        crate::interrupt::check().with_context(|| format!("not committing {}", self.key))?;
         let file = self.file.take().context("object writer already finished")?;
         let file = file
             .into_inner()

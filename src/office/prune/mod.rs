@@ -975,7 +975,13 @@ pub fn prune(targets: &[Target], hosts: &[String], offsite_dir: &Path, opts: &Op
                     d.status = Status::Planned;
                     continue;
                 }
-                if abort || stopped || plan.error.is_some() {
+                // After SIGINT/SIGTERM no further snapshot is touched; the one being deleted is
+                // finished (its manifest went first: it is incomplete already).
+                if abort
+                    || stopped
+                    || plan.error.is_some()
+                    || crate::interrupt::received().is_some()
+                {
                     d.status = Status::Skipped;
                     continue;
                 }
@@ -1007,7 +1013,11 @@ pub fn prune(targets: &[Target], hosts: &[String], offsite_dir: &Path, opts: &Op
                 if opts.dry_run {
                     continue;
                 }
-                if abort || stopped || plan.error.is_some() {
+                if abort
+                    || stopped
+                    || plan.error.is_some()
+                    || crate::interrupt::received().is_some()
+                {
                     w.status = Status::Skipped;
                     continue;
                 }

@@ -75,6 +75,29 @@ pub struct RefreshReport {
     pub entries: Vec<EntryReport>,
 }
 
+impl EntryReport {
+    /// A failed entry that has done nothing yet.
+    fn new(r: &Refresh) -> Self {
+        Self {
+            database: r.database.clone(),
+            server: r.server.url.clone(),
+            host: r.host.clone(),
+            source: r.source.clone(),
+            status: Status::Failed,
+            rule: None,
+            error: None,
+            snapshot: None,
+            verified_at: None,
+            bytes: 0,
+            seconds: 0.0,
+            restore_seconds: 0.0,
+            post_sql_seconds: 0.0,
+            post_sql: Vec::new(),
+            replaced: false,
+        }
+    }
+}
+
 impl Status {
     fn exit_code(self) -> u8 {
         match self {
@@ -113,7 +136,15 @@ pub fn refresh(
     }
     let entries: Vec<EntryReport> = selected
         .into_iter()
-        .map(|r| refresh_one(office, rt, r, now))
+        .map(|r| match crate::interrupt::received() {
+            // After SIGINT/SIGTERM no further entry starts.
+            Some(sig) => EntryReport {
+                status: Status::Failed,
+                error: Some(format!("not started: interrupted by {sig}")),
+                ..EntryReport::new(r)
+            },
+            None => refresh_one(office, rt, r, now),
+        })
         .collect();
     let exit_code = entries
         .iter()
@@ -134,23 +165,7 @@ fn refresh_one(
     now: time::OffsetDateTime,
 ) -> EntryReport {
     let start = Instant::now();
-    let mut report = EntryReport {
-        database: r.database.clone(),
-        server: r.server.url.clone(),
-        host: r.host.clone(),
-        source: r.source.clone(),
-        status: Status::Failed,
-        rule: None,
-        error: None,
-        snapshot: None,
-        verified_at: None,
-        bytes: 0,
-        seconds: 0.0,
-        restore_seconds: 0.0,
-        post_sql_seconds: 0.0,
-        post_sql: Vec::new(),
-        replaced: false,
-    };
+    let mut report = EntryReport::new(r);
     match guards::plan(office, r, now) {
         Checked::Refused(refusal) => {
             report.status = Status::Refused;

@@ -197,6 +197,8 @@ struct Filling {
 }
 
 struct Multipart {
+    /// Names the upload if the process has to exit before it is completed or aborted.
+    _pending: crate::interrupt::Pending,
     id: String,
     running: JoinSet<Result<CompletedPart>>,
     finished: Vec<CompletedPart>,
@@ -219,6 +221,9 @@ impl S3Writer {
     }
 
     fn write_some(&mut self, data: &[u8]) -> Result<usize> {
+        // After SIGINT/SIGTERM: fail, so that the upload is aborted (by `write`, naming an abort
+        // that fails).
+        crate::interrupt::check()?;
         let filling = match &mut self.filling {
             Some(f) => f,
             None => {
@@ -242,9 +247,12 @@ impl S3Writer {
             self.shared.part_size_min,
             self.shared.parts_in_flight,
         );
+        // A signal ends the wait for a slot: the parts in flight are cancelled by the abort.
         let permit = self
             .shared
-            .block_on(self.slots.clone().acquire_many_owned(permits))
+            .block_on(crate::interrupt::interruptible(
+                self.slots.clone().acquire_many_owned(permits),
+            ))?
             .context("the upload's part slots were closed")?;
         // A part that failed while we waited should stop the upload now, not after the whole dump.
         self.reap()?;
@@ -404,6 +412,10 @@ impl S3Writer {
             )
         })?;
         Ok(Multipart {
+            _pending: crate::interrupt::Pending::new(format!(
+                "the multipart upload {id} of {} in s3://{} (not aborted: aws s3api abort-multipart-upload, or a lifecycle rule for incomplete multipart uploads, removes it)",
+                self.full_key, s.bucket
+            )),
             id,
             running: JoinSet::new(),
             finished: Vec::new(),
@@ -414,6 +426,7 @@ impl S3Writer {
         if let Some(msg) = &self.failed {
             bail!("{msg}");
         }
+        crate::interrupt::check().with_context(|| format!("not committing {}", self.key))?;
         if self.upload.is_none() {
             let data = self.filling.take().map(|f| f.data).unwrap_or_default();
             return self.put_object(data);
@@ -429,12 +442,16 @@ impl S3Writer {
             bail!("multipart upload of {key} not started")
         };
         let mut parts = std::mem::take(&mut up.finished);
-        s.block_on(async {
+        s.block_on(crate::interrupt::interruptible(async {
             while let Some(res) = up.running.join_next().await {
                 parts.push(res.map_err(|e| anyhow!("part upload of {key} stopped: {e}"))??);
             }
             anyhow::Ok(())
-        })?;
+        }))
+        .with_context(|| format!("not committing {key}"))??;
+        // The last moment a signal stops the commit: CompleteMultipartUpload makes the whole
+        // object or nothing.
+        crate::interrupt::check().with_context(|| format!("not committing {key}"))?;
         parts.sort_by_key(|p| p.part_number());
         let sent = Sent::multipart(&parts, self.sent_bytes);
         let req = s
@@ -669,13 +686,15 @@ impl S3Writer {
             Err(_) => format!("no answer in {}", human_duration(wait)),
         };
         let (id, key, bucket) = (&up.id, &self.full_key, &s.bucket);
-        Err(format!(
+        let orphan = format!(
             "the multipart upload {id} of {key} in s3://{bucket} could not be aborted ({why}); \
              its parts stay, billed and not listed as objects, until the office's prune aborts \
              it after office.abandon_after, a bucket lifecycle rule for incomplete multipart \
              uploads does, or someone runs \
              `aws s3api abort-multipart-upload --bucket {bucket} --key {key} --upload-id {id}`"
-        ))
+        );
+        crate::interrupt::left_behind(orphan.clone());
+        Err(orphan)
     }
 }
 
