@@ -287,22 +287,25 @@ fn restore_replace_keeps_the_old_database_when_the_dump_fails_as_sql_halfway() {
     my_dev.exec("CREATE TABLE mine (v text); INSERT INTO mine VALUES ('keep me')");
     let (pg_before, my_before) = (pg_dev.dump(), my_dev.dump());
 
+    // No verify verdict in this config: --replace needs --force.
+    let replace = |source: &str, dev: &str, env: &[(&str, &str)]| {
+        let args = [
+            "restore",
+            "latest",
+            "--db",
+            source,
+            "--into",
+            dev,
+            "--replace",
+            "--force",
+        ];
+        s.offsite_env(&args, env)
+    };
     for (source, dev) in [
         (format!("postgres/{}", pg.name), &pg_dev.name),
         (format!("mysql/{}", my.name), &my_dev.name),
     ] {
-        let run = s
-            .offsite(&[
-                "restore",
-                "latest",
-                "--db",
-                &source,
-                "--into",
-                dev,
-                "--replace",
-                "--force",
-            ])
-            .expect(1);
+        let run = replace(&source, dev, &[]).expect(1);
         assert!(
             run.stderr.contains("the old database is unchanged"),
             "{}",
@@ -331,17 +334,7 @@ fn restore_replace_keeps_the_old_database_when_the_dump_fails_as_sql_halfway() {
         (format!("mysql/{}", my.name), "mysql-before-rename"),
     ] {
         let dev = format!("{}_dev", source.split('/').nth(1).unwrap_or_default());
-        let args = [
-            "restore",
-            "latest",
-            "--db",
-            &source,
-            "--into",
-            &dev,
-            "--replace",
-            "--force",
-        ];
-        let run = s.offsite_env(&args, &[("OFFSITE_TEST_KILL_AT", point)]);
+        let run = replace(&source, &dev, &[("OFFSITE_TEST_KILL_AT", point)]);
         assert_eq!(run.code, -1, "not killed at {point}: {}", run.stderr);
     }
     assert_eq!(
@@ -358,17 +351,7 @@ fn restore_replace_keeps_the_old_database_when_the_dump_fails_as_sql_halfway() {
         (format!("postgres/{}", pg.name), &pg_dev.name),
         (format!("mysql/{}", my.name), &my_dev.name),
     ] {
-        s.offsite(&[
-            "restore",
-            "latest",
-            "--db",
-            &source,
-            "--into",
-            dev,
-            "--replace",
-            "--force",
-        ])
-        .expect(0);
+        replace(&source, dev, &[]).expect(0);
     }
     assert_eq!(pg_dev.dump(), pg.dump(), "--replace swaps in an exact copy");
     assert_eq!(my_dev.dump(), my.dump(), "--replace swaps in an exact copy");
