@@ -20,4 +20,5 @@ pub mod push;
 pub mod restore;
 pub mod snapshot;
 pub mod source;
+pub mod sql;
 pub mod store;

@@ -23,24 +23,24 @@ pub trait DumpCounter {
     fn end_marker_seen(&self) -> bool;
 }
 
-impl DumpCounter for super::counters::PgCounter {
+impl DumpCounter for crate::sql::PgCounter {
     fn feed(&mut self, data: &[u8]) {
-        super::counters::PgCounter::feed(self, data)
+        crate::sql::PgCounter::feed(self, data)
     }
     fn finish(&mut self) -> Result<()> {
-        super::counters::PgCounter::finish(self)
+        crate::sql::PgCounter::finish(self)
     }
     fn end_marker_seen(&self) -> bool {
         self.end_marker
     }
 }
 
-impl DumpCounter for super::counters::MysqlCounter {
+impl DumpCounter for crate::sql::MysqlCounter {
     fn feed(&mut self, data: &[u8]) {
-        super::counters::MysqlCounter::feed(self, data)
+        crate::sql::MysqlCounter::feed(self, data)
     }
     fn finish(&mut self) -> Result<()> {
-        super::counters::MysqlCounter::finish(self)
+        crate::sql::MysqlCounter::finish(self)
     }
     fn end_marker_seen(&self) -> bool {
         self.end_marker

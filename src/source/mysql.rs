@@ -7,12 +7,12 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result};
 use mysql_async::prelude::Queryable;
 
-use super::counters::MysqlCounter;
 use super::dump::stream_dump;
 use super::process::{output, Child};
 use crate::config::{DbServer, Secret};
 use crate::pipeline::Pipeline;
 use crate::snapshot::manifest::{DatabaseEntry, Engine, ObjectEntry, ObjectKind};
+use crate::sql::MysqlCounter;
 
 /// A consistent InnoDB snapshot without locking, with everything that is not a table, binary data as
 /// hex so the SQL stays valid text whatever the bytes.

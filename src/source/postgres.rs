@@ -5,13 +5,13 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result};
 use tokio_postgres::NoTls;
 
-use super::counters::PgCounter;
 use super::dump::stream_dump;
 use super::process::{output, Child};
 use crate::config::{DbServer, Secret};
 use crate::error::usage;
 use crate::pipeline::Pipeline;
 use crate::snapshot::manifest::{DatabaseEntry, Engine, ObjectEntry, ObjectKind};
+use crate::sql::PgCounter;
 
 /// Options pg_dump gets, recorded in the manifest. Plain SQL so that `psql` restores it.
 pub const DUMP_OPTIONS: &[&str] = &["--format=plain", "--no-password"];
