@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod progress;
 pub mod push;
 pub mod restore;
+pub mod shared_writer;
 pub mod snapshot;
 pub mod source;
 pub mod sql;

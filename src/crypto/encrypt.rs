@@ -111,7 +111,7 @@ impl Encryption {
 
     /// Signs and encrypts a small document (the manifest) in memory.
     pub fn seal(&self, data: &[u8], signer: &Signing) -> Result<Vec<u8>> {
-        let buf = crate::pipeline::Shared::new(Vec::new());
+        let buf = crate::shared_writer::Shared::new(Vec::new());
         let mut w = self.writer(buf.clone(), Some(signer))?;
         w.write_all(data)?;
         w.finalize()

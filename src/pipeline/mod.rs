@@ -11,8 +11,8 @@
 pub mod compress;
 pub mod digest;
 mod handoff;
+pub mod object;
 pub mod read;
-pub mod shared;
 
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -21,14 +21,14 @@ use std::thread::JoinHandle;
 use anyhow::{anyhow, bail, Context, Result};
 use sequoia_openpgp::serialize::stream::Message;
 
+pub use crate::shared_writer::Shared;
 pub use compress::{Algorithm, Compression, Compressor};
 pub use digest::{HashWriter, Measured, OffloadedHashWriter};
-pub use shared::Shared;
 
 use crate::crypto::Encryption;
-use crate::snapshot::manifest::{ObjectEntry, ObjectKind};
 use crate::store::{ObjectWriter, Store};
 use handoff::{ChunkReceiver, ChunkSender};
+pub use object::{ObjectEntry, ObjectKind};
 
 /// What every object of a snapshot shares: where it goes, how it is compressed and to whom encrypted.
 #[derive(Clone)]

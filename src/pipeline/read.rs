@@ -13,8 +13,8 @@ use anyhow::{Context, Result};
 
 use super::compress::decompressor;
 use super::digest::VerifyingReader;
+use super::object::ObjectEntry;
 use crate::crypto::{decrypt_reader, DecryptionKeys};
-use crate::snapshot::manifest::ObjectEntry;
 use crate::store::Store;
 
 /// Opens an object of a snapshot for reading its verified plaintext.

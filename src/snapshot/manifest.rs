@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::pipeline::compress::Algorithm;
-use crate::pipeline::digest::Measured;
+/// What each stored object is: defined with the pipeline that produces them.
+pub use crate::pipeline::object::{ObjectEntry, ObjectKind};
 
 pub const FORMAT: &str = "offsite-manifest";
 /// 2: trees may be incremental (`depends_on`: older snapshots a restore needs, which an older
@@ -107,47 +107,6 @@ impl Manifest {
 
     pub fn stored_bytes(&self) -> u64 {
         self.objects.iter().map(|o| o.stored_size).sum()
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ObjectKind {
-    PostgresDump,
-    MysqlDump,
-    TreeVolume,
-    TreeIndex,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ObjectEntry {
-    pub key: String,
-    pub kind: ObjectKind,
-    /// `postgres/shop`, `mysql/shop`, `tree/www`.
-    pub source: String,
-    pub stored_size: u64,
-    pub stored_sha256: String,
-    pub plain_size: u64,
-    /// Empty for tree volumes, whose files each have their sha256 in the index.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub plain_sha256: String,
-    pub compression: Algorithm,
-    pub recipients: Vec<String>,
-}
-
-impl ObjectEntry {
-    pub fn stored(&self) -> Measured {
-        Measured {
-            size: self.stored_size,
-            sha256: self.stored_sha256.clone(),
-        }
-    }
-    pub fn plain(&self) -> Measured {
-        Measured {
-            size: self.plain_size,
-            sha256: self.plain_sha256.clone(),
-        }
     }
 }
 
