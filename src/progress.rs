@@ -1,93 +1,48 @@
-//! Progress of long work: bars on a terminal, one log line per source otherwise (cron, CI, pipes).
-//! The core reports bytes through plain callbacks, so it never depends on how progress is shown.
+//! Progress of long work, as the core reports it. How it is shown (bars on a terminal, log lines
+//! for cron and pipes) is the command line's business (`cli/progress.rs`): the core only calls
+//! these traits, so it never depends on a terminal library.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use crate::interrupt::Signal;
 
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-
-use crate::config::human;
-
-pub struct Progress {
-    multi: Option<MultiProgress>,
+/// Where a run reports its units of work (a source of a push).
+pub trait Progress: Sync {
+    fn start(&self, what: &str) -> Box<dyn Task>;
 }
 
-impl Progress {
-    /// Bars only when stderr is a terminal and the caller wants them.
-    pub fn new(bars: bool) -> Self {
-        use std::io::IsTerminal;
-        let multi = (bars && std::io::stderr().is_terminal())
-            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
-        Self { multi }
-    }
-
-    pub fn start(&self, what: &str) -> Task {
-        let bar = self.multi.as_ref().map(|m| {
-            let bar = m.add(ProgressBar::new_spinner());
-            bar.set_style(
-                ProgressStyle::with_template("{spinner} {prefix:<28} {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-            );
-            bar.set_prefix(what.to_string());
-            bar.enable_steady_tick(Duration::from_millis(200));
-            bar
-        });
-        if bar.is_none() {
-            tracing::info!("{what}: started");
-        }
-        Task {
-            what: what.to_string(),
-            bar,
-            bytes: AtomicU64::new(0),
-            started: Instant::now(),
-        }
-    }
-}
-
-/// One source's progress.
-pub struct Task {
-    what: String,
-    bar: Option<ProgressBar>,
-    bytes: AtomicU64,
-    started: Instant,
-}
-
-impl Task {
-    pub fn add(&self, n: u64) {
-        let total = self.bytes.fetch_add(n, Ordering::Relaxed) + n;
-        if let Some(bar) = &self.bar {
-            let secs = self.started.elapsed().as_secs_f64().max(0.001);
-            bar.set_message(format!(
-                "{} read, {}/s",
-                human(total),
-                human((total as f64 / secs) as u64)
-            ));
-        }
-    }
-
-    pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
-    }
-
-    pub fn done(&self, summary: &str) {
-        match &self.bar {
-            Some(bar) => bar.finish_with_message(format!("done: {summary}")),
-            None => tracing::info!("{}: done: {summary}", self.what),
-        }
-    }
-
+/// One unit of work's progress.
+pub trait Task: Send + Sync {
+    /// `n` more bytes read.
+    fn add(&self, n: u64);
+    fn done(&self, summary: &str);
     /// Ended by SIGINT or SIGTERM: the run as a whole says what that means.
-    pub fn stopped(&self, sig: crate::interrupt::Signal) {
-        match &self.bar {
-            Some(bar) => bar.abandon_with_message(format!("stopped ({sig})")),
-            None => tracing::info!("{}: stopped ({sig})", self.what),
-        }
+    fn stopped(&self, sig: Signal);
+    fn failed(&self, err: &anyhow::Error);
+}
+
+/// One log line when a unit starts and one when it ends: what cron, CI and pipes get.
+pub struct LogLines;
+
+impl Progress for LogLines {
+    fn start(&self, what: &str) -> Box<dyn Task> {
+        tracing::info!("{what}: started");
+        Box::new(LogTask(what.to_string()))
+    }
+}
+
+struct LogTask(String);
+
+impl Task for LogTask {
+    fn add(&self, _: u64) {}
+
+    fn done(&self, summary: &str) {
+        tracing::info!("{}: done: {summary}", self.0);
     }
 
-    pub fn failed(&self, err: &anyhow::Error) {
-        match &self.bar {
-            Some(bar) => bar.abandon_with_message(format!("FAILED: {err:#}")),
-            None => tracing::error!("{}: FAILED: {err:#}", self.what),
-        }
+    fn stopped(&self, sig: Signal) {
+        tracing::info!("{}: stopped ({sig})", self.0);
+    }
+
+    fn failed(&self, err: &anyhow::Error) {
+        tracing::error!("{}: FAILED: {err:#}", self.0);
     }
 }

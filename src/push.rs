@@ -109,7 +109,7 @@ pub fn push(
     cfg: &Config,
     store: Arc<dyn Store>,
     rt: &tokio::runtime::Handle,
-    progress: &Progress,
+    progress: &dyn Progress,
     opts: &PushOptions,
 ) -> Result<PushSummary> {
     // Keys first: reading them is cheap and writes nothing, and a bad setup should say so (exit 2)
@@ -529,7 +529,7 @@ fn run_jobs(
     jobs: &[Job],
     parallel: usize,
     pipeline: &Pipeline,
-    progress: &Progress,
+    progress: &dyn Progress,
 ) -> Vec<JobResult> {
     let next = Mutex::new(0usize);
     let failed = AtomicBool::new(false);
@@ -550,6 +550,7 @@ fn run_jobs(
                     return;
                 }
                 let job = &jobs[i];
+                let started = std::time::Instant::now();
                 let task = progress.start(&job.name());
                 let result = run_one(job, pipeline, &|n| task.add(n));
                 match &result {
@@ -560,7 +561,7 @@ fn run_jobs(
                             "{} -> {} stored in {:.1}s",
                             human(plain),
                             human(stored),
-                            task.elapsed().as_secs_f64()
+                            started.elapsed().as_secs_f64()
                         ));
                     }
                     Err(e) => {
@@ -571,7 +572,7 @@ fn run_jobs(
                         }
                     }
                 }
-                let elapsed = task.elapsed();
+                let elapsed = started.elapsed();
                 if let Ok(mut r) = results.lock() {
                     r[i] = Some(result.map(|p| (p, elapsed)));
                 }

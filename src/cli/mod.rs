@@ -5,6 +5,7 @@ mod accept;
 mod config_cmd;
 mod keygen;
 mod office;
+mod progress;
 mod prune;
 mod pull;
 mod push;

@@ -4,7 +4,6 @@ use anyhow::Result;
 
 use super::{now, runtime, Cli, EXIT_WARNINGS};
 use offsite::config::human;
-use offsite::progress::Progress;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -24,13 +23,13 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     offsite::interrupt::install(&format!("push of {}", cfg.host))?;
     let rt = runtime()?;
     let store = offsite::store::open(&cfg, rt.handle())?;
-    let progress = Progress::new(!cli.quiet && !cli.json);
+    let progress = super::progress::for_stderr(!cli.quiet && !cli.json);
     let opts = offsite::push::PushOptions {
         full: a.full,
         now: now()?,
         wait: a.wait,
     };
-    let s = offsite::push::push(&cfg, store, rt.handle(), &progress, &opts)?;
+    let s = offsite::push::push(&cfg, store, rt.handle(), progress.as_ref(), &opts)?;
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {
