@@ -100,15 +100,23 @@ fn explain(url: &str, tls: &TlsSettings, e: tokio_postgres::Error) -> anyhow::Er
     let rejected = std::iter::successors(std::error::Error::source(&e), |s| s.source())
         .find_map(|s| s.downcast_ref::<CertificateRejected>());
     if let Some(r) = rejected {
+        use rustls::CertificateError as C;
+        let hint = match &r.0 {
+            rustls::Error::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
+                "the certificate does not name the host of the URL: connect by a name it carries (or use sslmode=verify-ca, which checks only the chain)"
+            }
+            rustls::Error::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => {
+                "sslrootcert does not hold the CA that signed the server's certificate"
+            }
+            rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. }) => {
+                "the certificate is outside its validity period (or this machine's clock is wrong)"
+            }
+            _ => "check sslrootcert and the server's certificate",
+        };
         return usage(format!(
-            "connecting to PostgreSQL at {url}: the server's TLS certificate failed verification ({}): {}; check that sslrootcert holds the CA that signed the server's certificate{}",
+            "connecting to PostgreSQL at {url}: the server's TLS certificate failed verification ({}): {}; {hint}",
             tls.describe(),
             r.0,
-            if tls.mode == SslMode::VerifyFull {
-                " and that the certificate names the host of the URL"
-            } else {
-                ""
-            }
         ));
     }
     if let Some(db) = e.as_db_error() {

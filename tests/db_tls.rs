@@ -1,0 +1,467 @@
+//! TLS to PostgreSQL against a real server that refuses plaintext: a private cluster (initdb in a
+//! temp dir, its own port, `ssl = on`, a CA and server certificate made here with openssl,
+//! `pg_hba.conf` with `hostssl` lines only). push dumps from it over TLS, restore and verify write
+//! into it over TLS, a wrong CA is a config error naming the server, and `sslmode=disable` is
+//! refused by the server with a message that says so.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::cli::Setup;
+
+/// A PostgreSQL binary: from PATH, else the newest of Debian's /usr/lib/postgresql/*/bin.
+fn pg_bin(name: &str) -> PathBuf {
+    if let Ok(path) = std::env::var("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let p = dir.join(name);
+            if p.is_file() {
+                return p;
+            }
+        }
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("no PostgreSQL server binaries: /usr/lib/postgresql is missing")
+        .flatten()
+        .map(|e| e.path().join("bin").join(name))
+        .filter(|p| p.is_file())
+        .collect();
+    found.sort_by_key(|p| {
+        p.components()
+            .nth(3)
+            .and_then(|c| c.as_os_str().to_str()?.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    found
+        .pop()
+        .unwrap_or_else(|| panic!("{name} not found on PATH or in /usr/lib/postgresql/*/bin"))
+}
+
+fn run(cmd: &mut Command, what: &str) -> String {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A CA (`<name>.crt`/`.key`) in `dir`.
+fn make_ca(dir: &Path, name: &str) -> PathBuf {
+    run(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
+            .args(["-nodes", "-days", "2", "-subj"])
+            .arg(format!("/CN=offsite test {name}"))
+            .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+            .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+            .arg("-keyout")
+            .arg(dir.join(format!("{name}.key")))
+            .arg("-out")
+            .arg(dir.join(format!("{name}.crt"))),
+        "openssl req (CA)",
+    );
+    dir.join(format!("{name}.crt"))
+}
+
+/// A server certificate for 127.0.0.1 and localhost signed by `ca`: (cert, key).
+fn make_server_cert(dir: &Path, ca: &str) -> (PathBuf, PathBuf) {
+    let (crt, key, csr, ext) = (
+        dir.join("server.crt"),
+        dir.join("server.key"),
+        dir.join("server.csr"),
+        dir.join("server.ext"),
+    );
+    run(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
+            .args(["-nodes", "-subj", "/CN=localhost", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&csr),
+        "openssl req (server)",
+    );
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(
+        Command::new("openssl")
+            .args(["x509", "-req", "-days", "2", "-in"])
+            .arg(&csr)
+            .arg("-CA")
+            .arg(dir.join(format!("{ca}.crt")))
+            .arg("-CAkey")
+            .arg(dir.join(format!("{ca}.key")))
+            .args(["-set_serial"])
+            .arg(format!("0x{:08x}", rand::random::<u32>()))
+            .arg("-extfile")
+            .arg(&ext)
+            .arg("-out")
+            .arg(&crt),
+        "openssl x509 (server)",
+    );
+    (crt, key)
+}
+
+/// A PostgreSQL cluster of its own that accepts only TLS connections from 127.0.0.1, stopped (by
+/// its postmaster's pid) and deleted on drop.
+struct TlsCluster {
+    /// Deleted after the server stopped (fields drop after `drop` ran).
+    _dir: tempfile::TempDir,
+    port: u16,
+    pid: Option<i32>,
+    /// The CA that signed the server's certificate, and one that did not.
+    ca: PathBuf,
+    wrong_ca: PathBuf,
+}
+
+impl TlsCluster {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = unsafe { libc::geteuid() } == 0;
+        // initdb and postgres refuse to run as root: then the cluster belongs to `postgres`.
+        let owner = root.then(|| {
+            let name = std::ffi::CString::new("postgres").unwrap();
+            // SAFETY: getpwnam returns null or a pointer to a static passwd entry, read at once.
+            let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+            assert!(!pw.is_null(), "running as root needs the postgres user");
+            unsafe { ((*pw).pw_uid, (*pw).pw_gid) }
+        });
+        let as_owner = |program: PathBuf| -> Command {
+            match owner {
+                Some(_) => {
+                    let mut c = Command::new("runuser");
+                    c.args(["-u", "postgres", "--"]).arg(program);
+                    c
+                }
+                None => Command::new(program),
+            }
+        };
+        let chown = |p: &Path| {
+            if let Some((uid, gid)) = owner {
+                std::os::unix::fs::chown(p, Some(uid), Some(gid)).expect("chown");
+            }
+        };
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+
+        let certs = dir.path().join("certs");
+        std::fs::create_dir(&certs).unwrap();
+        let ca = make_ca(&certs, "ca");
+        let wrong_ca = make_ca(&certs, "wrong-ca");
+        let (crt, key) = make_server_cert(&certs, "ca");
+        std::fs::set_permissions(&certs, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for p in [&crt, &key] {
+            chown(p);
+        }
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+        let data = dir.path().join("data");
+        let sockets = dir.path().join("sockets");
+        std::fs::create_dir(&sockets).unwrap();
+        chown(&sockets);
+        chown(dir.path());
+        run(
+            as_owner(pg_bin("initdb"))
+                .arg("-D")
+                .arg(&data)
+                .args(["-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"])
+                .args(["--locale=C", "--no-instructions"]),
+            "initdb",
+        );
+        let port = free_port();
+        let conf = format!(
+            "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\nfsync = off\n",
+            sockets.display(),
+            crt.display(),
+            key.display()
+        );
+        let mut text = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
+        text.push_str(&conf);
+        std::fs::write(data.join("postgresql.conf"), text).unwrap();
+        // Encrypted connections only: plaintext finds no line and is refused.
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "hostssl all all 127.0.0.1/32 trust\n",
+        )
+        .unwrap();
+        let log = dir.path().join("server.log");
+        let started = as_owner(pg_bin("pg_ctl"))
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(&log)
+            .args(["-w", "-t", "30", "start"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("pg_ctl start");
+        let pid = std::fs::read_to_string(data.join("postmaster.pid"))
+            .ok()
+            .and_then(|t| t.lines().next()?.trim().parse::<i32>().ok());
+        let cluster = Self {
+            _dir: dir,
+            port,
+            pid,
+            ca,
+            wrong_ca,
+        };
+        assert!(
+            started.status.success(),
+            "pg_ctl start failed: {}\n{}",
+            String::from_utf8_lossy(&started.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        cluster
+    }
+
+    /// A URL for this server with `query` (without the leading `?`).
+    fn url(&self, db: &str, query: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}?{query}", self.port)
+    }
+
+    fn verify_full(&self, ca: &Path) -> String {
+        format!("sslmode=verify-full&sslrootcert={}", ca.display())
+    }
+
+    /// psql over TLS (verified), as a person would connect.
+    fn psql(&self, db: &str, sql: &str) -> String {
+        run(
+            Command::new("psql")
+                .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d"])
+                .arg(self.url(db, &self.verify_full(&self.ca)))
+                .args(["-c", sql]),
+            &format!("psql {sql}"),
+        )
+    }
+}
+
+impl Drop for TlsCluster {
+    fn drop(&mut self) {
+        let Some(pid) = self.pid else { return };
+        // Fast shutdown of the postmaster this test started; then wait for it to be gone, so the
+        // temp dir can go.
+        // SAFETY: kill(2) with a pid we read from our own cluster's postmaster.pid.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while unsafe { libc::kill(pid, 0) } == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if unsafe { libc::kill(pid, 0) } == 0 {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// A config whose PostgreSQL source and scratch server are `source_url` and `scratch_url`.
+fn write_config(s: &Setup, source_url: &str, scratch_url: &str) {
+    let host = &s.host;
+    s.write(
+        "config.yaml",
+        &format!(
+            "host: {host}\nstore: {{ local: store }}\nstate_dir: state\nencryption:\n  recipients: [keys/office.cert.asc]\n  signing_key: keys/{host}.secret.asc\npostgres:\n  - url: '{source_url}'\n    databases: [shop]\noffice:\n  offsite_dir: offsite\n  decryption_key: keys/office.secret.asc\n  hosts: {{ {host}: keys/{host}.cert.asc }}\n  scratch: {{ postgres: '{scratch_url}' }}\n"
+        ),
+    );
+}
+
+const ROWS: &str = "SELECT id, name FROM items ORDER BY id";
+
+#[test]
+fn push_restore_and_verify_over_verified_tls() {
+    let pg = TlsCluster::start();
+    pg.psql("postgres", "CREATE DATABASE shop");
+    pg.psql(
+        "shop",
+        "CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items VALUES (1, 'tea'), (2, 'ümlaut'), (3, NULL)",
+    );
+    let source_rows = pg.psql("shop", ROWS);
+    let good = pg.url("", &pg.verify_full(&pg.ca));
+    let s = Setup::new("tls-host");
+    write_config(&s, &good, &good);
+
+    // pg_dump over TLS, pre-flight (tokio-postgres over rustls) too.
+    s.offsite(&["push"]).expect(0);
+    assert!(s.local_snapshots()[0].1, "snapshot committed");
+
+    // restore into the same TLS-only server.
+    s.offsite(&[
+        "restore",
+        "latest",
+        "--db",
+        "postgres/shop",
+        "--into",
+        "shop_back",
+    ])
+    .expect(0);
+    assert_eq!(pg.psql("shop_back", ROWS), source_rows);
+
+    // verify into a scratch database on it, reading the configured (local) store.
+    let run = s.offsite(&["--json", "verify", "--from-s3"]).expect(0);
+    let records: serde_json::Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", run.stdout, run.stderr));
+    assert_eq!(records[0]["Ok"]["ok"], true, "{records:#}");
+    let db = &records[0]["Ok"]["databases"][0];
+    assert_eq!(db["ok"], true, "{records:#}");
+    assert_eq!(db["tables"]["public.items"]["restored"], 3, "{records:#}");
+    // The scratch database is gone again.
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'offsite_verify_%'"
+        )
+        .trim(),
+        "0"
+    );
+}
+
+#[test]
+fn a_wrong_ca_is_a_config_error_and_plaintext_is_refused() {
+    let pg = TlsCluster::start();
+    pg.psql("postgres", "CREATE DATABASE shop");
+    pg.psql(
+        "shop",
+        "CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items VALUES (1, 'a')",
+    );
+    let server = format!("127.0.0.1:{}", pg.port);
+    let good = pg.url("", &pg.verify_full(&pg.ca));
+    let wrong = pg.url("", &pg.verify_full(&pg.wrong_ca));
+    let s = Setup::new("tls-bad");
+
+    // push's pre-flight: exit 2, naming the server and the mode; nothing written.
+    write_config(&s, &wrong, &good);
+    let push = s.offsite(&["push"]).expect(2);
+    for needle in [server.as_str(), "sslmode=verify-full", "certificate"] {
+        assert!(push.stderr.contains(needle), "{needle}: {}", push.stderr);
+    }
+    assert!(s.local_snapshots().is_empty());
+
+    // A snapshot to restore and verify from.
+    write_config(&s, &good, &good);
+    s.offsite(&["push"]).expect(0);
+    let restore = s
+        .offsite(&[
+            "restore",
+            "latest",
+            "--db",
+            "postgres/shop",
+            "--into",
+            "shop_back",
+            "--server",
+            &wrong,
+        ])
+        .expect(2);
+    assert!(restore.stderr.contains(&server), "{}", restore.stderr);
+    assert!(
+        restore.stderr.contains("failed verification"),
+        "{}",
+        restore.stderr
+    );
+
+    write_config(&s, &good, &wrong);
+    let verify = s.offsite(&["verify", "--from-s3"]).expect(2);
+    assert!(verify.stderr.contains(&server), "{}", verify.stderr);
+    assert!(
+        verify.stderr.contains("failed verification"),
+        "{}",
+        verify.stderr
+    );
+    assert!(
+        verify.stderr.contains("office.scratch.postgres"),
+        "{}",
+        verify.stderr
+    );
+
+    // verify-ca checks the chain too (against the wrong CA: refused); require does not.
+    let ca_only = pg.url(
+        "",
+        &format!("sslmode=verify-ca&sslrootcert={}", pg.wrong_ca.display()),
+    );
+    write_config(&s, &ca_only, &good);
+    let push = s.offsite(&["push"]).expect(2);
+    assert!(push.stderr.contains("sslmode=verify-ca"), "{}", push.stderr);
+    write_config(&s, &pg.url("", "sslmode=require"), &good);
+    s.offsite(&["push"]).expect(0);
+
+    // Plaintext: the server refuses it, and the message says what to change.
+    write_config(&s, &pg.url("", "sslmode=disable"), &good);
+    let push = s.offsite(&["push"]).expect(2);
+    assert!(
+        push.stderr.contains("refuses unencrypted connections"),
+        "{}",
+        push.stderr
+    );
+    assert!(push.stderr.contains(&server), "{}", push.stderr);
+}
+
+#[test]
+fn verify_ca_ignores_the_name_and_verify_full_checks_it() {
+    let pg = TlsCluster::start();
+    let rt = common::s3::runtime();
+    // The certificate names 127.0.0.1 and localhost; reached as "127.0.0.1" it is right, and a
+    // name it does not carry is only accepted by verify-ca. hostaddr keeps the address while the
+    // name checked is host's.
+    let connect = |query: &str| {
+        rt.block_on(offsite::db::pg::connect(
+            &format!(
+                "postgres://postgres@other.invalid:{}/?hostaddr=127.0.0.1&{query}",
+                pg.port
+            ),
+            None,
+            None,
+        ))
+    };
+    let ca = pg.ca.display();
+    connect(&format!("sslmode=verify-ca&sslrootcert={ca}")).expect("verify-ca ignores the name");
+    let err = connect(&format!("sslmode=verify-full&sslrootcert={ca}"))
+        .err()
+        .expect("verify-full checks the name");
+    assert!(offsite::error::is_usage(&err), "{err:#}");
+    assert!(
+        format!("{err:#}").contains("does not name the host"),
+        "{err:#}"
+    );
+    let c = rt
+        .block_on(offsite::db::pg::connect(
+            &pg.url("", &pg.verify_full(&pg.ca)),
+            None,
+            None,
+        ))
+        .expect("verify-full with the right name");
+    let ssl: bool = rt
+        .block_on(c.query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        ))
+        .unwrap()
+        .get(0);
+    assert!(ssl, "the connection is encrypted");
+}
