@@ -282,13 +282,14 @@ impl Drop for TlsCluster {
     }
 }
 
-/// A config whose PostgreSQL source and scratch server are `source_url` and `scratch_url`.
-fn write_config(s: &Setup, source_url: &str, scratch_url: &str) {
+/// A config whose PostgreSQL source, scratch server and refresh target server are these URLs. The
+/// store is also the office's offsite_dir, so verify and refresh read what push wrote.
+fn write_config(s: &Setup, source_url: &str, scratch_url: &str, refresh_url: &str) {
     let host = &s.host;
     s.write(
         "config.yaml",
         &format!(
-            "host: {host}\nstore: {{ local: store }}\nstate_dir: state\nencryption:\n  recipients: [keys/office.cert.asc]\n  signing_key: keys/{host}.secret.asc\npostgres:\n  - url: '{source_url}'\n    databases: [shop]\noffice:\n  offsite_dir: offsite\n  decryption_key: keys/office.secret.asc\n  hosts: {{ {host}: keys/{host}.cert.asc }}\n  scratch: {{ postgres: '{scratch_url}' }}\n"
+            "host: {host}\nstore: {{ local: store }}\nstate_dir: state\nencryption:\n  recipients: [keys/office.cert.asc]\n  signing_key: keys/{host}.secret.asc\npostgres:\n  - url: '{source_url}'\n    databases: [shop]\noffice:\n  offsite_dir: store\n  decryption_key: keys/office.secret.asc\n  hosts: {{ {host}: keys/{host}.cert.asc }}\n  scratch: {{ postgres: '{scratch_url}' }}\n  refresh:\n    - {{ from: '{host}:postgres/shop', server: '{refresh_url}', database: shop_dev }}\n"
         ),
     );
 }
@@ -306,7 +307,7 @@ fn push_restore_and_verify_over_verified_tls() {
     let source_rows = pg.psql("shop", ROWS);
     let good = pg.url("", &pg.verify_full(&pg.ca));
     let s = Setup::new("tls-host");
-    write_config(&s, &good, &good);
+    write_config(&s, &good, &good, &good);
 
     // pg_dump over TLS, pre-flight (tokio-postgres over rustls) too.
     s.offsite(&["push"]).expect(0);
@@ -341,6 +342,10 @@ fn push_restore_and_verify_over_verified_tls() {
         .trim(),
         "0"
     );
+
+    // refresh a dev database on it from the verified snapshot.
+    s.offsite(&["refresh"]).expect(0);
+    assert_eq!(pg.psql("shop_dev", ROWS), source_rows);
 }
 
 #[test]
@@ -357,7 +362,7 @@ fn a_wrong_ca_is_a_config_error_and_plaintext_is_refused() {
     let s = Setup::new("tls-bad");
 
     // push's pre-flight: exit 2, naming the server and the mode; nothing written.
-    write_config(&s, &wrong, &good);
+    write_config(&s, &wrong, &good, &good);
     let push = s.offsite(&["push"]).expect(2);
     for needle in [server.as_str(), "sslmode=verify-full", "certificate"] {
         assert!(push.stderr.contains(needle), "{needle}: {}", push.stderr);
@@ -365,7 +370,7 @@ fn a_wrong_ca_is_a_config_error_and_plaintext_is_refused() {
     assert!(s.local_snapshots().is_empty());
 
     // A snapshot to restore and verify from.
-    write_config(&s, &good, &good);
+    write_config(&s, &good, &good, &good);
     s.offsite(&["push"]).expect(0);
     let restore = s
         .offsite(&[
@@ -386,7 +391,7 @@ fn a_wrong_ca_is_a_config_error_and_plaintext_is_refused() {
         restore.stderr
     );
 
-    write_config(&s, &good, &wrong);
+    write_config(&s, &good, &wrong, &good);
     let verify = s.offsite(&["verify", "--from-s3"]).expect(2);
     assert!(verify.stderr.contains(&server), "{}", verify.stderr);
     assert!(
@@ -405,14 +410,14 @@ fn a_wrong_ca_is_a_config_error_and_plaintext_is_refused() {
         "",
         &format!("sslmode=verify-ca&sslrootcert={}", pg.wrong_ca.display()),
     );
-    write_config(&s, &ca_only, &good);
+    write_config(&s, &ca_only, &good, &good);
     let push = s.offsite(&["push"]).expect(2);
     assert!(push.stderr.contains("sslmode=verify-ca"), "{}", push.stderr);
-    write_config(&s, &pg.url("", "sslmode=require"), &good);
+    write_config(&s, &pg.url("", "sslmode=require"), &good, &good);
     s.offsite(&["push"]).expect(0);
 
     // Plaintext: the server refuses it, and the message says what to change.
-    write_config(&s, &pg.url("", "sslmode=disable"), &good);
+    write_config(&s, &pg.url("", "sslmode=disable"), &good, &good);
     let push = s.offsite(&["push"]).expect(2);
     assert!(
         push.stderr.contains("refuses unencrypted connections"),
