@@ -85,13 +85,14 @@ fn make_ca(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.crt"))
 }
 
-/// A server certificate for 127.0.0.1 and localhost signed by `ca`: (cert, key).
-fn make_server_cert(dir: &Path, ca: &str) -> (PathBuf, PathBuf) {
-    let (crt, key, csr, ext) = (
-        dir.join("server.crt"),
-        dir.join("server.key"),
-        dir.join("server.csr"),
-        dir.join("server.ext"),
+/// A certificate signed by `ca` for `cn` with `ext` (openssl extension lines): (cert, key), as
+/// `<file>.crt` and `<file>.key` in `dir`.
+fn make_leaf(dir: &Path, ca: &str, file: &str, cn: &str, ext: &str) -> (PathBuf, PathBuf) {
+    let (crt, key, csr, extfile) = (
+        dir.join(format!("{file}.crt")),
+        dir.join(format!("{file}.key")),
+        dir.join(format!("{file}.csr")),
+        dir.join(format!("{file}.ext")),
     );
     run(
         Command::new("openssl")
@@ -103,17 +104,15 @@ fn make_server_cert(dir: &Path, ca: &str) -> (PathBuf, PathBuf) {
                 "-pkeyopt",
                 "ec_paramgen_curve:prime256v1",
             ])
-            .args(["-nodes", "-subj", "/CN=localhost", "-keyout"])
+            .args(["-nodes", "-subj"])
+            .arg(format!("/CN={cn}"))
+            .arg("-keyout")
             .arg(&key)
             .arg("-out")
             .arg(&csr),
-        "openssl req (server)",
+        "openssl req (leaf)",
     );
-    std::fs::write(
-        &ext,
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
+    std::fs::write(&extfile, ext).unwrap();
     run(
         Command::new("openssl")
             .args(["x509", "-req", "-days", "2", "-in"])
@@ -125,11 +124,13 @@ fn make_server_cert(dir: &Path, ca: &str) -> (PathBuf, PathBuf) {
             .args(["-set_serial"])
             .arg(format!("0x{:08x}", rand::random::<u32>()))
             .arg("-extfile")
-            .arg(&ext)
+            .arg(&extfile)
             .arg("-out")
             .arg(&crt),
-        "openssl x509 (server)",
+        "openssl x509 (leaf)",
     );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     (crt, key)
 }
 
@@ -179,12 +180,25 @@ impl TlsCluster {
         std::fs::create_dir(&certs).unwrap();
         let ca = make_ca(&certs, "ca");
         let wrong_ca = make_ca(&certs, "wrong-ca");
-        let (crt, key) = make_server_cert(&certs, "ca");
+        let (crt, key) = make_leaf(
+            &certs,
+            "ca",
+            "server",
+            "localhost",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+        );
+        // The client certificate of `certuser`, whose only way in is a certificate.
+        make_leaf(
+            &certs,
+            "ca",
+            "certuser",
+            "certuser",
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+        );
         std::fs::set_permissions(&certs, std::fs::Permissions::from_mode(0o755)).unwrap();
         for p in [&crt, &key] {
             chown(p);
         }
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
 
         let data = dir.path().join("data");
         let sockets = dir.path().join("sockets");
@@ -201,18 +215,20 @@ impl TlsCluster {
         );
         let port = free_port();
         let conf = format!(
-            "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\nfsync = off\n",
+            "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\nssl_ca_file = '{}'\nfsync = off\n",
             sockets.display(),
             crt.display(),
-            key.display()
+            key.display(),
+            ca.display()
         );
         let mut text = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
         text.push_str(&conf);
         std::fs::write(data.join("postgresql.conf"), text).unwrap();
-        // Encrypted connections only: plaintext finds no line and is refused.
+        // Encrypted connections only: plaintext finds no line and is refused. certuser must
+        // present a client certificate signed by the CA, with its name as CN.
         std::fs::write(
             data.join("pg_hba.conf"),
-            "hostssl all all 127.0.0.1/32 trust\n",
+            "hostssl all certuser 127.0.0.1/32 cert\nhostssl all all 127.0.0.1/32 trust\n",
         )
         .unwrap();
         let log = dir.path().join("server.log");
@@ -469,4 +485,46 @@ fn verify_ca_ignores_the_name_and_verify_full_checks_it() {
         .unwrap()
         .get(0);
     assert!(ssl, "the connection is encrypted");
+}
+
+#[test]
+fn a_client_certificate_from_sslcert_and_sslkey_logs_in() {
+    let pg = TlsCluster::start();
+    pg.psql("postgres", "CREATE ROLE certuser LOGIN SUPERUSER");
+    pg.psql("postgres", "CREATE DATABASE shop");
+    pg.psql(
+        "shop",
+        "CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items VALUES (1, 'cert')",
+    );
+    let certs = pg.ca.parent().unwrap().to_path_buf();
+    let url = |query: &str| {
+        format!(
+            "postgres://certuser@127.0.0.1:{}/?{}{query}",
+            pg.port,
+            pg.verify_full(&pg.ca)
+        )
+    };
+    let s = Setup::new("tls-cert");
+    // Both offsite's pre-flight and pg_dump log in with the certificate.
+    let with_cert = url(&format!(
+        "&sslcert={}&sslkey={}",
+        certs.join("certuser.crt").display(),
+        certs.join("certuser.key").display()
+    ));
+    write_config(&s, &with_cert, &with_cert, &with_cert);
+    s.offsite(&["push"]).expect(0);
+    s.offsite(&[
+        "restore",
+        "latest",
+        "--db",
+        "postgres/shop",
+        "--into",
+        "shop_back",
+    ])
+    .expect(0);
+    assert_eq!(pg.psql("shop_back", ROWS), "1|cert\n");
+    // Without it the server turns the login away.
+    write_config(&s, &url(""), &with_cert, &with_cert);
+    let push = s.offsite(&["push"]).expect(1);
+    assert!(push.stderr.contains("certificate"), "{}", push.stderr);
 }
