@@ -225,10 +225,10 @@ impl TlsCluster {
         text.push_str(&conf);
         std::fs::write(data.join("postgresql.conf"), text).unwrap();
         // Encrypted connections only: plaintext finds no line and is refused. certuser must
-        // present a client certificate signed by the CA, with its name as CN.
+        // present a client certificate signed by the CA, with its name as CN; pwuser a password.
         std::fs::write(
             data.join("pg_hba.conf"),
-            "hostssl all certuser 127.0.0.1/32 cert\nhostssl all all 127.0.0.1/32 trust\n",
+            "hostssl all certuser 127.0.0.1/32 cert\nhostssl all pwuser 127.0.0.1/32 scram-sha-256\nhostssl all all 127.0.0.1/32 trust\n",
         )
         .unwrap();
         let log = dir.path().join("server.log");
@@ -527,4 +527,49 @@ fn a_client_certificate_from_sslcert_and_sslkey_logs_in() {
     write_config(&s, &url(""), &with_cert, &with_cert);
     let push = s.offsite(&["push"]).expect(1);
     assert!(push.stderr.contains("certificate"), "{}", push.stderr);
+}
+
+#[test]
+fn a_password_login_over_verified_tls() {
+    let pg = TlsCluster::start();
+    pg.psql(
+        "postgres",
+        "CREATE ROLE pwuser LOGIN SUPERUSER PASSWORD 'Pw-s3cret-9'",
+    );
+    pg.psql("postgres", "CREATE DATABASE shop");
+    pg.psql(
+        "shop",
+        "CREATE TABLE items (id int PRIMARY KEY, name text); INSERT INTO items VALUES (7, 'scram')",
+    );
+    let url = |password: &str| {
+        format!(
+            "postgres://pwuser:{password}@127.0.0.1:{}/?{}",
+            pg.port,
+            pg.verify_full(&pg.ca)
+        )
+    };
+    let s = Setup::new("tls-pw");
+    // SCRAM over TLS for offsite's own connections, PGPASSWORD for pg_dump and psql.
+    write_config(
+        &s,
+        &url("Pw-s3cret-9"),
+        &url("Pw-s3cret-9"),
+        &url("Pw-s3cret-9"),
+    );
+    let push = s.offsite(&["push"]).expect(0);
+    assert!(!push.stderr.contains("Pw-s3cret-9"));
+    s.offsite(&[
+        "restore",
+        "latest",
+        "--db",
+        "postgres/shop",
+        "--into",
+        "shop_back",
+    ])
+    .expect(0);
+    assert_eq!(pg.psql("shop_back", ROWS), "7|scram\n");
+    write_config(&s, &url("wrong"), &url("wrong"), &url("wrong"));
+    let push = s.offsite(&["push"]).expect(1);
+    assert!(push.stderr.contains("password"), "{}", push.stderr);
+    assert!(!push.stderr.contains("wrong@"), "{}", push.stderr);
 }
