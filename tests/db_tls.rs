@@ -530,7 +530,7 @@ fn a_client_certificate_from_sslcert_and_sslkey_logs_in() {
 }
 
 #[test]
-fn a_password_login_over_verified_tls() {
+fn a_password_login_with_channel_binding_over_verified_tls() {
     let pg = TlsCluster::start();
     pg.psql(
         "postgres",
@@ -543,13 +543,14 @@ fn a_password_login_over_verified_tls() {
     );
     let url = |password: &str| {
         format!(
-            "postgres://pwuser:{password}@127.0.0.1:{}/?{}",
+            "postgres://pwuser:{password}@127.0.0.1:{}/?{}&channel_binding=require",
             pg.port,
             pg.verify_full(&pg.ca)
         )
     };
     let s = Setup::new("tls-pw");
-    // SCRAM over TLS for offsite's own connections, PGPASSWORD for pg_dump and psql.
+    // SCRAM over TLS for offsite's own connections, PGPASSWORD for pg_dump and psql; with
+    // channel binding required, which both can only do over TLS.
     write_config(
         &s,
         &url("Pw-s3cret-9"),

@@ -17,8 +17,10 @@
 //! `~/.postgresql/root.crt`. Without any of them the connection is refused before it is tried,
 //! as libpq refuses it. A client certificate is sent from `sslcert`/`sslkey` (default
 //! `~/.postgresql/postgresql.crt`/`.key` when they exist); the key must not be readable by group
-//! or others, as libpq demands. Encrypted keys (`sslpassword`) are not supported. Channel binding
-//! (SCRAM-SHA-256-PLUS) is not offered: SCRAM authenticates without it.
+//! or others, as libpq demands. Encrypted keys (`sslpassword`) are not supported. SCRAM's channel
+//! binding (`tls-server-end-point`, so `channel_binding=require` works as with libpq) is offered
+//! for certificates signed with RSA PKCS#1 or ECDSA; for others (RSA-PSS, Ed25519) it is not, which
+//! fails only a URL that requires it.
 
 use std::future::Future;
 use std::io;
@@ -482,7 +484,18 @@ impl TlsConnect<tokio_postgres::Socket> for RustlsConnect {
         Box::pin(async move {
             let connector = tokio_rustls::TlsConnector::from(self.config);
             match connector.connect(self.name, stream).await {
-                Ok(s) => Ok(RustlsStream(Box::new(s))),
+                Ok(s) => {
+                    let binding = s
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(|c| tls_server_end_point(c));
+                    Ok(RustlsStream {
+                        stream: Box::new(s),
+                        binding,
+                    })
+                }
                 Err(e) => {
                     let rejected = e
                         .get_ref()
@@ -499,7 +512,11 @@ impl TlsConnect<tokio_postgres::Socket> for RustlsConnect {
     }
 }
 
-pub struct RustlsStream(Box<tokio_rustls::client::TlsStream<tokio_postgres::Socket>>);
+pub struct RustlsStream {
+    stream: Box<tokio_rustls::client::TlsStream<tokio_postgres::Socket>>,
+    /// `tls-server-end-point` of the server's certificate, when its hash is known.
+    binding: Option<Vec<u8>>,
+}
 
 impl AsyncRead for RustlsStream {
     fn poll_read(
@@ -507,7 +524,7 @@ impl AsyncRead for RustlsStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.0).poll_read(cx, buf)
+        Pin::new(&mut *self.stream).poll_read(cx, buf)
     }
 }
 
@@ -517,22 +534,92 @@ impl AsyncWrite for RustlsStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *self.0).poll_write(cx, buf)
+        Pin::new(&mut *self.stream).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.0).poll_flush(cx)
+        Pin::new(&mut *self.stream).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.0).poll_shutdown(cx)
+        Pin::new(&mut *self.stream).poll_shutdown(cx)
     }
 }
 
 impl tokio_postgres::tls::TlsStream for RustlsStream {
     fn channel_binding(&self) -> ChannelBinding {
-        ChannelBinding::none()
+        match &self.binding {
+            Some(b) => ChannelBinding::tls_server_end_point(b.clone()),
+            None => ChannelBinding::none(),
+        }
     }
+}
+
+/// RFC 5929's `tls-server-end-point`: the certificate hashed with the hash of its signature
+/// algorithm (MD5 and SHA-1 become SHA-256). `None` for algorithms without one hash (RSA-PSS,
+/// Ed25519) or a certificate that does not parse.
+fn tls_server_end_point(cert: &[u8]) -> Option<Vec<u8>> {
+    use sha2::Digest;
+    const RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01];
+    const ECDSA_SHA1: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x01];
+    const ECDSA_SHA2: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03];
+    let oid = signature_algorithm(cert)?;
+    let hash = match oid {
+        [p @ .., n] if p == RSA => match n {
+            // md5WithRSAEncryption, sha1WithRSAEncryption, sha256WithRSAEncryption
+            4 | 5 | 11 => 256,
+            12 => 384,
+            13 => 512,
+            _ => return None,
+        },
+        o if o == ECDSA_SHA1 => 256,
+        [p @ .., n] if p == ECDSA_SHA2 => match n {
+            2 => 256,
+            3 => 384,
+            4 => 512,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    Some(match hash {
+        256 => sha2::Sha256::digest(cert).to_vec(),
+        384 => sha2::Sha384::digest(cert).to_vec(),
+        _ => sha2::Sha512::digest(cert).to_vec(),
+    })
+}
+
+/// The OID of `Certificate.signatureAlgorithm` (DER: SEQUENCE { tbs SEQUENCE, alg SEQUENCE { OID
+/// ... }, signature }).
+fn signature_algorithm(der: &[u8]) -> Option<&[u8]> {
+    /// One DER element: (tag, content, the bytes after it).
+    fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = input.split_first()?;
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = if first < 0x80 {
+            (first as usize, rest)
+        } else {
+            let n = (first & 0x7f) as usize;
+            if n == 0 || n > 4 || rest.len() < n {
+                return None;
+            }
+            let len = rest[..n].iter().fold(0usize, |a, &b| (a << 8) | b as usize);
+            (len, &rest[n..])
+        };
+        (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+    }
+    let (0x30, cert, _) = tlv(der)? else {
+        return None;
+    };
+    let (0x30, _tbs, rest) = tlv(cert)? else {
+        return None;
+    };
+    let (0x30, alg, _) = tlv(rest)? else {
+        return None;
+    };
+    let (0x06, oid, _) = tlv(alg)? else {
+        return None;
+    };
+    Some(oid)
 }
 
 #[cfg(test)]
@@ -596,6 +683,50 @@ mod tests {
                 .resolve(h)
                 .is_err()
         );
+    }
+
+    /// SEQUENCE { SEQUENCE {} (tbs), SEQUENCE { OID }, BIT STRING }: as much of a certificate as
+    /// the binding reads.
+    fn cert_signed_with(oid: &[u8]) -> Vec<u8> {
+        let mut alg = vec![0x30, oid.len() as u8 + 2, 0x06, oid.len() as u8];
+        alg.extend_from_slice(oid);
+        let mut body = vec![0x30, 0x00];
+        body.extend(alg);
+        body.extend([0x03, 0x01, 0x00]);
+        let mut cert = vec![0x30, body.len() as u8];
+        cert.extend(body);
+        cert
+    }
+
+    #[test]
+    fn end_point_binding_hashes_with_the_signature_s_hash() {
+        use sha2::Digest;
+        let rsa = |n: u8| [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, n];
+        let ecdsa = |n: u8| [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, n];
+        for (oid, len) in [
+            (rsa(5).to_vec(), 32), // sha1WithRSA: SHA-256, as RFC 5929 says
+            (rsa(11).to_vec(), 32),
+            (rsa(12).to_vec(), 48),
+            (rsa(13).to_vec(), 64),
+            (ecdsa(2).to_vec(), 32),
+            (ecdsa(3).to_vec(), 48),
+            (ecdsa(4).to_vec(), 64),
+        ] {
+            let cert = cert_signed_with(&oid);
+            let b = tls_server_end_point(&cert).expect("a binding");
+            assert_eq!(b.len(), len, "{oid:x?}");
+            if len == 48 {
+                assert_eq!(b, sha2::Sha384::digest(&cert).to_vec());
+            }
+        }
+        // RSA-PSS (its hash is in the parameters) and Ed25519 (no hash): no binding.
+        assert_eq!(tls_server_end_point(&cert_signed_with(&rsa(10))), None);
+        assert_eq!(
+            tls_server_end_point(&cert_signed_with(&[0x2b, 0x65, 0x70])),
+            None
+        );
+        assert_eq!(tls_server_end_point(&[0x30, 0x05, 0x30]), None);
+        assert_eq!(tls_server_end_point(&[]), None);
     }
 
     #[test]
