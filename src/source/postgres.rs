@@ -1,6 +1,9 @@
-//! PostgreSQL: pre-flight with tokio-postgres, dump with pg_dump (plain SQL), rows counted from COPY.
+//! PostgreSQL: pre-flight with tokio-postgres (connected through [`crate::db::pg`]), dump with
+//! pg_dump (plain SQL), rows counted from COPY.
 
 use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result};
 
 use super::counters::PgCounter;
 use super::dump::stream_dump;
@@ -10,7 +13,6 @@ use crate::db::pg::{client_command, connect};
 use crate::error::usage;
 use crate::pipeline::Pipeline;
 use crate::snapshot::manifest::{DatabaseEntry, Engine, ObjectEntry, ObjectKind};
-use anyhow::{Context, Result};
 
 /// Options pg_dump gets, recorded in the manifest. Plain SQL so that `psql` restores it.
 pub const DUMP_OPTIONS: &[&str] = &["--format=plain", "--no-password"];
