@@ -574,3 +574,22 @@ fn a_password_login_with_channel_binding_over_verified_tls() {
     assert!(push.stderr.contains("password"), "{}", push.stderr);
     assert!(!push.stderr.contains("wrong@"), "{}", push.stderr);
 }
+
+#[test]
+fn sslmode_is_ignored_on_a_unix_socket_as_libpq_ignores_it() {
+    let dir = Path::new("/var/run/postgresql");
+    if !dir.join(".s.PGSQL.5432").exists() {
+        eprintln!("skipped: no PostgreSQL socket in {}", dir.display());
+        return;
+    }
+    let rt = common::s3::runtime();
+    let c = rt
+        .block_on(offsite::db::pg::connect(
+            "postgres://postgres@%2Fvar%2Frun%2Fpostgresql/?sslmode=require",
+            None,
+            None,
+        ))
+        .expect("sslmode=require over a Unix socket connects, as with psql");
+    let one: i32 = rt.block_on(c.query_one("SELECT 1", &[])).unwrap().get(0);
+    assert_eq!(one, 1);
+}

@@ -455,12 +455,11 @@ impl MakeTlsConnect<tokio_postgres::Socket> for MakeRustls {
     type Error = io::Error;
 
     fn make_tls_connect(&mut self, domain: &str) -> io::Result<RustlsConnect> {
-        let name = ServerName::try_from(domain.to_string()).map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{domain:?} is not a host name TLS can check: {e}"),
-            )
-        })?;
+        // tokio-postgres asks for a connector before it knows whether TLS will be used: for a
+        // Unix socket (no TLS) the domain is empty. A name TLS cannot check fails the handshake,
+        // if there is one.
+        let name = ServerName::try_from(domain.to_string())
+            .map_err(|e| format!("{domain:?} is not a host name TLS can check: {e}"));
         Ok(RustlsConnect {
             config: self.config.clone(),
             name,
@@ -470,7 +469,7 @@ impl MakeTlsConnect<tokio_postgres::Socket> for MakeRustls {
 
 pub struct RustlsConnect {
     config: Arc<ClientConfig>,
-    name: ServerName<'static>,
+    name: std::result::Result<ServerName<'static>, String>,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -483,7 +482,10 @@ impl TlsConnect<tokio_postgres::Socket> for RustlsConnect {
     fn connect(self, stream: tokio_postgres::Socket) -> Self::Future {
         Box::pin(async move {
             let connector = tokio_rustls::TlsConnector::from(self.config);
-            match connector.connect(self.name, stream).await {
+            let name = self
+                .name
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            match connector.connect(name, stream).await {
                 Ok(s) => {
                     let binding = s
                         .get_ref()
