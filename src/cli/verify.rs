@@ -72,6 +72,9 @@ pub fn verify_all(
     for name in cleaned {
         eprintln!("dropped stale scratch database {name} (left by a killed verify)");
     }
+    // A scratch server whose TLS settings or certificate are wrong is a config error (exit 2),
+    // found before any snapshot is read.
+    offsite::office::verify::check_scratch_config(office, rt.handle())?;
     let s3;
     let store: &dyn offsite::store::Store = if a.from_s3 {
         s3 = offsite::store::open(&office.cfg, rt.handle())?;

@@ -12,11 +12,20 @@ pub mod quote;
 pub mod swap_mysql;
 pub mod swap_pg;
 
+// PostgreSQL connections (offsite's own, with TLS, and pg_dump/psql's connection strings).
+pub mod pg;
+mod pg_tls;
+
 use std::path::PathBuf;
 
 use anyhow::Result;
 
 use crate::config::Secret;
+
+/// How long offsite's own connections to a database server (listing databases, versions, restores)
+/// may take to be established, TCP, TLS and login together. A healthy server answers in
+/// milliseconds; a busy one in seconds.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Every name we derive from a target gets this many characters more: `_offsite_new_1a2b`.
 pub const SUFFIX_LEN: usize = "_offsite_new_0000".len();

@@ -32,18 +32,17 @@
 //! (`ALTER DATABASE ... SET`). The dump holds everything inside the database.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
+use super::pg::{client_command, connect};
 use super::quote::pg as quote;
 use super::{
     derived_hex, kill_point, new_name, old_name, random_hex, RestoreInto, Swapped, Target,
 };
-use crate::source::postgres::{connect, url_with_db};
 use crate::source::process::output;
 
 const SWAP_ATTEMPTS: u32 = 5;
@@ -209,13 +208,9 @@ fn run_post_sql(t: &Target, db: &str) -> Result<()> {
 }
 
 fn psql_file(t: &Target, db: &str, file: &Path) -> Result<()> {
-    let mut cmd = Command::new("psql");
+    let mut cmd = client_command("psql", t.url, t.password, db)?;
     cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password", "-f"])
-        .arg(file)
-        .arg(format!("--dbname={}", url_with_db(t.url, db)?));
-    if let Some(p) = t.password {
-        cmd.env("PGPASSWORD", p.expose());
-    }
+        .arg(file);
     output(&format!("post_sql {} (psql)", file.display()), cmd)?;
     Ok(())
 }

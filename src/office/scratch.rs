@@ -107,11 +107,7 @@ fn drop_db(
 ) -> Result<()> {
     match s.engine {
         Engine::Postgres => {
-            let c = rt.block_on(crate::source::postgres::connect(
-                &s.server_url,
-                password,
-                None,
-            ))?;
+            let c = rt.block_on(crate::db::pg::connect(&s.server_url, password, None))?;
             let q = format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                 crate::db::quote::pg(&s.name)

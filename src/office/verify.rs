@@ -95,6 +95,20 @@ pub fn verify_host(
     Ok(record)
 }
 
+/// Pre-flight: connects once to the PostgreSQL scratch server, so that wrong TLS settings or a
+/// certificate that fails verification stop verify as the config error they are (exit 2) instead
+/// of failing every database.
+pub fn check_scratch_config(office: &Office, rt: &tokio::runtime::Handle) -> Result<()> {
+    if let Some(server) = &office.office.scratch.postgres {
+        rt.block_on(crate::db::pg::check_config(
+            &server.url,
+            server.password.as_ref(),
+        ))
+        .context("office.scratch.postgres")?;
+    }
+    Ok(())
+}
+
 fn empty_record(snap: &SnapshotInfo, opts: &VerifyOptions) -> Result<VerifyRecord> {
     // Its age is the store's time, never what production claims.
     let taken = match snap.trusted {
@@ -354,7 +368,7 @@ fn inspect(
     let inspected = match db.engine {
         Engine::Postgres => rt.block_on(crate::interrupt::interruptible(async {
             let c =
-                crate::source::postgres::connect(&server.url, server.password.as_ref(), Some(name))
+                crate::db::pg::connect(&server.url, server.password.as_ref(), Some(name))
                     .await?;
             for (table, rows) in result.tables.iter_mut() {
                 // Names come from the dump, which a hacked host writes: re-quoted part by part,

@@ -16,12 +16,12 @@ use anyhow::{bail, Context, Result};
 
 use crate::config::Secret;
 use crate::crypto::DecryptionKeys;
+use crate::db::pg::{client_command, connect};
 use crate::db::quote::{my as quote_my, pg as quote_pg};
 use crate::error::usage;
 use crate::pipeline::read::open_object;
 use crate::snapshot::manifest::{DatabaseEntry, Engine, Manifest};
 use crate::source::mysql::Conn;
-use crate::source::postgres::{connect, url_with_db};
 use crate::source::process::Child;
 use crate::store::Store;
 
@@ -197,12 +197,8 @@ fn run_psql(
     super::psql_guard::check_psql_version(&crate::source::process::output("psql", version)?)?;
     // psql reads offsite's own \restrict first: no meta-command in the dump can run.
     let mut reader = super::psql_guard::PsqlGuard::new(reader, super::psql_guard::restrict_line());
-    let mut cmd = Command::new("psql");
-    cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password"])
-        .arg(format!("--dbname={}", url_with_db(url, db)?));
-    if let Some(p) = password {
-        cmd.env("PGPASSWORD", p.expose());
-    }
+    let mut cmd = client_command("psql", url, password, db)?;
+    cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password"]);
     let child = Child::spawn(format!("psql into {db}"), cmd, Stdio::piped())?;
     feed_child(child, &mut reader, &format!("psql into {db}"))
 }

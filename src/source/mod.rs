@@ -11,10 +11,7 @@ use anyhow::Result;
 use crate::config::{Databases, DbServer};
 use crate::error::usage;
 
-/// How long offsite's own connections to a database server (listing databases, versions, restores)
-/// may take to be established, TCP, TLS and login together. A healthy server answers in
-/// milliseconds; a busy one in seconds.
-pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+pub use crate::db::CONNECT_TIMEOUT;
 /// How long push's questions to a server before dumping (version, databases, table engines) may take
 /// in all. They are catalog lookups of milliseconds; a server that takes minutes is stuck, and a
 /// statement timeout on the server would not help when the server is the one that stopped.

@@ -1,13 +1,14 @@
-//! PostgreSQL: pre-flight with tokio-postgres, dump with pg_dump (plain SQL), rows counted from COPY.
+//! PostgreSQL: pre-flight with tokio-postgres (connected through [`crate::db::pg`]), dump with
+//! pg_dump (plain SQL), rows counted from COPY.
 
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result};
-use tokio_postgres::NoTls;
 
 use super::dump::stream_dump;
 use super::process::{output, Child};
 use crate::config::{DbServer, Secret};
+use crate::db::pg::{client_command, connect};
 use crate::error::usage;
 use crate::pipeline::Pipeline;
 use crate::snapshot::manifest::{DatabaseEntry, Engine, ObjectEntry, ObjectKind};
@@ -27,55 +28,6 @@ pub struct PgJob {
     pub server_version: String,
     /// pg_dump is killed when it writes nothing for this long.
     pub stall_timeout: std::time::Duration,
-}
-
-/// Connects to a server with tokio-postgres. `database` replaces the URL's database.
-pub async fn connect(
-    url: &str,
-    password: Option<&Secret>,
-    database: Option<&str>,
-) -> Result<tokio_postgres::Client> {
-    let mut cfg: tokio_postgres::Config = url
-        .parse()
-        .with_context(|| format!("invalid PostgreSQL URL {url}"))?;
-    if let Some(p) = password {
-        cfg.password(p.expose());
-    }
-    if let Some(db) = database {
-        cfg.dbname(db);
-    } else if cfg.get_dbname().is_none() {
-        cfg.dbname("postgres");
-    }
-    if cfg.get_user().is_none() {
-        cfg.user("postgres");
-    }
-    // A server that accepts the TCP connection and then says nothing (stopped, overloaded, a
-    // half-open firewall) would otherwise hold the push for ever.
-    let (client, conn) = tokio::time::timeout(super::CONNECT_TIMEOUT, cfg.connect(NoTls))
-        .await
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "connecting to PostgreSQL at {url}: no answer in {}s; is the server up and reachable?",
-                super::CONNECT_TIMEOUT.as_secs()
-            )
-        })?
-        .with_context(|| format!("connecting to PostgreSQL at {url}"))?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!("PostgreSQL connection ended: {e}");
-        }
-    });
-    Ok(client)
-}
-
-/// The URL with its database set (for pg_dump/psql's --dbname).
-pub fn url_with_db(url: &str, db: &str) -> Result<String> {
-    let mut u = url::Url::parse(url).with_context(|| format!("invalid URL {url}"))?;
-    u.set_path(&format!(
-        "/{}",
-        percent_encoding::utf8_percent_encode(db, percent_encoding::NON_ALPHANUMERIC)
-    ));
-    Ok(u.to_string())
 }
 
 /// Major version from `pg_dump (PostgreSQL) 15.20 (Debian ...)`.
@@ -147,14 +99,8 @@ pub fn dump(
     on_bytes: &(dyn Fn(u64) + Sync),
 ) -> Result<(ObjectEntry, DatabaseEntry)> {
     let source = format!("postgres/{}", job.database);
-    let mut cmd = Command::new(&job.pg_dump);
-    cmd.args(DUMP_OPTIONS).arg(format!(
-        "--dbname={}",
-        url_with_db(&job.url, &job.database)?
-    ));
-    if let Some(p) = &job.password {
-        cmd.env("PGPASSWORD", p.expose());
-    }
+    let mut cmd = client_command(&job.pg_dump, &job.url, job.password.as_ref(), &job.database)?;
+    cmd.args(DUMP_OPTIONS);
     let child = Child::spawn(format!("pg_dump of {}", job.database), cmd, Stdio::null())?;
     let sink = pipeline.create(
         &format!("db/{source}.sql"),

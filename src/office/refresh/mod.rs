@@ -20,7 +20,7 @@ pub mod guards;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::config::Refresh;
@@ -133,6 +133,17 @@ pub fn refresh(
             only.unwrap_or_default(),
             names.join(", ")
         )));
+    }
+    // A server whose TLS settings or certificate are wrong is a config error (exit 2), found
+    // before anything is restored.
+    for r in &selected {
+        if r.source.starts_with("postgres/") && r.server.url.starts_with("postgres") {
+            rt.block_on(crate::db::pg::check_config(
+                &r.server.url,
+                r.server.password.as_ref(),
+            ))
+            .with_context(|| format!("office.refresh entry {}", r.database))?;
+        }
     }
     let entries: Vec<EntryReport> = selected
         .into_iter()
