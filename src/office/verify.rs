@@ -378,7 +378,7 @@ fn inspect(
         Engine::Mysql => rt.block_on(crate::interrupt::interruptible(async {
             use mysql_async::prelude::Queryable;
             let conn =
-                crate::source::mysql::Conn::from_server(&server.url, server.password.as_ref())?;
+                crate::db::my::Conn::from_server(&server.url, server.password.as_ref())?;
             let mut c = conn.connect(Some(name)).await?;
             for (table, rows) in result.tables.iter_mut() {
                 let n: Option<u64> = c

@@ -16,11 +16,11 @@ use anyhow::{bail, Context, Result};
 
 use crate::config::Secret;
 use crate::crypto::DecryptionKeys;
+use crate::db::my::Conn;
 use crate::db::quote::{my as quote_my, pg as quote_pg};
 use crate::error::usage;
 use crate::pipeline::read::open_object;
 use crate::snapshot::manifest::{DatabaseEntry, Engine, Manifest};
-use crate::source::mysql::Conn;
 use crate::source::postgres::{connect, url_with_db};
 use crate::source::process::Child;
 use crate::store::Store;
