@@ -65,6 +65,12 @@ pub fn verify_all(
     a: &Args,
     cli: &Cli,
 ) -> Result<Vec<Result<offsite::office::record::VerifyRecord, String>>> {
+    // MariaDB scratch server: TLS settings that fail are a config error (exit 2), found before
+    // any restore rather than recorded as every MariaDB database failing.
+    if let Some(s) = &office.office.scratch.mysql {
+        let conn = offsite::db::my::Conn::from_server(&s.url, s.password.as_ref())?;
+        rt.block_on(conn.check_config())?;
+    }
     let cleaned =
         offsite::office::scratch::cleanup_stale(rt.handle(), &office.offsite_dir, &|url| {
             scratch_password(office, url)

@@ -118,7 +118,8 @@ pub fn dump(
     on_bytes: &(dyn Fn(u64) + Sync),
 ) -> Result<(ObjectEntry, DatabaseEntry)> {
     let source = format!("mysql/{}", job.database);
-    let (args, _defaults) = job.conn.client_args()?;
+    let client = crate::db::my::Client::from_version(&job.dump_version);
+    let (args, _defaults) = job.conn.client_args_for(client)?;
     let mut cmd = Command::new(&job.dump_command);
     cmd.args(&args)
         .args(DUMP_OPTIONS)
