@@ -189,7 +189,8 @@ impl TlsServer {
         s
     }
 
-    /// The stock client, over verified TLS.
+    /// The stock client, over TLS checked against the test's CA (not the name: the test swaps
+    /// in a certificate for another name).
     fn client(&self) -> Command {
         let mut c = Command::new("mariadb");
         c.args([
@@ -201,9 +202,41 @@ impl TlsServer {
         ])
         .arg(format!("--port={}", self.port))
         .arg(format!("--ssl-ca={}", self.certs.ca.display()))
-        .arg("--ssl-verify-server-cert")
         .stdin(Stdio::null());
         c
+    }
+
+    /// Makes the server present a certificate from the same CA for `db.offsite.test` only.
+    fn certificate_for_another_name(&self) {
+        let dir = self._dir.path();
+        std::fs::write(
+            dir.join("ext.cnf"),
+            "subjectAltName=DNS:db.offsite.test\nbasicConstraints=CA:FALSE\n",
+        )
+        .unwrap();
+        run(
+            Command::new("openssl")
+                .args([
+                    "x509",
+                    "-req",
+                    "-in",
+                    "server.csr",
+                    "-CA",
+                    "ca.pem",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-days",
+                    "2",
+                    "-extfile",
+                    "ext.cnf",
+                    "-out",
+                    "server.pem",
+                ])
+                .current_dir(dir),
+            "openssl x509",
+        );
+        self.sql(None, "FLUSH SSL");
     }
 
     fn sql(&self, db: Option<&str>, sql: &str) -> String {
@@ -339,6 +372,44 @@ fn push_restore_and_verify_over_verified_tls() {
     assert!(!server.databases().contains(&"shop_again".to_string()));
     let verify = s.offsite(&["verify"]);
     assert_config_error(&verify, &server, &["ssl-mode=VERIFY_IDENTITY"]);
+
+    // A certificate from the right CA for another name: VERIFY_CA takes it, VERIFY_IDENTITY
+    // refuses it.
+    server.certificate_for_another_name();
+    let verify_ca = server.url(&format!(
+        "ssl-mode=VERIFY_CA&ssl-ca={}",
+        server.certs.ca.display()
+    ));
+    config(&verify_ca, &verify_ca);
+    s.offsite(&["push"]).expect(0);
+    s.offsite(&[
+        "restore",
+        "latest",
+        "--db",
+        "mysql/shop",
+        "--into",
+        "shop_ca",
+    ])
+    .expect(0);
+    assert_eq!(contents(&server, "shop_ca"), before);
+    server.sql(None, "DROP DATABASE shop_ca");
+    config(&url, &url);
+    let push = s.offsite(&["push"]);
+    assert_config_error(
+        &push,
+        &server,
+        &["ssl-mode=VERIFY_IDENTITY", "issued for 127.0.0.1"],
+    );
+
+    // PREFERRED (no parameters) and REQUIRED take TLS without checking the certificate: this
+    // server takes nothing else.
+    for plain_url in [
+        format!("mysql://root@127.0.0.1:{}", server.port),
+        server.url("ssl-mode=REQUIRED"),
+    ] {
+        config(&plain_url, &plain_url);
+        s.offsite(&["push"]).expect(0);
+    }
 
     // Plain TCP: the server refuses it (MariaDB says "access denied"); the message says why.
     let disabled = server.url("ssl-mode=DISABLED");

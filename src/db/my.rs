@@ -218,6 +218,26 @@ impl Tls {
     }
 }
 
+/// The first name a certificate presents, from rustls' "not valid for name" error: `DnsName("db")`
+/// or `IpAddress(10.0.0.5)`. `None` for any other error.
+fn presented_name(e: &mysql_async::Error) -> Option<String> {
+    let mysql_async::Error::Io(mysql_async::IoError::Io(io)) = e else {
+        return None;
+    };
+    let msg = io.to_string();
+    let names = msg
+        .split_once("certificate not valid for name")?
+        .1
+        .split_once("is only valid for ")?
+        .1;
+    if let Some(rest) = names.split_once("DnsName(\"").map(|(_, r)| r) {
+        return rest.split_once('"').map(|(n, _)| n.to_string());
+    }
+    let rest = names.split_once("IpAddress(")?.1;
+    let ip = rest.split_once(')')?.0;
+    ip.parse::<std::net::IpAddr>().ok().map(|ip| ip.to_string())
+}
+
 /// Which command-line client the arguments are for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Client {
@@ -275,6 +295,19 @@ impl Conn {
             Err(mysql_async::Error::Driver(
                 mysql_async::DriverError::NoClientSslFlagFromServer,
             )) if self.tls.mode == SslMode::Preferred => self.connect_with(database, None).await?,
+            // VERIFY_CA: mysql_async's "skip domain validation" looks for a rustls message that
+            // rustls 0.23.x no longer writes, so a certificate from the right CA for another name
+            // fails. The chain did pass: check it again against a name the certificate presents.
+            Err(e) if self.tls.mode == SslMode::VerifyCa => match presented_name(&e) {
+                Some(name) => {
+                    let ssl = self
+                        .tls
+                        .ssl_opts()
+                        .map(|o| o.with_danger_tls_hostname_override(Some(name)));
+                    self.connect_with(database, ssl).await?
+                }
+                None => Err(e),
+            },
             r => r,
         };
         connected.map_err(|e| self.connect_error(e))
@@ -467,6 +500,30 @@ mod tests {
         let e = Conn::from_server("mysql://db/?ssl-ca=/nonexistent/ca.pem", None).unwrap_err();
         assert!(crate::error::is_usage(&e), "{e:#}");
         assert!(format!("{e}").contains("/nonexistent/ca.pem"), "{e}");
+    }
+
+    #[test]
+    fn the_name_a_certificate_presents_is_read_from_the_error() {
+        let err = |m: &str| {
+            mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                m.to_string(),
+            )))
+        };
+        let name = |m: &str| presented_name(&err(m));
+        assert_eq!(
+            name("invalid peer certificate: certificate not valid for name \"127.0.0.1\"; certificate is only valid for DnsName(\"db.offsite.test\") or IpAddress(10.0.0.5)").as_deref(),
+            Some("db.offsite.test")
+        );
+        assert_eq!(
+            name("invalid peer certificate: certificate not valid for name \"db\"; certificate is only valid for IpAddress(10.0.0.5)").as_deref(),
+            Some("10.0.0.5")
+        );
+        assert_eq!(name("invalid peer certificate: UnknownIssuer"), None);
+        assert_eq!(
+            name("invalid peer certificate: certificate not valid for name \"db\"; certificate is not valid for any names (according to its subjectAltName extension)"),
+            None
+        );
     }
 
     #[test]
