@@ -347,12 +347,29 @@ fn push_restore_and_verify_over_verified_tls() {
         verify.stderr
     );
 
-    // A CA that did not sign the server's certificate: exit 2 from push's pre-flight, restore and
-    // verify, naming the server and the mode.
+    // refresh into a dev database on the same server (no push source in this config: the guards
+    // refuse a production server as a target).
+    let refresh_config = |url: &str| {
+        s.config(&format!(
+            "  offsite_dir: offsite\n  refresh:\n    - {{ from: 'tls-a:mysql/shop', server: '{url}', database: shop_dev }}"
+        ));
+    };
+    refresh_config(&url);
+    s.offsite(&["refresh"]).expect(0);
+    assert_eq!(contents(&server, "shop_dev"), before);
+
+    // A CA that did not sign the server's certificate: exit 2 from push's pre-flight, restore,
+    // verify and refresh, naming the server and the mode.
     let wrong = server.url(&format!(
         "ssl-mode=VERIFY_IDENTITY&ssl-ca={}",
         server.certs.other_ca.display()
     ));
+    refresh_config(&wrong);
+    let refresh = s.offsite(&["refresh"]);
+    assert_config_error(&refresh, &server, &["ssl-mode=VERIFY_IDENTITY"]);
+    assert_eq!(contents(&server, "shop_dev"), before);
+    server.sql(None, "DROP DATABASE shop_dev");
+
     config(&wrong, &wrong);
     let push = s.offsite(&["push"]);
     assert_config_error(
