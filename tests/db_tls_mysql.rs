@@ -2,8 +2,11 @@
 //! test's own (datadir, socket and port in a temp dir; certificates made with openssl) started
 //! with `--require-secure-transport=ON`. Through it with `ssl-mode=VERIFY_IDENTITY`: push
 //! (mariadb-dump over TLS), `restore --db --into` (mariadb over TLS) and an office `verify` whose
-//! scratch server it is. A CA that did not sign the server's certificate, and `ssl-mode=DISABLED`,
-//! are config errors (exit 2) naming the server and the mode.
+//! scratch server it is, and `refresh` into a dev database on it. A CA that did not sign the
+//! server's certificate, and `ssl-mode=DISABLED`, are config errors (exit 2) naming the server and
+//! the mode. Then the server's certificate is swapped (`FLUSH SSL`) for one of another name:
+//! VERIFY_CA takes it, VERIFY_IDENTITY does not; and a user that requires a client certificate is
+//! reached with `ssl-cert`/`ssl-key`. One server for all of it keeps the test at ~15s.
 //!
 //! The server: `mariadb-install-db --auth-root-authentication-method=normal` creates
 //! `root@127.0.0.1` without a password, reachable over TCP; `mariadbd --no-defaults` reads no
@@ -239,6 +242,52 @@ impl TlsServer {
         self.sql(None, "FLUSH SSL");
     }
 
+    /// A client certificate from the test's CA, and its key.
+    fn client_certificate(&self) -> (PathBuf, PathBuf) {
+        let dir = self._dir.path();
+        std::fs::write(
+            dir.join("client.cnf"),
+            "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+        )
+        .unwrap();
+        let openssl = |args: &[&str]| {
+            run(
+                Command::new("openssl").args(args).current_dir(dir),
+                &format!("openssl {}", args[0]),
+            );
+        };
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=certuser",
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "client.cnf",
+            "-out",
+            "client.pem",
+        ]);
+        (dir.join("client.pem"), dir.join("client.key"))
+    }
+
     fn sql(&self, db: Option<&str>, sql: &str) -> String {
         let mut c = self.client();
         c.args(["-N", "-B", "-e", sql]);
@@ -434,4 +483,26 @@ fn push_restore_and_verify_over_verified_tls() {
     let push = s.offsite(&["push"]);
     assert_config_error(&push, &server, &["ssl-mode=DISABLED"]);
     server.sql(None, "DROP DATABASE shop_back");
+
+    // A user that must show a client certificate signed by the CA: ssl-cert and ssl-key reach
+    // offsite's own connection and mariadb-dump.
+    let (client_cert, client_key) = server.client_certificate();
+    server.sql(
+        None,
+        "CREATE USER certuser@'%' REQUIRE X509; GRANT ALL ON *.* TO certuser@'%'",
+    );
+    let ca = format!("ssl-mode=VERIFY_CA&ssl-ca={}", server.certs.ca.display());
+    let with_cert = format!(
+        "mysql://certuser@127.0.0.1:{}/?{ca}&ssl-cert={}&ssl-key={}",
+        server.port,
+        client_cert.display(),
+        client_key.display()
+    );
+    config(&with_cert, &url);
+    s.offsite(&["push"]).expect(0);
+    let without = format!("mysql://certuser@127.0.0.1:{}/?{ca}", server.port);
+    config(&without, &url);
+    let push = s.offsite(&["push"]);
+    assert_ne!(push.code, 0, "{}", push.stderr);
+    assert!(push.stderr.contains("certuser"), "{}", push.stderr);
 }
