@@ -218,6 +218,15 @@ impl Tls {
     }
 }
 
+/// Checks the TLS parameters of a MariaDB/MySQL server URL of the config (`what` names the key):
+/// the URL must already be clean of its password, which an error would show.
+pub fn check_url(what: &str, url: &str) -> Result<()> {
+    let u = url::Url::parse(url).map_err(|e| usage(format!("{what}.url {url}: {e}")))?;
+    Tls::from_url(&u)
+        .map(|_| ())
+        .map_err(|e| usage(format!("{what}.url: {e:#}")))
+}
+
 /// The first name a certificate presents, from rustls' "not valid for name" error: `DnsName("db")`
 /// or `IpAddress(10.0.0.5)`. `None` for any other error.
 fn presented_name(e: &mysql_async::Error) -> Option<String> {
@@ -524,6 +533,25 @@ mod tests {
             name("invalid peer certificate: certificate not valid for name \"db\"; certificate is not valid for any names (according to its subjectAltName extension)"),
             None
         );
+    }
+
+    #[test]
+    fn the_config_checks_tls_parameters_without_showing_the_password() {
+        let parse = |url: &str| {
+            crate::config::Config::parse(
+                &format!("host: a\nstore: {{ local: /x }}\nmysql: [{{ url: '{url}' }}]\n"),
+                std::path::Path::new("/etc/offsite/config.yaml"),
+            )
+        };
+        assert!(parse("mysql://u@db/?ssl-mode=VERIFY_IDENTITY&ssl-ca=/ca.pem").is_ok());
+        let e = parse("mysql://u:hunter2@db/?ssl-mode=VERIFY_IDENTIY").unwrap_err();
+        let msg = format!("{e:#}");
+        assert!(crate::error::is_usage(&e), "{msg}");
+        assert!(
+            msg.contains("mysql[0].url") && msg.contains("VERIFY_IDENTIY"),
+            "{msg}"
+        );
+        assert!(!msg.contains("hunter2"), "{msg}");
     }
 
     #[test]
