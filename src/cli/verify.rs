@@ -73,7 +73,7 @@ pub fn verify_all(
         eprintln!("dropped stale scratch database {name} (left by a killed verify)");
     }
     // A scratch server whose TLS settings or certificate are wrong is a config error (exit 2),
-    // found before any snapshot is read.
+    // found before any snapshot is read, rather than recorded as every database failing.
     offsite::office::verify::check_scratch_config(office, rt.handle())?;
     let s3;
     let store: &dyn offsite::store::Store = if a.from_s3 {

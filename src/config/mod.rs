@@ -369,6 +369,8 @@ fn check(raw: RawConfig, path: &Path, base: &Path) -> Result<Config> {
             )?
             .with_dump_stall_timeout(&what, m.dump_stall_timeout)?,
         );
+        // MariaDB TLS parameters of the URL: a typo is a config error now, not at the first connection.
+        crate::db::my::check_url(&what, &mysql[i].url)?;
     }
 
     let mut trees: Vec<TreeConfig> = Vec::new();
@@ -453,6 +455,8 @@ fn check_office(o: raw::RawOffice, base: &Path) -> Result<OfficeConfig> {
             mysql: s
                 .mysql
                 .map(|r| server(r, "office.scratch.mysql"))
+                .transpose()?
+                .map(|s| crate::db::my::check_url("office.scratch.mysql", &s.url).map(|()| s))
                 .transpose()?,
         },
     };

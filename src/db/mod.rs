@@ -6,6 +6,7 @@
 //! through them: there is one way to replace a database, and it never leaves the target missing
 //! or half-loaded.
 
+pub mod my;
 mod mysql_journal;
 mod mysql_objects;
 pub mod quote;

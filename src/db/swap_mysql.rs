@@ -60,12 +60,12 @@ use anyhow::{bail, Context, Result};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
 
+use super::my::Conn as Server;
 use super::mysql_journal::{read_journal, write_journal, Journal, JOURNAL};
 use super::mysql_objects::{self as objects, q, text, Object};
 use super::{
     derived_hex, kill_point, new_name, old_name, random_hex, RestoreInto, Swapped, Target,
 };
-use crate::source::mysql::Conn as Server;
 use crate::source::process::Child;
 
 /// A developer's open transaction holds a metadata lock that blocks the rename; its session is

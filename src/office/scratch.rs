@@ -116,7 +116,7 @@ fn drop_db(
         }
         Engine::Mysql => {
             use mysql_async::prelude::Queryable;
-            let conn = crate::source::mysql::Conn::from_server(&s.server_url, password)?;
+            let conn = crate::db::my::Conn::from_server(&s.server_url, password)?;
             let mut c = rt.block_on(conn.connect(None))?;
             rt.block_on(c.query_drop(format!(
                 "DROP DATABASE IF EXISTS {}",

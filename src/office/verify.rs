@@ -106,6 +106,11 @@ pub fn check_scratch_config(office: &Office, rt: &tokio::runtime::Handle) -> Res
         ))
         .context("office.scratch.postgres")?;
     }
+    if let Some(server) = &office.office.scratch.mysql {
+        let conn = crate::db::my::Conn::from_server(&server.url, server.password.as_ref())?;
+        rt.block_on(conn.check_config())
+            .context("office.scratch.mysql")?;
+    }
     Ok(())
 }
 
@@ -392,7 +397,7 @@ fn inspect(
         Engine::Mysql => rt.block_on(crate::interrupt::interruptible(async {
             use mysql_async::prelude::Queryable;
             let conn =
-                crate::source::mysql::Conn::from_server(&server.url, server.password.as_ref())?;
+                crate::db::my::Conn::from_server(&server.url, server.password.as_ref())?;
             let mut c = conn.connect(Some(name)).await?;
             for (table, rows) in result.tables.iter_mut() {
                 let n: Option<u64> = c

@@ -16,12 +16,12 @@ use anyhow::{bail, Context, Result};
 
 use crate::config::Secret;
 use crate::crypto::DecryptionKeys;
+use crate::db::my::Conn;
 use crate::db::pg::{client_command, connect};
 use crate::db::quote::{my as quote_my, pg as quote_pg};
 use crate::error::usage;
 use crate::pipeline::read::open_object;
 use crate::snapshot::manifest::{DatabaseEntry, Engine, Manifest};
-use crate::source::mysql::Conn;
 use crate::source::process::Child;
 use crate::store::Store;
 

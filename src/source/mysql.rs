@@ -1,7 +1,6 @@
 //! MySQL/MariaDB: pre-flight with mysql_async, dump with mariadb-dump or mysqldump, rows counted from
 //! the INSERT tuples.
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result};
@@ -9,7 +8,8 @@ use mysql_async::prelude::Queryable;
 
 use super::dump::stream_dump;
 use super::process::{output, Child};
-use crate::config::{DbServer, Secret};
+use crate::config::DbServer;
+use crate::db::my::Conn;
 use crate::pipeline::Pipeline;
 use crate::snapshot::manifest::{DatabaseEntry, Engine, ObjectEntry, ObjectKind};
 use crate::sql::MysqlCounter;
@@ -42,82 +42,6 @@ pub struct MysqlJob {
     pub non_innodb: Vec<String>,
     /// The dump is killed when it writes nothing for this long.
     pub stall_timeout: std::time::Duration,
-}
-
-/// Connection parameters, split out of the URL for the command-line clients.
-#[derive(Debug, Clone)]
-pub struct Conn {
-    pub url: String,
-    pub host: String,
-    pub port: u16,
-    pub user: String,
-    pub password: Option<Secret>,
-}
-
-impl Conn {
-    pub fn from_server(url: &str, password: Option<&Secret>) -> Result<Self> {
-        let u = url::Url::parse(url).with_context(|| format!("invalid MySQL URL {url}"))?;
-        let user = if u.username().is_empty() {
-            "root".to_string()
-        } else {
-            u.username().to_string()
-        };
-        Ok(Self {
-            url: url.to_string(),
-            host: u.host_str().unwrap_or("127.0.0.1").to_string(),
-            port: u.port().unwrap_or(3306),
-            user,
-            password: password.cloned(),
-        })
-    }
-
-    pub async fn connect(&self, database: Option<&str>) -> Result<mysql_async::Conn> {
-        let opts = mysql_async::OptsBuilder::default()
-            .ip_or_hostname(self.host.clone())
-            .tcp_port(self.port)
-            .user(Some(self.user.clone()))
-            .pass(self.password.as_ref().map(|p| p.expose().to_string()))
-            .db_name(database.map(str::to_string));
-        // As for PostgreSQL: a server that accepts and then says nothing must not hold the push.
-        tokio::time::timeout(super::CONNECT_TIMEOUT, mysql_async::Conn::new(opts))
-            .await
-            .map_err(|_| {
-                anyhow::anyhow!(
-                    "connecting to MySQL/MariaDB at {}: no answer in {}s; is the server up and reachable?",
-                    self.url,
-                    super::CONNECT_TIMEOUT.as_secs()
-                )
-            })?
-            .with_context(|| format!("connecting to MySQL/MariaDB at {}", self.url))
-    }
-
-    /// Arguments for mariadb/mariadb-dump. The password goes through a private defaults file (mode
-    /// 0600, removed when the returned guard drops), never through argv where `ps` would show it.
-    pub fn client_args(&self) -> Result<(Vec<String>, Option<tempfile::NamedTempFile>)> {
-        let mut args = Vec::new();
-        let mut guard = None;
-        if let Some(p) = &self.password {
-            let mut f = tempfile::Builder::new()
-                .prefix("offsite-my-")
-                .suffix(".cnf")
-                .tempfile()
-                .context("creating a private MySQL defaults file")?;
-            let escaped = p.expose().replace('\\', "\\\\").replace('"', "\\\"");
-            writeln!(f, "[client]\npassword=\"{escaped}\"")
-                .context("writing the MySQL defaults file")?;
-            f.flush()?;
-            // --defaults-extra-file must come first.
-            args.push(format!("--defaults-extra-file={}", f.path().display()));
-            guard = Some(f);
-        } else {
-            args.push("--no-defaults".into());
-        }
-        args.push(format!("--host={}", self.host));
-        args.push(format!("--port={}", self.port));
-        args.push(format!("--user={}", self.user));
-        args.push("--protocol=TCP".into());
-        Ok((args, guard))
-    }
 }
 
 /// The dump client: the configured one, else mariadb-dump, else mysqldump.
@@ -194,7 +118,8 @@ pub fn dump(
     on_bytes: &(dyn Fn(u64) + Sync),
 ) -> Result<(ObjectEntry, DatabaseEntry)> {
     let source = format!("mysql/{}", job.database);
-    let (args, _defaults) = job.conn.client_args()?;
+    let client = crate::db::my::Client::from_version(&job.dump_version);
+    let (args, _defaults) = job.conn.client_args_for(client)?;
     let mut cmd = Command::new(&job.dump_command);
     cmd.args(&args)
         .args(DUMP_OPTIONS)

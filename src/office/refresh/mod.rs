@@ -200,6 +200,13 @@ fn refresh_one(
                     report.replaced = s.replaced;
                 }
                 Err(e) => {
+                    // A config error (TLS to the server failing its check, found at the first
+                    // connection) counts as exit code 2, like a guard's refusal: the swap engines
+                    // leave the target as it was on any failure.
+                    if crate::error::is_usage(&e) {
+                        report.status = Status::Refused;
+                        report.rule = Some("config".into());
+                    }
                     report.error = Some(format!("{e:#}"));
                 }
             }
