@@ -299,13 +299,15 @@ impl Drop for TlsCluster {
 }
 
 /// A config whose PostgreSQL source, scratch server and refresh target server are these URLs. The
-/// store is also the office's offsite_dir, so verify and refresh read what push wrote.
+/// store is also the office's offsite_dir, so verify and refresh read what push wrote. The role is
+/// the test cluster's superuser, accepted with `allow_privileged` (tests/office_privilege.rs
+/// covers the refusal; this file covers TLS).
 fn write_config(s: &Setup, source_url: &str, scratch_url: &str, refresh_url: &str) {
     let host = &s.host;
     s.write(
         "config.yaml",
         &format!(
-            "host: {host}\nstore: {{ local: store }}\nstate_dir: state\nencryption:\n  recipients: [keys/office.cert.asc]\n  signing_key: keys/{host}.secret.asc\npostgres:\n  - url: '{source_url}'\n    databases: [shop]\noffice:\n  offsite_dir: store\n  decryption_key: keys/office.secret.asc\n  hosts: {{ {host}: keys/{host}.cert.asc }}\n  scratch: {{ postgres: '{scratch_url}' }}\n  refresh:\n    - {{ from: '{host}:postgres/shop', server: '{refresh_url}', database: shop_dev }}\n"
+            "host: {host}\nstore: {{ local: store }}\nstate_dir: state\nencryption:\n  recipients: [keys/office.cert.asc]\n  signing_key: keys/{host}.secret.asc\npostgres:\n  - url: '{source_url}'\n    databases: [shop]\noffice:\n  offsite_dir: store\n  decryption_key: keys/office.secret.asc\n  hosts: {{ {host}: keys/{host}.cert.asc }}\n  scratch: {{ postgres: {{ url: '{scratch_url}', allow_privileged: true }} }}\n  refresh:\n    - {{ from: '{host}:postgres/shop', server: {{ url: '{refresh_url}', allow_privileged: true }}, database: shop_dev }}\n"
         ),
     );
 }

@@ -370,7 +370,7 @@ fn push_restore_and_verify_over_verified_tls() {
     // Setup::config puts these lines under `office:` (offsite_dir, scratch), then the sources.
     let config = |url: &str, scratch: &str| {
         s.config(&format!(
-            "  offsite_dir: offsite\n  scratch: {{ mysql: '{scratch}' }}\nmysql: [{{ url: '{url}', databases: [{db}] }}]"
+            "  offsite_dir: offsite\n  scratch: {{ mysql: {{ url: '{scratch}', allow_privileged: true }} }}\nmysql: [{{ url: '{url}', databases: [{db}] }}]"
         ));
     };
     config(&url, &url);
@@ -400,7 +400,7 @@ fn push_restore_and_verify_over_verified_tls() {
     // refuse a production server as a target).
     let refresh_config = |url: &str| {
         s.config(&format!(
-            "  offsite_dir: offsite\n  refresh:\n    - {{ from: 'tls-a:mysql/shop', server: '{url}', database: shop_dev }}"
+            "  offsite_dir: offsite\n  refresh:\n    - {{ from: 'tls-a:mysql/shop', server: {{ url: '{url}', allow_privileged: true }}, database: shop_dev }}"
         ));
     };
     refresh_config(&url);

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 
 use common::cli::Setup;
-use common::db::{fixture, MyDb, PgDb, MY_URL, PG_URL};
+use common::db::{fixture, MyDb, PgDb, MY_RESTORE_URL, MY_URL, PG_RESTORE_URL, PG_URL};
 use common::s3::{endpoint, TestBucket};
 
 /// A one-request HTTP server: returns the body of the first POST it receives.
@@ -94,7 +94,7 @@ fn two_hosts_pushed_then_one_office_run_verifies_reports_and_refreshes() {
     let office = s.write(
         "office.yaml",
         &format!(
-            "host: office\n{s3}office:\n  offsite_dir: offsite\n  decryption_key: keys/office.secret.asc\n  hosts: {{ web-a: keys/web-a.cert.asc, db-b: keys/db-b.cert.asc }}\n  scratch: {{ postgres: '{PG_URL}', mysql: '{MY_URL}' }}\n  checks:\n    - {{ host: web-a, database: postgres/{pg}, sql: 'select count(*) from sales.orders', expect: '= 300' }}\n  retention: {{ keep_last: 7 }}\n  refresh:\n    - {{ from: 'web-a:postgres/{pg}', server: '{PG_URL}', database: {pgdev}, post_sql: [sql/anon-pg.sql] }}\n    - {{ from: 'db-b:mysql/{my}', server: '{MY_URL}', database: {mydev}, post_sql: [sql/anon-my.sql] }}\n  notify: {{ webhook: '{hook}' }}\n",
+            "host: office\n{s3}office:\n  offsite_dir: offsite\n  decryption_key: keys/office.secret.asc\n  hosts: {{ web-a: keys/web-a.cert.asc, db-b: keys/db-b.cert.asc }}\n  scratch: {{ postgres: '{PG_RESTORE_URL}', mysql: '{MY_RESTORE_URL}' }}\n  checks:\n    - {{ host: web-a, database: postgres/{pg}, sql: 'select count(*) from sales.orders', expect: '= 300' }}\n  retention: {{ keep_last: 7 }}\n  refresh:\n    - {{ from: 'web-a:postgres/{pg}', server: '{PG_RESTORE_URL}', database: {pgdev}, post_sql: [sql/anon-pg.sql] }}\n    - {{ from: 'db-b:mysql/{my}', server: '{MY_RESTORE_URL}', database: {mydev}, post_sql: [sql/anon-my.sql] }}\n  notify: {{ webhook: '{hook}' }}\n",
             pg = pg.name,
             my = my.name,
             pgdev = pg_dev.name,

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::cli::{bin, Setup};
-use common::db::{fixture, psql, MyDb, PgDb, MY_URL, PG_URL};
+use common::db::{fixture, psql, MyDb, PgDb, MY_RESTORE_URL, MY_URL, PG_RESTORE_URL, PG_URL};
 use common::s3::{endpoint, runtime, TestBucket};
 
 fn s3_yaml(bucket: &str) -> String {
@@ -43,7 +43,7 @@ fn office_config(s: &Setup, bucket: &str, hosts: &[&str], extra: &str) -> std::p
     s.write(
         "office.yaml",
         &format!(
-            "host: office\n{}office:\n  offsite_dir: offsite\n  decryption_key: keys/office.secret.asc\n  hosts: {{ {} }}\n  scratch: {{ postgres: '{PG_URL}', mysql: '{MY_URL}' }}\n  parallel_downloads: 2\n{extra}\n",
+            "host: office\n{}office:\n  offsite_dir: offsite\n  decryption_key: keys/office.secret.asc\n  hosts: {{ {} }}\n  scratch: {{ postgres: '{PG_RESTORE_URL}', mysql: '{MY_RESTORE_URL}' }}\n  parallel_downloads: 2\n{extra}\n",
             s3_yaml(bucket),
             hosts.join(", ")
         ),

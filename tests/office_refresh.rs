@@ -10,7 +10,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::cli::{bin, Run, Setup};
-use common::db::{fixture, mariadb, psql, MyDb, PgDb, MY_URL, PG_URL};
+use common::db::{
+    fixture, mariadb, psql, psql_as, MyDb, PgDb, MY_RESTORE_URL, MY_URL, PG_RESTORE_URL, PG_URL,
+    RESTORE_ROLE,
+};
 use offsite::office::record::{Freshness, VerifyRecord, FORMAT, VERSION};
 
 const PG_ANON: &str =
@@ -156,7 +159,10 @@ impl Drop for Leftovers {
 fn pg_create(name: &str) -> PgDb {
     let db = PgDb::named(name);
     let out = psql("postgres")
-        .args(["-c", &format!("CREATE DATABASE {name}")])
+        .args([
+            "-c",
+            &format!("CREATE DATABASE {name} OWNER {RESTORE_ROLE}"),
+        ])
         .output()
         .expect("psql");
     assert!(
@@ -189,7 +195,7 @@ fn postgres_refresh_creates_then_replaces_the_dev_database() {
     let source = format!("postgres/{}", src.name);
     let entries = [Entry {
         source: &source,
-        server: PG_URL,
+        server: PG_RESTORE_URL,
         database: &dev.name,
         post_sql: &[&anon],
     }];
@@ -220,7 +226,8 @@ fn postgres_refresh_creates_then_replaces_the_dev_database() {
 
     // A developer works in the dev database, inside a transaction, when the next refresh comes.
     dev.exec("CREATE TABLE public.marker (x int); INSERT INTO public.marker VALUES (1)");
-    let mut developer = psql(&dev.name)
+    // As the refresh role: a non-superuser may end only sessions of non-superusers.
+    let mut developer = psql_as(&dev.name, RESTORE_ROLE)
         .args([
             "-c",
             "BEGIN; SELECT count(*) FROM public.customers; SELECT pg_sleep(120);",
@@ -270,7 +277,7 @@ fn mariadb_refresh_keeps_triggers_views_and_routines_working() {
     let source = format!("mysql/{}", src.name);
     let entries = [Entry {
         source: &source,
-        server: MY_URL,
+        server: MY_RESTORE_URL,
         database: &dev.name,
         post_sql: &[&anon],
     }];
@@ -352,7 +359,7 @@ fn refresh_and_restore_honour_what_verify_found() {
     let source = format!("postgres/{}", src.name);
     let entry = Entry {
         source: &source,
-        server: PG_URL,
+        server: PG_RESTORE_URL,
         database: &dev.name,
         post_sql: &[],
     };
@@ -437,7 +444,7 @@ fn guards_refuse_and_touch_nothing() {
     let source = format!("postgres/{}", src.name);
     let ok_entry = Entry {
         source: &source,
-        server: PG_URL,
+        server: PG_RESTORE_URL,
         database: &dev.name,
         post_sql: &[&anon],
     };
@@ -554,7 +561,7 @@ fn killed_postgres_refresh_leaves_the_old_dev_database() {
     let config = |post_sql: &[&str]| {
         let e = Entry {
             source: &source,
-            server: PG_URL,
+            server: PG_RESTORE_URL,
             database: &dev.name,
             post_sql,
         };
@@ -650,7 +657,7 @@ fn killed_mariadb_refresh_is_repaired_by_the_next_run() {
     let config = |post_sql: &[&str]| {
         let e = Entry {
             source: &source,
-            server: MY_URL,
+            server: MY_RESTORE_URL,
             database: &dev.name,
             post_sql,
         };

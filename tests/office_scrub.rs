@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::cli::{Run, Setup};
-use common::db::{fixture, PgDb, PG_URL};
+use common::db::{fixture, PgDb, PG_RESTORE_URL, PG_URL};
 use common::office::schema_errors;
 use common::s3::{endpoint, runtime, TestBucket};
 
@@ -169,7 +169,7 @@ fn scrub_repairs_a_rotten_object_from_the_store_or_reports_it_lost() {
     let id = push(&s);
     let office = office_config(
         &s,
-        &format!("  scratch: {{ postgres: '{PG_URL}' }}\n  scrub_days: 1"),
+        &format!("  scratch: {{ postgres: '{PG_RESTORE_URL}' }}\n  scrub_days: 1"),
     );
     s.offsite_with(&office, &["pull"], &[]).expect(0);
 

@@ -158,6 +158,8 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
             password,
             database: into.clone(),
             replace: a.replace,
+            // A person restoring (a disaster recovery) gets the dump's owners and privileges.
+            as_role: None,
         };
         let n = restore_db(
             rt.handle(),

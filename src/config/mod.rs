@@ -155,6 +155,9 @@ pub struct OfficeConfig {
 pub struct Server {
     pub url: String,
     pub password: Option<Secret>,
+    /// Lets verify and refresh restore untrusted dumps with a role that can reach the server's
+    /// files or programs (a PostgreSQL superuser, MariaDB FILE/SUPER). Off: such a role is refused.
+    pub allow_privileged: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -435,14 +438,15 @@ fn check_office(o: raw::RawOffice, base: &Path) -> Result<OfficeConfig> {
         check_name("office.hosts", host)?;
     }
     let server = |r: raw::RawServerRef, what: &str| -> Result<Server> {
-        let (url, password) = match r {
-            raw::RawServerRef::Url(u) => (u, None),
-            raw::RawServerRef::Full(f) => (f.url, f.password),
+        let (url, password, allow_privileged) = match r {
+            raw::RawServerRef::Url(u) => (u, None, false),
+            raw::RawServerRef::Full(f) => (f.url, f.password, f.allow_privileged),
         };
         let s = db_server(what, &url, password, None, Vec::new(), None, base)?;
         Ok(Server {
             url: s.url,
             password: s.password,
+            allow_privileged,
         })
     };
     let scratch = match o.scratch {

@@ -177,6 +177,8 @@ pub struct RawOffice {
 pub struct RawServer {
     pub url: String,
     pub password: Option<SecretSpec>,
+    #[serde(default)]
+    pub allow_privileged: bool,
 }
 
 /// `postgres: URL` or `postgres: { url: URL, password: ... }`.

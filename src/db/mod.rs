@@ -9,6 +9,7 @@
 pub mod my;
 mod mysql_journal;
 mod mysql_objects;
+pub mod privilege;
 pub mod quote;
 pub mod swap_mysql;
 pub mod swap_pg;
@@ -53,6 +54,26 @@ pub struct Swapped {
 
 /// Restores the dump into the named new database (the engine module picks the name).
 pub type RestoreInto<'a> = dyn Fn(&str) -> Result<u64> + 'a;
+
+/// The role or user a server URL logs in as (the clients' default when it names none).
+pub fn role_in_url(engine: crate::snapshot::manifest::Engine, url: &str) -> String {
+    let user = url::Url::parse(url)
+        .ok()
+        .map(|u| u.username().to_string())
+        .filter(|u| !u.is_empty());
+    match (engine, user) {
+        (_, Some(u)) => percent_decode(&u),
+        (crate::snapshot::manifest::Engine::Postgres, None) => "postgres".into(),
+        (crate::snapshot::manifest::Engine::Mysql, None) => "root".into(),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("u={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| s.to_string())
+}
 
 pub fn new_name(target: &str, hex: &str) -> String {
     format!("{target}_offsite_new_{hex}")

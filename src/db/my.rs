@@ -334,6 +334,11 @@ impl Conn {
             .user(Some(self.user.clone()))
             .pass(self.password.as_ref().map(|p| p.expose().to_string()))
             .db_name(database.map(str::to_string))
+            // TCP, as the URL says and as the clients offsite runs connect (--protocol=TCP):
+            // mysql_async would otherwise switch to the server's Unix socket on a loopback
+            // address, which skips TLS and logs in as another account (user@localhost, not
+            // user@127.0.0.1), so objects a restore created would not be the connection's own.
+            .prefer_socket(false)
             .ssl_opts(ssl);
         // As for PostgreSQL: a server that accepts and then says nothing must not hold the push.
         tokio::time::timeout(super::CONNECT_TIMEOUT, mysql_async::Conn::new(opts))

@@ -101,7 +101,7 @@ pub async fn triggers(c: &mut Conn, db: &str) -> Result<Vec<Object>> {
             sql_mode: text(&row, 1),
             time_zone: None,
             collation: text(&row, 4),
-            create: required(&row, 2, &name)?,
+            create: required(&row, 2, &format!("{db}.{name}"))?,
             name,
         });
     }
@@ -130,7 +130,7 @@ pub async fn others(c: &mut Conn, db: &str, into: &str) -> Result<Vec<Object>> {
             sql_mode: None,
             time_zone: None,
             collation: text(&row, 3),
-            create: required(&row, 1, &name)?.replace(&from, &to),
+            create: required(&row, 1, &format!("{db}.{name}"))?.replace(&from, &to),
             name,
         });
     }
@@ -152,13 +152,34 @@ pub async fn others(c: &mut Conn, db: &str, into: &str) -> Result<Vec<Object>> {
             &format!("SHOW CREATE {} {}.{}", kind.sql(), q(db), q(&name)),
         )
         .await?;
+        let create = match required(&row, 2, &format!("{db}.{name}")) {
+            Ok(c) => c,
+            Err(e) => {
+                // Who defined it and who we are: what the operator needs to fix the grant.
+                let who: Option<(Option<String>, Option<String>)> = c
+                    .exec_first(
+                        "SELECT (SELECT definer FROM information_schema.routines \
+                         WHERE routine_schema = ? AND routine_name = ? LIMIT 1), CURRENT_USER()",
+                        (db, &name),
+                    )
+                    .await
+                    .ok()
+                    .flatten();
+                let (definer, me) = who.unwrap_or_default();
+                return Err(e.context(format!(
+                    "{name} is defined by {}; offsite connects as {}",
+                    definer.as_deref().unwrap_or("?"),
+                    me.as_deref().unwrap_or("?")
+                )));
+            }
+        };
         out.push(Object {
             kind,
             table: None,
             sql_mode: text(&row, 1),
             time_zone: None,
             collation: text(&row, 4),
-            create: required(&row, 2, &name)?,
+            create,
             name,
         });
     }
@@ -178,7 +199,7 @@ pub async fn others(c: &mut Conn, db: &str, into: &str) -> Result<Vec<Object>> {
             sql_mode: text(&row, 1),
             time_zone: text(&row, 2),
             collation: text(&row, 5),
-            create: required(&row, 3, &name)?,
+            create: required(&row, 3, &format!("{db}.{name}"))?,
             name,
         });
     }

@@ -68,6 +68,48 @@ pub struct DatabaseResult {
     pub error: Option<String>,
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// The role the dump was restored as, and what of the dump's ownership that took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_as: Option<RestoredAs>,
+}
+
+/// verify restores as its scratch role ([`crate::sql::ownership`]): the dump's owners, privileges
+/// and DEFINERs become that role's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoredAs {
+    pub role: String,
+    /// `ALTER ... OWNER TO` statements left out.
+    pub owner_statements: u64,
+    /// `GRANT`, `REVOKE`, `ALTER DEFAULT PRIVILEGES` statements left out.
+    pub privilege_statements: u64,
+    /// MariaDB/MySQL `DEFINER=` clauses made `CURRENT_USER`.
+    pub definers: u64,
+}
+
+impl RestoredAs {
+    pub fn describe(&self) -> String {
+        let mut changed = Vec::new();
+        if self.owner_statements > 0 {
+            changed.push(format!("{} OWNER TO", self.owner_statements));
+        }
+        if self.privilege_statements > 0 {
+            changed.push(format!("{} GRANT/REVOKE", self.privilege_statements));
+        }
+        let mut s = format!("restored as {}", self.role);
+        if !changed.is_empty() {
+            s.push_str(&format!(
+                ", who owns everything: {} statements left out (like pg_restore --no-owner --no-privileges)",
+                changed.join(" and ")
+            ));
+        }
+        if self.definers > 0 {
+            s.push_str(&format!(
+                ", who defines every view, trigger and routine: {} DEFINER clauses made CURRENT_USER",
+                self.definers
+            ));
+        }
+        s
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,6 +7,7 @@
 //! snapshot's age. The result is a [`VerifyRecord`], saved whether it passed or not.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -16,7 +17,8 @@ use time::OffsetDateTime;
 use super::checks::Expectation;
 use super::context::Office;
 use super::record::{
-    CheckResult, DatabaseResult, Freshness, TableRows, TreeResult, VerifyRecord, FORMAT, VERSION,
+    CheckResult, DatabaseResult, Freshness, RestoredAs, TableRows, TreeResult, VerifyRecord,
+    FORMAT, VERSION,
 };
 use super::scratch::{drop_scratch, register, scratch_name};
 use crate::config::{Check, Server};
@@ -25,6 +27,7 @@ use crate::snapshot::list::{find, list, load_manifest, pick, SnapshotInfo, Which
 use crate::snapshot::manifest::{DatabaseEntry, Engine};
 use crate::snapshot::trust::Origin;
 use crate::snapshot::{Manifest, SnapshotId};
+use crate::sql::ownership::Mapped;
 use crate::store::Store;
 
 pub struct VerifyOptions {
@@ -105,11 +108,13 @@ pub fn check_scratch_config(office: &Office, rt: &tokio::runtime::Handle) -> Res
             server.password.as_ref(),
         ))
         .context("office.scratch.postgres")?;
+        crate::db::privilege::require(rt, Engine::Postgres, server, "office.scratch.postgres")?;
     }
     if let Some(server) = &office.office.scratch.mysql {
         let conn = crate::db::my::Conn::from_server(&server.url, server.password.as_ref())?;
         rt.block_on(conn.check_config())
             .context("office.scratch.mysql")?;
+        crate::db::privilege::require(rt, Engine::Mysql, server, "office.scratch.mysql")?;
     }
     Ok(())
 }
@@ -274,6 +279,7 @@ fn verify_database(
         checks: Vec::new(),
         error: None,
         warnings: db.warnings.clone(),
+        restored_as: None,
     };
     let server = match db.engine {
         Engine::Postgres => office.office.scratch.postgres.clone(),
@@ -297,11 +303,13 @@ fn verify_database(
     let outcome = (|| -> Result<()> {
         let scratch = register(&office.offsite_dir, db.engine, &server, &name)?;
         let started = Instant::now();
+        let mapped = Arc::new(Mapped::default());
         let target = DbTarget {
             server_url: server.url.clone(),
             password: server.password.clone(),
             database: name.clone(),
             replace: false,
+            as_role: Some(mapped.clone()),
         };
         let restored = restore_db(
             rt,
@@ -313,6 +321,13 @@ fn verify_database(
             &target,
         );
         result.restore_seconds = started.elapsed().as_secs_f64();
+        let (owner_statements, privilege_statements, definers) = mapped.counts();
+        result.restored_as = Some(RestoredAs {
+            role: crate::db::role_in_url(db.engine, &server.url),
+            owner_statements,
+            privilege_statements,
+            definers,
+        });
         let checked = restored.and_then(|_| inspect(rt, db, &server, &name, &checks, &mut result));
         if !opts.keep_scratch {
             let dropped = drop_scratch(rt, &office.offsite_dir, &scratch, server.password.as_ref());

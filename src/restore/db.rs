@@ -11,6 +11,7 @@
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 
@@ -23,6 +24,7 @@ use crate::error::usage;
 use crate::pipeline::read::open_object;
 use crate::snapshot::manifest::{DatabaseEntry, Engine, Manifest};
 use crate::source::process::Child;
+use crate::sql::ownership::{mysql_no_definer, pg_no_owner, Mapped};
 use crate::store::Store;
 
 /// Where to restore a database.
@@ -31,6 +33,10 @@ pub struct DbTarget {
     pub password: Option<Secret>,
     pub database: String,
     pub replace: bool,
+    /// Restore as the connecting role (verify, refresh): owner and privilege statements are left
+    /// out and MariaDB DEFINERs become CURRENT_USER ([`crate::sql::ownership`]), counted here.
+    /// None (`offsite restore`): the dump's ownership is kept, as a disaster recovery needs.
+    pub as_role: Option<Arc<Mapped>>,
 }
 
 /// Streams the verified plaintext of a database dump into `out` (for `--stdout`).
@@ -125,6 +131,7 @@ fn replace_db(
             password: target.password.clone(),
             database: name.to_string(),
             replace: false,
+            as_role: target.as_role.clone(),
         };
         match engine {
             Engine::Postgres => restore_postgres(rt, reader, &fresh),
@@ -171,6 +178,10 @@ fn restore_postgres(
     }
     rt.block_on(admin.batch_execute(&format!("CREATE DATABASE {}", quote_pg(&t.database))))
         .with_context(|| format!("creating database {} on {}", t.database, t.server_url))?;
+    let reader: Box<dyn Read + Send> = match &t.as_role {
+        Some(m) => Box::new(pg_no_owner(reader, m.clone())),
+        None => reader,
+    };
     let result = run_psql(reader, &t.server_url, t.password.as_ref(), &t.database);
     if result.is_err() {
         if let Err(drop_err) = rt.block_on(admin.batch_execute(&format!(
@@ -233,9 +244,14 @@ fn restore_mysql(
             "--batch",
             // A hostile dump cannot reach the file system or run commands (`\\!`, `source`).
             "--sandbox",
+            // Nor can it read the office machine's files with LOAD DATA LOCAL INFILE.
+            "--local-infile=0",
         ])
         .arg(&t.database);
-    let mut reader = reader;
+    let mut reader: Box<dyn Read + Send> = match &t.as_role {
+        Some(m) => Box::new(mysql_no_definer(reader, m.clone())),
+        None => reader,
+    };
     let result = Child::spawn(format!("mariadb into {}", t.database), cmd, Stdio::piped())
         .and_then(|child| feed_child(child, &mut reader, &format!("mariadb into {}", t.database)));
     if result.is_err() {

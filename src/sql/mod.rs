@@ -16,6 +16,7 @@
 //! by transformers that rewrite a dump on the stream.
 
 mod mysql;
+pub mod ownership;
 mod pg;
 
 pub use mysql::{MysqlCounter, MYSQL_END_MARKER};

@@ -174,6 +174,12 @@ impl PgCounter {
         }
     }
 
+    /// psql's query buffer is empty and the lexer is outside every literal, comment and COPY
+    /// data: the next byte starts a new statement.
+    pub fn at_statement_start(&self) -> bool {
+        self.st == Pg::Normal && self.boundary && self.pending_copy.is_none()
+    }
+
     pub fn feed(&mut self, data: &[u8]) {
         let mut i = 0;
         while i < data.len() {

@@ -7,6 +7,11 @@ use std::process::{Command, Stdio};
 
 pub const PG_URL: &str = "postgres://postgres@127.0.0.1:5432/";
 pub const MY_URL: &str = "mysql://root@127.0.0.1:3306";
+/// The least-privilege role scripts/services makes with the README's statements: verify and
+/// refresh refuse a superuser (or FILE/SUPER) role, so the tests restore as this one.
+pub const RESTORE_ROLE: &str = "offsite_restore";
+pub const PG_RESTORE_URL: &str = "postgres://offsite_restore@127.0.0.1:5432/";
+pub const MY_RESTORE_URL: &str = "mysql://offsite_restore@127.0.0.1:3306";
 
 /// `t_<tag>_<pid>_<hex>`: unique across parallel tests and test binaries.
 pub fn unique(tag: &str) -> String {
@@ -44,6 +49,11 @@ fn run_stdin(mut cmd: Command, input: &Path, what: &str) {
 }
 
 pub fn psql(db: &str) -> Command {
+    psql_as(db, "postgres")
+}
+
+/// psql as another role (a developer's session the refresh must end).
+pub fn psql_as(db: &str, role: &str) -> Command {
     let mut c = Command::new("psql");
     c.args([
         "-X",
@@ -53,7 +63,7 @@ pub fn psql(db: &str) -> Command {
         "-h",
         "127.0.0.1",
         "-U",
-        "postgres",
+        role,
         "-d",
         db,
     ]);
@@ -191,7 +201,7 @@ impl MyDb {
             "--hex-blob",
             &self.name,
         ]);
-        run(c, "mariadb-dump for comparison")
+        without_definers(&run(c, "mariadb-dump for comparison"))
     }
 }
 
@@ -217,4 +227,27 @@ pub fn fixture(rel: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures")
         .join(rel)
+}
+
+/// A dump with every `DEFINER=`user`@`host`` as `DEFINER=?`: verify and refresh restore as their
+/// own role, so views, triggers and routines are defined by it, not by the source's user.
+pub fn without_definers(dump: &str) -> String {
+    let mut out = String::with_capacity(dump.len());
+    let mut rest = dump;
+    while let Some(i) = rest.find("DEFINER=`") {
+        out.push_str(&rest[..i]);
+        out.push_str("DEFINER=?");
+        let after = &rest[i + "DEFINER=".len()..];
+        // `user`@`host`: two backquoted names (pg-free test fixtures double no backquotes here).
+        let mut parts = after.splitn(5, '`');
+        let (_, user, at, host) = (parts.next(), parts.next(), parts.next(), parts.next());
+        match (user, at, host) {
+            (Some(u), Some("@"), Some(h)) => {
+                rest = &after[u.len() + h.len() + 5..];
+            }
+            _ => rest = after,
+        }
+    }
+    out.push_str(rest);
+    out
 }

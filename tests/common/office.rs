@@ -128,6 +128,12 @@ pub fn db(source: &str, plain_bytes: u64, tables: &[(&str, u64)]) -> DatabaseRes
         checks: Vec::new(),
         error: None,
         warnings: Vec::new(),
+        restored_as: Some(offsite::office::record::RestoredAs {
+            role: "offsite_restore".into(),
+            owner_statements: 4,
+            privilege_statements: 1,
+            definers: 0,
+        }),
     }
 }
 

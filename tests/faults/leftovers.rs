@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common::cli::Setup;
-use crate::common::db::{PgDb, PG_URL};
+use crate::common::db::{PgDb, PG_RESTORE_URL, PG_URL};
 use crate::common::s3::{endpoint, runtime, TestBucket, ACCESS_KEY, SECRET_KEY};
 use crate::common::tree::{assert_same, describe};
 use crate::{dumps_started, held_pg_dump, push_config, spawn, wait_exit, wait_for};
@@ -43,7 +43,7 @@ fn a_killed_push_leaves_temporary_files_that_are_listed_reported_and_pruned_afte
     let office = s.write(
         "office.yaml",
         &format!(
-            "host: {host}\nstore: {{ local: store }}\nstate_dir: state\nencryption: {{ recipients: [keys/office.cert.asc] }}\noffice:\n  offsite_dir: offsite\n  decryption_key: keys/office.secret.asc\n  hosts: {{ {host}: keys/{host}.cert.asc }}\n  retention: {{ keep_last: 3 }}\n  scratch: {{ postgres: '{PG_URL}' }}\n"
+            "host: {host}\nstore: {{ local: store }}\nstate_dir: state\nencryption: {{ recipients: [keys/office.cert.asc] }}\noffice:\n  offsite_dir: offsite\n  decryption_key: keys/office.secret.asc\n  hosts: {{ {host}: keys/{host}.cert.asc }}\n  retention: {{ keep_last: 3 }}\n  scratch: {{ postgres: '{PG_RESTORE_URL}' }}\n"
         ),
     );
     let office_run = |args: &[&str]| s.offsite_with(&office, args, &[]);

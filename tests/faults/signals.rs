@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::cli::{bin, Setup};
-use crate::common::db::{psql, PgDb, PG_URL};
+use crate::common::db::{psql, PgDb, PG_RESTORE_URL, PG_URL};
 use crate::common::s3::{raw_client, runtime, PrivateMoto, ACCESS_KEY, SECRET_KEY};
 use crate::{complete, wait_for, Proc};
 
@@ -380,7 +380,7 @@ fn sigterm_during_verify_drops_the_scratch_database_stops_psql_records_nothing_a
         "office.yaml",
         &format!(
             "host: sig-verify\nstore: {{ local: store }}\nstate_dir: state\nencryption:\n  recipients: [keys/office.cert.asc]\n  signing_key: keys/sig-verify.secret.asc\n\
-             office:\n  offsite_dir: offsite\n  decryption_key: keys/office.secret.asc\n  hosts: {{ sig-verify: keys/sig-verify.cert.asc }}\n  scratch: {{ postgres: '{PG_URL}' }}\n\
+             office:\n  offsite_dir: offsite\n  decryption_key: keys/office.secret.asc\n  hosts: {{ sig-verify: keys/sig-verify.cert.asc }}\n  scratch: {{ postgres: '{PG_RESTORE_URL}' }}\n\
              postgres: [{{ url: '{PG_URL}', databases: [{}] }}]\n",
             pg.name
         ),

@@ -18,6 +18,7 @@
 pub mod guards;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -27,8 +28,10 @@ use crate::config::Refresh;
 use crate::db::{swap_mysql, swap_pg, Swapped, Target};
 use crate::error::usage;
 use crate::office::context::Office;
+use crate::office::record::RestoredAs;
 use crate::restore::db::{restore_db, DbTarget};
 use crate::snapshot::manifest::Engine;
+use crate::sql::ownership::Mapped;
 use guards::{Checked, Plan};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -66,6 +69,9 @@ pub struct EntryReport {
     pub post_sql: Vec<PathBuf>,
     /// An existing database was replaced (false: the target was created).
     pub replaced: bool,
+    /// The role the dump was restored as; its owners, privileges and DEFINERs became that role's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restored_as: Option<RestoredAs>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -94,6 +100,7 @@ impl EntryReport {
             post_sql_seconds: 0.0,
             post_sql: Vec::new(),
             replaced: false,
+            restored_as: None,
         }
     }
 }
@@ -190,7 +197,32 @@ fn refresh_one(
         Checked::Ok(plan) => {
             report.snapshot = Some(plan.snapshot.id.clone());
             report.verified_at = Some(plan.record.verified_at.clone());
-            match run(office, rt, r, &plan) {
+            let what = format!("office.refresh {}:{} -> {}", r.host, r.source, r.database);
+            let refused = match crate::db::privilege::refusal(rt, plan.engine, &r.server, &what) {
+                Ok(None) => None,
+                Ok(Some(why)) => Some((Status::Refused, Some("privileged-role"), why)),
+                Err(e) if crate::error::is_usage(&e) => {
+                    Some((Status::Refused, Some("config"), format!("{e:#}")))
+                }
+                Err(e) => Some((Status::Failed, None, format!("{e:#}"))),
+            };
+            if let Some((status, rule, why)) = refused {
+                report.status = status;
+                report.rule = rule.map(str::to_string);
+                report.error = Some(why);
+                report.seconds = start.elapsed().as_secs_f64();
+                return report;
+            }
+            let mapped = Arc::new(Mapped::default());
+            let outcome = run(office, rt, r, &plan, &mapped);
+            let (owner_statements, privilege_statements, definers) = mapped.counts();
+            report.restored_as = Some(RestoredAs {
+                role: crate::db::role_in_url(plan.engine, &r.server.url),
+                owner_statements,
+                privilege_statements,
+                definers,
+            });
+            match outcome {
                 Ok(s) => {
                     report.status = Status::Refreshed;
                     report.bytes = s.bytes;
@@ -216,7 +248,13 @@ fn refresh_one(
     report
 }
 
-fn run(office: &Office, rt: &tokio::runtime::Handle, r: &Refresh, plan: &Plan) -> Result<Swapped> {
+fn run(
+    office: &Office,
+    rt: &tokio::runtime::Handle,
+    r: &Refresh,
+    plan: &Plan,
+    mapped: &Arc<Mapped>,
+) -> Result<Swapped> {
     let dir = plan.snapshot.dir();
     let restore = |database: &str| -> Result<u64> {
         tracing::info!(
@@ -231,6 +269,7 @@ fn run(office: &Office, rt: &tokio::runtime::Handle, r: &Refresh, plan: &Plan) -
             password: r.server.password.clone(),
             database: database.to_string(),
             replace: false,
+            as_role: Some(mapped.clone()),
         };
         restore_db(
             rt,

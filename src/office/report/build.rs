@@ -460,5 +460,6 @@ fn database(d: &DatabaseResult, prev: Option<&DatabaseResult>) -> DatabaseReport
             .collect(),
         error: d.error.clone(),
         warnings: d.warnings.clone(),
+        restored_as: d.restored_as.clone(),
     }
 }

@@ -166,6 +166,14 @@ fn databases(o: &mut String, v: &Verification, compared: bool) {
     for d in &v.databases {
         tables(o, d);
         checks(o, d);
+        if let Some(r) = &d.restored_as {
+            let _ = write!(
+                o,
+                "<p class=\"muted\"><code>{}</code> {}.</p>",
+                esc(&d.source),
+                esc(&r.describe())
+            );
+        }
     }
 }
 

@@ -230,6 +230,9 @@ fn host(o: &mut String, h: &HostReport) {
                     ],
                 );
             }
+            if let Some(r) = &d.restored_as {
+                let _ = writeln!(o, "\n{} {}.", code(&d.source), text(&r.describe()));
+            }
         }
         let checks: Vec<_> = v
             .databases

@@ -179,6 +179,9 @@ pub struct DatabaseReport {
     pub checks: Vec<CheckReport>,
     pub error: Option<String>,
     pub warnings: Vec<String>,
+    /// The role verify restored as; the dump's owners, privileges and DEFINERs became its.
+    #[serde(default)]
+    pub restored_as: Option<crate::office::record::RestoredAs>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
