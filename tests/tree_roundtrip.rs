@@ -20,7 +20,7 @@ use offsite::pipeline::Pipeline;
 use offsite::restore::tree::{restore_tree, Selection, TreeRestoreStats, TreeSource};
 use offsite::snapshot::manifest::ObjectKind;
 use offsite::snapshot::Manifest;
-use offsite::source::tree::index::{EntryKind, IndexEntry, IndexReader};
+use offsite::tree::index::{EntryKind, IndexEntry, IndexReader};
 use offsite::source::tree::state::{Identity, Start};
 use offsite::source::tree::{backup_tree, TreeResult, TreeSpec};
 
@@ -591,7 +591,7 @@ type Crafted<'a> = (EntryKind, &'a [u8], Option<&'a [u8]>, &'a [u8]);
 /// A snapshot written by a hostile push host: one volume and an index that agree with each other.
 fn hostile_snapshot(env: &LocalEnv, entries: &[Crafted<'_>]) -> Result<Manifest> {
     use offsite::snapshot::manifest::{TreeEntry, TreeRun};
-    use offsite::source::tree::index::IndexWriter;
+    use offsite::tree::index::IndexWriter;
     use offsite::source::tree::volume::{header_blocks, EntryHeader};
     use std::io::Write as _;
     let volume_key = "files/evil/vol-00001.tar.zst.pgp";

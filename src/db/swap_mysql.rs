@@ -66,7 +66,7 @@ use super::mysql_objects::{self as objects, q, text, Object};
 use super::{
     derived_hex, kill_point, new_name, old_name, random_hex, RestoreInto, Swapped, Target,
 };
-use crate::source::process::Child;
+use crate::process::Child;
 
 /// A developer's open transaction holds a metadata lock that blocks the rename; its session is
 /// killed first, but a new one could take a lock again. Wait this long, then fail (and restore).

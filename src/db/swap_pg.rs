@@ -43,7 +43,7 @@ use super::quote::pg as quote;
 use super::{
     derived_hex, kill_point, new_name, old_name, random_hex, RestoreInto, Swapped, Target,
 };
-use crate::source::process::output;
+use crate::process::output;
 
 const SWAP_ATTEMPTS: u32 = 5;
 

@@ -23,7 +23,7 @@ use crate::db::quote::{my as quote_my, pg as quote_pg};
 use crate::error::usage;
 use crate::pipeline::read::open_object;
 use crate::snapshot::manifest::{DatabaseEntry, Engine, Manifest};
-use crate::source::process::Child;
+use crate::process::Child;
 use crate::sql::ownership::{mysql_no_definer, pg_no_owner, Mapped};
 use crate::store::Store;
 
@@ -205,7 +205,7 @@ fn run_psql(
 ) -> Result<u64> {
     let mut version = Command::new("psql");
     version.arg("--version");
-    super::psql_guard::check_psql_version(&crate::source::process::output("psql", version)?)?;
+    super::psql_guard::check_psql_version(&crate::process::output("psql", version)?)?;
     // psql reads offsite's own \restrict first: no meta-command in the dump can run.
     let mut reader = super::psql_guard::PsqlGuard::new(reader, super::psql_guard::restrict_line());
     let mut cmd = client_command("psql", url, password, db)?;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::process::Child;
+use crate::process::Child;
 use crate::config::human_duration;
 use crate::pipeline::ObjectSink;
 use crate::snapshot::manifest::ObjectEntry;

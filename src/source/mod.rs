@@ -3,7 +3,6 @@
 pub mod dump;
 pub mod mysql;
 pub mod postgres;
-pub mod process;
 pub mod tree;
 
 use anyhow::Result;

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use mysql_async::prelude::Queryable;
 
 use super::dump::stream_dump;
-use super::process::{output, Child};
+use crate::process::{output, Child};
 use crate::config::DbServer;
 use crate::db::my::Conn;
 use crate::pipeline::Pipeline;

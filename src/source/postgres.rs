@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result};
 
 use super::dump::stream_dump;
-use super::process::{output, Child};
+use crate::process::{output, Child};
 use crate::config::{DbServer, Secret};
 use crate::db::pg::{client_command, connect};
 use crate::error::usage;

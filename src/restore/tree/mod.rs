@@ -43,9 +43,9 @@ mod spool;
 
 use crate::error::usage;
 use crate::pipeline::read::open_object;
-use crate::source::tree::index::{EntryKind, IndexEntry, IndexReader};
-use crate::source::tree::owners::Ids;
-use crate::source::tree::walk::{display, walk_cmp, ROOT};
+use crate::tree::index::{EntryKind, IndexEntry, IndexReader};
+use crate::tree::owners::Ids;
+use crate::tree::walk::{display, walk_cmp, ROOT};
 use attrs::Attrs;
 use chain::Chain;
 pub use chain::TreeSource;

@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::error::usage;
-use crate::source::tree::walk::{display, ROOT};
+use crate::tree::walk::{display, ROOT};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Place {

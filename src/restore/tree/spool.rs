@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use crate::source::tree::index::IndexEntry;
+use crate::tree::index::IndexEntry;
 
 /// Writers kept open at once; past this all are closed and reopened for append as needed, so a
 /// chain of hundreds of volumes stays under the process's file limit.

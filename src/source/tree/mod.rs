@@ -8,7 +8,7 @@
 //! Every volume is a complete GNU tar archive: stock `tar -x` of a full run's volumes in order
 //! rebuilds the tree. An incremental's volumes hold only what changed (and hardlinks whose targets
 //! may live in older snapshots), so a chain is extracted full first, then each incremental in
-//! order. The index (see [`index`]) says, for each path, what it is and which snapshot and volume
+//! order. The index (see [`crate::tree::index`]) says, for each path, what it is and which snapshot and volume
 //! hold it; it is what restore, verify and later incrementals work from.
 //!
 //! A live tree is read without locks, so one file's trouble never fails the run: a file that vanishes
@@ -24,11 +24,10 @@
 //! are simply absent. `depends_on` in the manifest names the older snapshots it points into.
 
 pub mod file;
-pub mod index;
-pub mod owners;
 pub mod state;
 pub mod volume;
-pub mod walk;
+
+use crate::tree::{index, owners, walk};
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, Metadata};

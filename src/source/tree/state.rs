@@ -26,8 +26,8 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::index::{EntryKind, IndexEntry, IndexReader};
-use super::walk::{display, walk_cmp};
+use crate::tree::index::{EntryKind, IndexEntry, IndexReader};
+use crate::tree::walk::{display, walk_cmp};
 use crate::config::human_duration;
 use crate::snapshot::SnapshotId;
 
