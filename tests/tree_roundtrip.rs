@@ -20,9 +20,9 @@ use offsite::pipeline::Pipeline;
 use offsite::restore::tree::{restore_tree, Selection, TreeRestoreStats, TreeSource};
 use offsite::snapshot::manifest::ObjectKind;
 use offsite::snapshot::Manifest;
-use offsite::tree::index::{EntryKind, IndexEntry, IndexReader};
 use offsite::source::tree::state::{Identity, Start};
 use offsite::source::tree::{backup_tree, TreeResult, TreeSpec};
+use offsite::tree::index::{EntryKind, IndexEntry, IndexReader};
 
 const VOLUME_SIZE: u64 = 64 * 1024;
 const BIG: usize = 300 * 1024;
@@ -591,8 +591,8 @@ type Crafted<'a> = (EntryKind, &'a [u8], Option<&'a [u8]>, &'a [u8]);
 /// A snapshot written by a hostile push host: one volume and an index that agree with each other.
 fn hostile_snapshot(env: &LocalEnv, entries: &[Crafted<'_>]) -> Result<Manifest> {
     use offsite::snapshot::manifest::{TreeEntry, TreeRun};
-    use offsite::tree::index::IndexWriter;
     use offsite::source::tree::volume::{header_blocks, EntryHeader};
+    use offsite::tree::index::IndexWriter;
     use std::io::Write as _;
     let volume_key = "files/evil/vol-00001.tar.zst.pgp";
     let mut sink = env.pipeline.create(

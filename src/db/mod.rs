@@ -11,6 +11,7 @@ mod mysql_journal;
 mod mysql_objects;
 pub mod privilege;
 pub mod quote;
+pub mod session;
 pub mod swap_mysql;
 pub mod swap_pg;
 

@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Server;
+use crate::db::session::Session;
 use crate::snapshot::manifest::Engine;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -105,27 +106,12 @@ fn drop_db(
     s: &ScratchDb,
     password: Option<&crate::config::Secret>,
 ) -> Result<()> {
-    match s.engine {
-        Engine::Postgres => {
-            let c = rt.block_on(crate::db::pg::connect(&s.server_url, password, None))?;
-            let q = format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                crate::db::quote::pg(&s.name)
-            );
-            rt.block_on(c.batch_execute(&q))?;
-        }
-        Engine::Mysql => {
-            use mysql_async::prelude::Queryable;
-            let conn = crate::db::my::Conn::from_server(&s.server_url, password)?;
-            let mut c = rt.block_on(conn.connect(None))?;
-            rt.block_on(c.query_drop(format!(
-                "DROP DATABASE IF EXISTS {}",
-                crate::db::quote::my(&s.name)
-            )))?;
-            rt.block_on(c.disconnect()).ok();
-        }
-    }
-    Ok(())
+    rt.block_on(async {
+        let mut c = Session::open(s.engine, &s.server_url, password, None).await?;
+        c.drop_database(&s.name).await?;
+        c.close().await;
+        Ok(())
+    })
 }
 
 fn alive(pid: u32) -> bool {

@@ -22,6 +22,7 @@ use super::record::{
 };
 use super::scratch::{drop_scratch, register, scratch_name};
 use crate::config::{Check, Server};
+use crate::db::session::Session;
 use crate::restore::db::{restore_db, DbTarget};
 use crate::snapshot::list::{find, list, load_manifest, pick, SnapshotInfo, Which};
 use crate::snapshot::manifest::{DatabaseEntry, Engine};
@@ -385,74 +386,20 @@ fn inspect(
 ) -> Result<()> {
     // The checks are the user's SQL and may take long: a signal ends the wait (the scratch
     // database is dropped with FORCE, which ends the query on the server).
-    let inspected = match db.engine {
-        Engine::Postgres => rt.block_on(crate::interrupt::interruptible(async {
-            let c =
-                crate::db::pg::connect(&server.url, server.password.as_ref(), Some(name))
-                    .await?;
-            for (table, rows) in result.tables.iter_mut() {
-                // Names come from the dump, which a hacked host writes: re-quoted part by part,
-                // never pasted (one that is not a name pg_dump would write is an error).
-                let quoted = crate::db::quote::pg_qualified(table).with_context(|| {
-                    format!("the dump names a table {table:?}, which is not a table name pg_dump writes")
-                })?;
-                let n: i64 = c
-                    .query_one(&format!("SELECT count(*) FROM {quoted}"), &[])
-                    .await
-                    .with_context(|| format!("counting rows of {table}"))?
-                    .get(0);
-                rows.restored = Some(n as u64);
-            }
-            for check in checks {
-                let value = pg_first_value(&c, &check.sql).await;
-                result.checks.push(judge(check, value));
-            }
-            Ok::<(), anyhow::Error>(())
-        })),
-        Engine::Mysql => rt.block_on(crate::interrupt::interruptible(async {
-            use mysql_async::prelude::Queryable;
-            let conn =
-                crate::db::my::Conn::from_server(&server.url, server.password.as_ref())?;
-            let mut c = conn.connect(Some(name)).await?;
-            for (table, rows) in result.tables.iter_mut() {
-                let n: Option<u64> = c
-                    .query_first(format!(
-                        "SELECT count(*) FROM {}",
-                        crate::db::quote::my(table)
-                    ))
-                    .await
-                    .with_context(|| format!("counting rows of {table}"))?;
-                rows.restored = n;
-            }
-            for check in checks {
-                // The text protocol returns every value as text, which is what the expectation reads.
-                let value: Result<Option<String>> = c
-                    .query_first::<mysql_async::Row, _>(check.sql.as_str())
-                    .await
-                    .map_err(anyhow::Error::from)
-                    .map(|row| {
-                        row.and_then(|r| {
-                            r.get_opt::<Option<String>, _>(0)
-                                .and_then(|v| v.ok())
-                                .flatten()
-                        })
-                    });
-                result.checks.push(judge(check, value));
-            }
-            c.disconnect().await.ok();
-            Ok::<(), anyhow::Error>(())
-        })),
-    };
-    inspected?
-}
-
-async fn pg_first_value(c: &tokio_postgres::Client, sql: &str) -> Result<Option<String>> {
-    for msg in c.simple_query(sql).await? {
-        if let tokio_postgres::SimpleQueryMessage::Row(row) = msg {
-            return Ok(row.get(0).map(str::to_string));
+    rt.block_on(crate::interrupt::interruptible(async {
+        let mut c =
+            Session::open(db.engine, &server.url, server.password.as_ref(), Some(name)).await?;
+        for (table, rows) in result.tables.iter_mut() {
+            // Names come from the dump, which a hacked host writes: the session re-quotes them.
+            rows.restored = Some(c.count_rows(table).await?);
         }
-    }
-    Ok(None)
+        for check in checks {
+            let value = c.first_value(&check.sql).await;
+            result.checks.push(judge(check, value));
+        }
+        c.close().await;
+        Ok::<(), anyhow::Error>(())
+    }))?
 }
 
 fn judge(check: &Check, value: Result<Option<String>>) -> CheckResult {

@@ -18,12 +18,12 @@ use anyhow::{bail, Context, Result};
 use crate::config::Secret;
 use crate::crypto::DecryptionKeys;
 use crate::db::my::Conn;
-use crate::db::pg::{client_command, connect};
-use crate::db::quote::{my as quote_my, pg as quote_pg};
+use crate::db::pg::client_command;
+use crate::db::session::Session;
 use crate::error::usage;
 use crate::pipeline::read::open_object;
-use crate::snapshot::manifest::{DatabaseEntry, Engine, Manifest};
 use crate::process::Child;
+use crate::snapshot::manifest::{DatabaseEntry, Engine, Manifest};
 use crate::sql::ownership::{mysql_no_definer, pg_no_owner, Mapped};
 use crate::store::Store;
 
@@ -97,10 +97,7 @@ pub fn restore_db(
         return replace_db(rt, store, snapshot_dir, manifest, source, keys, target);
     }
     let (db, reader) = open_dump(store, snapshot_dir, manifest, source, keys)?;
-    match db.engine {
-        Engine::Postgres => restore_postgres(rt, reader, target),
-        Engine::Mysql => restore_mysql(rt, reader, target),
-    }
+    restore_into_new(rt, db.engine, reader, target)
 }
 
 /// `--replace`: the swap engines restore into `<target>_offsite_new_<hex>` and swap it in.
@@ -133,10 +130,7 @@ fn replace_db(
             replace: false,
             as_role: target.as_role.clone(),
         };
-        match engine {
-            Engine::Postgres => restore_postgres(rt, reader, &fresh),
-            Engine::Mysql => restore_mysql(rt, reader, &fresh),
-        }
+        restore_into_new(rt, engine, reader, &fresh)
     };
     let t = crate::db::Target {
         url: &target.server_url,
@@ -157,84 +151,61 @@ fn replace_db(
     Ok(swapped.bytes)
 }
 
-async fn pg_exists(client: &tokio_postgres::Client, name: &str) -> Result<bool> {
-    Ok(client
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
-        .await?
-        .is_some())
-}
-
-fn restore_postgres(
+/// Creates `t.database` (it must not exist), streams the dump into it with psql or mariadb, and
+/// drops it again when that fails.
+fn restore_into_new(
     rt: &tokio::runtime::Handle,
+    engine: Engine,
     reader: Box<dyn Read + Send>,
     t: &DbTarget,
 ) -> Result<u64> {
-    let admin = rt.block_on(connect(&t.server_url, t.password.as_ref(), None))?;
-    if rt.block_on(pg_exists(&admin, &t.database))? {
+    let mut admin = rt.block_on(Session::open(
+        engine,
+        &t.server_url,
+        t.password.as_ref(),
+        None,
+    ))?;
+    if rt.block_on(admin.database_exists(&t.database))? {
         return Err(usage(format!(
             "database {} exists on {}; pass --replace to replace it (the old one is kept until the restore succeeded)",
             t.database, t.server_url
         )));
     }
-    rt.block_on(admin.batch_execute(&format!("CREATE DATABASE {}", quote_pg(&t.database))))
+    rt.block_on(admin.create_database(&t.database))
         .with_context(|| format!("creating database {} on {}", t.database, t.server_url))?;
-    let reader: Box<dyn Read + Send> = match &t.as_role {
-        Some(m) => Box::new(pg_no_owner(reader, m.clone())),
-        None => reader,
+    let result = match (engine, &t.as_role) {
+        (Engine::Postgres, Some(m)) => run_psql(Box::new(pg_no_owner(reader, m.clone())), t),
+        (Engine::Postgres, None) => run_psql(reader, t),
+        (Engine::Mysql, Some(m)) => run_mariadb(Box::new(mysql_no_definer(reader, m.clone())), t),
+        (Engine::Mysql, None) => run_mariadb(reader, t),
     };
-    let result = run_psql(reader, &t.server_url, t.password.as_ref(), &t.database);
     if result.is_err() {
-        if let Err(drop_err) = rt.block_on(admin.batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            quote_pg(&t.database)
-        ))) {
+        if let Err(e) = rt.block_on(admin.drop_database(&t.database)) {
             tracing::warn!(
-                "could not drop the half-restored database {}: {drop_err}",
+                "could not drop the half-restored database {}: {e:#}",
                 t.database
             );
         }
     }
+    rt.block_on(admin.close());
     result
 }
 
-fn run_psql(
-    reader: Box<dyn Read + Send>,
-    url: &str,
-    password: Option<&Secret>,
-    db: &str,
-) -> Result<u64> {
+fn run_psql(reader: Box<dyn Read + Send>, t: &DbTarget) -> Result<u64> {
     let mut version = Command::new("psql");
     version.arg("--version");
     super::psql_guard::check_psql_version(&crate::process::output("psql", version)?)?;
     // psql reads offsite's own \restrict first: no meta-command in the dump can run.
     let mut reader = super::psql_guard::PsqlGuard::new(reader, super::psql_guard::restrict_line());
-    let mut cmd = client_command("psql", url, password, db)?;
+    let mut cmd = client_command("psql", &t.server_url, t.password.as_ref(), &t.database)?;
     cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password"]);
-    let child = Child::spawn(format!("psql into {db}"), cmd, Stdio::piped())?;
-    feed_child(child, &mut reader, &format!("psql into {db}"))
+    let name = format!("psql into {}", t.database);
+    let child = Child::spawn(name.clone(), cmd, Stdio::piped())?;
+    feed_child(child, &mut reader, &name)
 }
 
-fn restore_mysql(
-    rt: &tokio::runtime::Handle,
-    reader: Box<dyn Read + Send>,
-    t: &DbTarget,
-) -> Result<u64> {
+fn run_mariadb(mut reader: Box<dyn Read + Send>, t: &DbTarget) -> Result<u64> {
     let conn = Conn::from_server(&t.server_url, t.password.as_ref())?;
-    let mut c = rt.block_on(conn.connect(None))?;
-    use mysql_async::prelude::Queryable;
-    let exists: Option<String> = rt.block_on(c.exec_first(
-        "SELECT schema_name FROM information_schema.schemata WHERE schema_name = ?",
-        (t.database.clone(),),
-    ))?;
-    if exists.is_some() {
-        return Err(usage(format!(
-            "database {} exists on {}; pass --replace to replace it (the old one is kept until the restore succeeded)",
-            t.database, t.server_url
-        )));
-    }
-    let q = quote_my(&t.database);
-    rt.block_on(c.query_drop(format!("CREATE DATABASE {q} CHARACTER SET utf8mb4")))
-        .with_context(|| format!("creating database {} on {}", t.database, t.server_url))?;
     let (args, _defaults) = conn.client_args()?;
     let mut cmd = Command::new("mariadb");
     cmd.args(&args)
@@ -248,22 +219,9 @@ fn restore_mysql(
             "--local-infile=0",
         ])
         .arg(&t.database);
-    let mut reader: Box<dyn Read + Send> = match &t.as_role {
-        Some(m) => Box::new(mysql_no_definer(reader, m.clone())),
-        None => reader,
-    };
-    let result = Child::spawn(format!("mariadb into {}", t.database), cmd, Stdio::piped())
-        .and_then(|child| feed_child(child, &mut reader, &format!("mariadb into {}", t.database)));
-    if result.is_err() {
-        if let Err(e) = rt.block_on(c.query_drop(format!("DROP DATABASE IF EXISTS {q}"))) {
-            tracing::warn!(
-                "could not drop the half-restored database {}: {e}",
-                t.database
-            );
-        }
-    }
-    rt.block_on(c.disconnect()).ok();
-    result
+    let name = format!("mariadb into {}", t.database);
+    let child = Child::spawn(name.clone(), cmd, Stdio::piped())?;
+    feed_child(child, &mut reader, &name)
 }
 
 /// Copies `reader` into the child's stdin, then waits for it. A read error (corruption) kills the

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::process::Child;
 use crate::config::human_duration;
 use crate::pipeline::ObjectSink;
+use crate::process::Child;
 use crate::snapshot::manifest::ObjectEntry;
 
 /// What the stream told us besides its bytes.

@@ -7,10 +7,10 @@ use anyhow::{Context, Result};
 use mysql_async::prelude::Queryable;
 
 use super::dump::stream_dump;
-use crate::process::{output, Child};
 use crate::config::DbServer;
 use crate::db::my::Conn;
 use crate::pipeline::Pipeline;
+use crate::process::{output, Child};
 use crate::snapshot::manifest::{DatabaseEntry, Engine, ObjectEntry, ObjectKind};
 use crate::sql::MysqlCounter;
 

@@ -6,11 +6,11 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result};
 
 use super::dump::stream_dump;
-use crate::process::{output, Child};
 use crate::config::{DbServer, Secret};
 use crate::db::pg::{client_command, connect};
 use crate::error::usage;
 use crate::pipeline::Pipeline;
+use crate::process::{output, Child};
 use crate::snapshot::manifest::{DatabaseEntry, Engine, ObjectEntry, ObjectKind};
 use crate::sql::PgCounter;
 

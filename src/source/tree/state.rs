@@ -26,10 +26,10 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::tree::index::{EntryKind, IndexEntry, IndexReader};
-use crate::tree::walk::{display, walk_cmp};
 use crate::config::human_duration;
 use crate::snapshot::SnapshotId;
+use crate::tree::index::{EntryKind, IndexEntry, IndexReader};
+use crate::tree::walk::{display, walk_cmp};
 
 pub const FORMAT: &str = "offsite-tree-state";
 pub const VERSION: u32 = 1;
