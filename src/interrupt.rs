@@ -6,14 +6,15 @@
 //! source writes no manifest; a restore that fails drops the database it created; a refresh that
 //! fails leaves the old database. `exit` from a handler skips all of that (destructors do not
 //! run), and a handler that cleaned up by itself would race the threads still writing. So the
-//! first signal only:
+//! first signal only (the program's listener, `cli/signals.rs`, delivers it with [`deliver`]; the
+//! library installs no handler of its own):
 //! 1. records which signal came ([`received`]). From then on store writes, verified object reads
 //!    and new child processes fail with "interrupted by SIGTERM", a commit that has not begun does
 //!    not begin, and async waits wrapped in [`interruptible`] end at once;
 //! 2. stops every child registered by [`spawn`]: SIGTERM to its process group (so a wrapper
-//!    script's own children go too), SIGKILL after [`GRACE`]. The thread that owns a child still
+//!    script's own children go too), SIGKILL after a grace period. The thread that owns a child still
 //!    reaps it, and sees it fail like any dump or restore that dies;
-//! 3. arms a watchdog: a run that has not ended [`DEADLINE`] after the signal (a thread stuck
+//! 3. arms a watchdog: a run that has not ended 30 s after the signal (a thread stuck
 //!    in a read with no check, a server that does not answer) is ended anyway, with the same exit
 //!    code, after the last-resort hooks ([`on_exit`]: the office drops its scratch databases) and a
 //!    list of what was left behind.
@@ -31,15 +32,9 @@ use std::future::Future;
 use std::io;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, Once};
-use std::time::{Duration, Instant};
+use std::sync::{Mutex, MutexGuard};
 
 use tokio::sync::Notify;
-
-/// How long children get to end after SIGTERM before they get SIGKILL.
-pub const GRACE: Duration = Duration::from_secs(3);
-/// How long after the first signal the run may take to end cleanly before it is ended anyway.
-pub const DEADLINE: Duration = Duration::from_secs(30);
 
 /// The signal that arrived first: 0 for none, else SIGINT or SIGTERM.
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
@@ -55,9 +50,6 @@ static NEXT_PENDING: AtomicU64 = AtomicU64::new(0);
 static LEFT: Mutex<Vec<String>> = Mutex::new(Vec::new());
 type Hook = Box<dyn Fn(bool) -> Vec<String> + Send + Sync>;
 static HOOKS: Mutex<Vec<Hook>> = Mutex::new(Vec::new());
-/// What runs, for the watchdog's message: "push of web1".
-static WHAT: Mutex<String> = Mutex::new(String::new());
-
 /// SIGINT or SIGTERM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
@@ -74,7 +66,7 @@ impl Signal {
         }
     }
 
-    fn raw(self) -> i32 {
+    pub fn raw(self) -> i32 {
         match self {
             Signal::Int => libc::SIGINT,
             Signal::Term => libc::SIGTERM,
@@ -150,118 +142,17 @@ pub async fn interruptible<F: Future>(f: F) -> Result<F::Output, Interrupted> {
     }
 }
 
-/// Installs the handlers for SIGINT and SIGTERM; `what` names the run in messages ("push of
-/// web1"). Until this is called the signals keep their default action (the process dies). Once
-/// per process; a second call only renames the run.
-pub fn install(what: &str) -> anyhow::Result<()> {
-    if let Ok(mut w) = WHAT.lock() {
-        *w = what.to_string();
-    }
-    static ONCE: Once = Once::new();
-    let mut result = Ok(());
-    ONCE.call_once(|| result = start_listener());
-    result
-}
-
-fn start_listener() -> anyhow::Result<()> {
-    use anyhow::Context;
-    use tokio::signal::unix::{signal, SignalKind};
-    // A runtime of its own: the command's runtime may be busy, blocked or already dropped when
-    // the signal comes, and this thread must still answer a second signal.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .context("starting the signal listener")?;
-    // Registered here, before install returns: from now on the signals no longer kill.
-    let (mut int, mut term) = {
-        let _entered = rt.enter();
-        (
-            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
-            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
-        )
-    };
-    std::thread::Builder::new()
-        .name("offsite-signals".into())
-        .spawn(move || {
-            rt.block_on(async move {
-                loop {
-                    let sig = tokio::select! {
-                        Some(()) = int.recv() => Signal::Int,
-                        Some(()) = term.recv() => Signal::Term,
-                        else => return,
-                    };
-                    arrived(sig);
-                }
-            })
-        })
-        .context("starting the signal listener thread")?;
-    Ok(())
-}
-
-fn arrived(sig: Signal) {
+/// Records a signal the command line's listener caught ([`crate`] installs none itself): the
+/// first one sets the flag every [`check`] reads and wakes every [`interruptible`] wait. Returns
+/// whether it was the first.
+pub fn deliver(sig: Signal) -> bool {
     let first = SIGNAL
         .compare_exchange(0, sig.raw(), Ordering::SeqCst, Ordering::SeqCst)
         .is_ok();
-    let what = run_name();
-    if !first {
-        // The first signal decides the exit code.
-        let code = received().unwrap_or(sig).exit_code();
-        signal_children(libc::SIGKILL);
-        let left = leftovers(false);
-        eprintln!(
-            "error: {what} interrupted again by {sig}: exiting at once{}",
-            describe_left(&left)
-        );
-        std::process::exit(i32::from(code));
+    if first {
+        WAKE.notify_waiters();
     }
-    WAKE.notify_waiters();
-    eprintln!(
-        "{what}: {sig} received: stopping cleanly (within {}s; {sig} again exits at once)",
-        DEADLINE.as_secs()
-    );
-    let stopped = std::thread::Builder::new()
-        .name("offsite-stopping".into())
-        .spawn(move || stop(sig));
-    if stopped.is_err() {
-        // Without the watchdog thread nothing would bound the clean path; kill what we can now.
-        signal_children(libc::SIGKILL);
-    }
-}
-
-/// The first signal's work off the listener's thread: children stopped, then the watchdog.
-fn stop(sig: Signal) {
-    let start = Instant::now();
-    signal_children(libc::SIGTERM);
-    while start.elapsed() < GRACE && !children().is_empty() {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    signal_children(libc::SIGKILL);
-    if let Some(rest) = DEADLINE.checked_sub(start.elapsed()) {
-        std::thread::sleep(rest);
-    }
-    let left = leftovers(true);
-    eprintln!(
-        "error: {} interrupted by {sig} did not end within {}s: exiting anyway{}",
-        run_name(),
-        DEADLINE.as_secs(),
-        describe_left(&left)
-    );
-    std::process::exit(i32::from(sig.exit_code()));
-}
-
-fn run_name() -> String {
-    match WHAT.lock().map(|w| w.clone()) {
-        Ok(w) if !w.is_empty() => w,
-        _ => "offsite".into(),
-    }
-}
-
-fn describe_left(left: &[String]) -> String {
-    if left.is_empty() {
-        String::new()
-    } else {
-        format!("; left behind: {}", left.join("; "))
-    }
+    first
 }
 
 /// Registers a last-resort clean-up, run when an interrupted run ends (by its clean path or the
@@ -315,7 +206,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn children() -> Vec<(u32, String)> {
+/// The registered children not yet reaped, with their names.
+pub fn children() -> Vec<(u32, String)> {
     lock(&CHILDREN)
         .iter()
         .map(|(p, n)| (*p, n.clone()))
@@ -324,7 +216,7 @@ fn children() -> Vec<(u32, String)> {
 
 /// Sends `sig` to every registered child's process group (and to the child itself, should it have
 /// left the group).
-fn signal_children(sig: i32) {
+pub fn signal_children(sig: i32) {
     let kids = lock(&CHILDREN);
     for pid in kids.keys() {
         kill_group(*pid, sig);

@@ -12,6 +12,7 @@ mod push;
 mod refresh;
 mod report;
 mod restore;
+mod signals;
 mod snapshots;
 mod verify;
 

@@ -27,7 +27,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     let office = Office::load(cli.load_config()?)?;
     // One lock for the whole run: no other office command may interleave with it.
     let _lock = office.lock()?;
-    offsite::interrupt::install("office")?;
+    super::signals::install("office")?;
     offsite::office::scratch::drop_on_interrupt(office.offsite_dir.clone());
     let rt = runtime()?;
 

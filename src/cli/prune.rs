@@ -57,7 +57,7 @@ pub struct Args {
 
 pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     let office = Office::load(cli.load_config()?)?;
-    offsite::interrupt::install("prune")?;
+    super::signals::install("prune")?;
     let rt = runtime()?;
     // A pull writing into the offsite copy, or reading a snapshot from S3, must not see it vanish.
     // A dry run deletes nothing and so may run beside them.

@@ -16,7 +16,7 @@ pub struct Args {
 pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     let office = Office::load(cli.load_config()?)?;
     let _lock = office.lock()?;
-    offsite::interrupt::install("pull")?;
+    super::signals::install("pull")?;
     let rt = runtime()?;
     run_with(cli, &office, &rt, a)
 }

@@ -20,7 +20,7 @@ pub struct Args {
 
 pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     let cfg = cli.load_config()?;
-    offsite::interrupt::install(&format!("push of {}", cfg.host))?;
+    super::signals::install(&format!("push of {}", cfg.host))?;
     let rt = runtime()?;
     let store = offsite::store::open(&cfg, rt.handle())?;
     let progress = super::progress::for_stderr(!cli.quiet && !cli.json);

@@ -27,7 +27,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     let office = Office::load(cli.load_config()?)?;
     // A prune running meanwhile could delete the snapshot being restored.
     let _lock = office.lock()?;
-    offsite::interrupt::install("refresh")?;
+    super::signals::install("refresh")?;
     let rt = runtime()?;
     run_with(cli, &office, &rt, a)
 }

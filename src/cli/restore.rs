@@ -87,7 +87,7 @@ pub struct Args {
 
 pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     let cfg = cli.maybe_config()?;
-    offsite::interrupt::install("restore")?;
+    super::signals::install("restore")?;
     let rt = runtime()?;
     let store = reading_store(cli, cfg.as_ref(), rt.handle())?;
     let host = match (&a.host, &cfg) {

@@ -30,7 +30,7 @@ pub struct Args {
 pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     let office = Office::load(cli.load_config()?)?;
     let _lock = office.lock()?;
-    offsite::interrupt::install("verify")?;
+    super::signals::install("verify")?;
     offsite::office::scratch::drop_on_interrupt(office.offsite_dir.clone());
     let rt = runtime()?;
     run_with(cli, &office, &rt, a)
