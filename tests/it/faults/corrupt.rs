@@ -14,7 +14,7 @@ use std::io::Read;
 use crate::common::cli::Setup;
 use crate::common::s3::{raw_client, runtime, PrivateMoto, ACCESS_KEY, SECRET_KEY};
 use crate::common::tree::{assert_same, describe};
-use crate::proxy::{Fault, Proxy, Request};
+use crate::faults::proxy::{Fault, Proxy, Request};
 
 const BUCKET: &str = "offsite-flip";
 

@@ -2,12 +2,10 @@
 //! rendered to JSON, Markdown and HTML by the real binary. The JSON is checked against the published
 //! schema with Python's jsonschema, and the HTML is rendered by headless Chromium.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::office::*;
+use crate::common::office::*;
 use offsite::office::record::VerifyRecord;
 use serde_json::Value;
 

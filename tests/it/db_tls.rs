@@ -4,13 +4,11 @@
 //! into it over TLS, a wrong CA is a config error naming the server, and `sslmode=disable` is
 //! refused by the server with a message that says so.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::cli::Setup;
+use crate::common::cli::Setup;
 
 /// A PostgreSQL binary: from PATH, else the newest of Debian's /usr/lib/postgresql/*/bin.
 fn pg_bin(name: &str) -> PathBuf {
@@ -448,7 +446,7 @@ fn a_wrong_ca_is_a_config_error_and_plaintext_is_refused() {
 #[test]
 fn verify_ca_ignores_the_name_and_verify_full_checks_it() {
     let pg = TlsCluster::start();
-    let rt = common::s3::runtime();
+    let rt = crate::common::s3::runtime();
     // The certificate names 127.0.0.1 and localhost; reached as "127.0.0.1" it is right, and a
     // name it does not carry is only accepted by verify-ca. hostaddr keeps the address while the
     // name checked is host's.
@@ -584,7 +582,7 @@ fn sslmode_is_ignored_on_a_unix_socket_as_libpq_ignores_it() {
         eprintln!("skipped: no PostgreSQL socket in {}", dir.display());
         return;
     }
-    let rt = common::s3::runtime();
+    let rt = crate::common::s3::runtime();
     let c = rt
         .block_on(offsite::db::pg::connect(
             "postgres://postgres@%2Fvar%2Frun%2Fpostgresql/?sslmode=require",

@@ -2,8 +2,6 @@
 //! restores at each point (whole, `--at`, `--path`), state loss and aging, chain-aware prune and
 //! verify, and a file that grows while it is read.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
@@ -15,11 +13,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::cli::{Run, Setup};
+use crate::common::db::{PgDb, PG_URL};
+use crate::common::s3::{endpoint, TestBucket, ACCESS_KEY, SECRET_KEY};
+use crate::common::tree::{assert_same, describe};
 use anyhow::Result;
-use common::cli::{Run, Setup};
-use common::db::{PgDb, PG_URL};
-use common::s3::{endpoint, TestBucket, ACCESS_KEY, SECRET_KEY};
-use common::tree::{assert_same, describe};
 use offsite::crypto::{load_certs, DecryptionKeys};
 use offsite::restore::tree::{restore_tree, Selection, TreeSource};
 use offsite::snapshot::list::{find, load_manifest};

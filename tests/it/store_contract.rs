@@ -2,11 +2,9 @@
 //! directory and S3 (the shared moto test server). Each test runs the same steps on both, so a
 //! guarantee push and the office rely on cannot hold for one store and quietly not for the other.
 
-mod common;
-
 use std::io::{Read, Write};
 
-use common::s3::{TestBucket, PART_SIZE};
+use crate::common::s3::{TestBucket, PART_SIZE};
 use offsite::store::local::LocalStore;
 use offsite::store::{AdminStore, Store};
 

@@ -1,11 +1,11 @@
 //! push to S3 (moto): with a credential that cannot delete, with dumps larger than several parts, and
 //! with the server dying mid-upload.
 
-mod common;
-
-use common::cli::Setup;
-use common::db::{fixture, PgDb, PG_URL};
-use common::s3::{endpoint, raw_client, runtime, PrivateMoto, TestBucket, ACCESS_KEY, SECRET_KEY};
+use crate::common::cli::Setup;
+use crate::common::db::{fixture, PgDb, PG_URL};
+use crate::common::s3::{
+    endpoint, raw_client, runtime, PrivateMoto, TestBucket, ACCESS_KEY, SECRET_KEY,
+};
 
 fn s3_store_yaml(endpoint: &str, bucket: &str, key: &str, secret: &str) -> String {
     format!(

@@ -3,17 +3,15 @@
 //! exactly), and a clock 10 minutes off the S3 server's (a warning, exit 3, and the store's clock in
 //! the manifest). The clock is moved with libfaketime, by Debian's `faketime` around the binary.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::common::cli::{Run, Setup};
+use crate::common::s3::{endpoint, TestBucket, ACCESS_KEY, SECRET_KEY};
+use crate::common::tree::{assert_same, describe};
 use anyhow::Result;
-use common::cli::{Run, Setup};
-use common::s3::{endpoint, TestBucket, ACCESS_KEY, SECRET_KEY};
-use common::tree::{assert_same, describe};
 use offsite::crypto::{load_certs, DecryptionKeys};
 use offsite::snapshot::list::{find, load_manifest};
 use offsite::snapshot::manifest::{TreeEntry, TreeRun};

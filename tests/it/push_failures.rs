@@ -1,12 +1,10 @@
 //! What must never happen: a dump that dies becoming a complete-looking snapshot, a bad setup writing
 //! anything, a corrupted object being restored.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 
-use common::cli::Setup;
-use common::db::{fixture, PgDb, PG_URL};
+use crate::common::cli::Setup;
+use crate::common::db::{fixture, PgDb, PG_URL};
 
 /// A `pg_dump` stand-in that runs the real one and then misbehaves as `script` says ($REAL is the
 /// real pg_dump, "$@" its arguments).
@@ -250,7 +248,7 @@ fn a_hostile_dump_cannot_run_commands_where_it_is_restored() {
     let pwned_my = s.path("pwned-by-mariadb");
     let pg = PgDb::new("hostile");
     pg.exec("CREATE TABLE t (x int); INSERT INTO t VALUES (1)");
-    let my = common::db::MyDb::new("hostile");
+    let my = crate::common::db::MyDb::new("hostile");
     my.exec("CREATE TABLE t (x int); INSERT INTO t VALUES (1)");
     // Stand-ins for the dump tools that slip a shell escape in before the real dump.
     let fake_pg = fake_pg_dump(
@@ -270,7 +268,7 @@ fn a_hostile_dump_cannot_run_commands_where_it_is_restored() {
     s.config(&format!(
         "postgres: [{{ url: '{PG_URL}', databases: [{}], pg_dump: '{fake_pg}' }}]\nmysql: [{{ url: '{}', databases: [{}], dump_command: '{}' }}]\n",
         pg.name,
-        common::db::MY_URL,
+        crate::common::db::MY_URL,
         my.name,
         fake_my.display()
     ));
@@ -291,7 +289,7 @@ fn a_hostile_dump_cannot_run_commands_where_it_is_restored() {
     assert!(!pwned_pg.exists(), "psql ran a meta-command from the dump");
     assert!(!pg_target.exists(), "the half-restored database is dropped");
 
-    let my_target = common::db::MyDb::named(&format!("{}_r", my.name));
+    let my_target = crate::common::db::MyDb::named(&format!("{}_r", my.name));
     let run = s
         .offsite(&[
             "restore",
@@ -322,7 +320,7 @@ fn push_refuses_a_config_that_holds_the_office_key() {
         .offsite_with(&s.config_path(), &["--quiet", "config", "check"], &[])
         .expect(0);
     assert!(run.stdout.contains("decryption_key"));
-    let out = std::process::Command::new(common::cli::bin())
+    let out = std::process::Command::new(crate::common::cli::bin())
         .arg("-c")
         .arg(s.config_path())
         .arg("push")

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::common::cli::{bin, Setup};
 use crate::common::db::{psql, PgDb, PG_RESTORE_URL, PG_URL};
 use crate::common::s3::{raw_client, runtime, PrivateMoto, ACCESS_KEY, SECRET_KEY};
-use crate::{complete, wait_for, Proc};
+use crate::faults::{complete, wait_for, Proc};
 
 /// What the clean path may take after the signal, at most: children get 3 s after SIGTERM before
 /// SIGKILL, an abort a few more. The watchdog would end the run after 30 s.
@@ -224,7 +224,7 @@ fn sigterm_during_a_push_to_s3_aborts_the_upload_stops_the_dump_commits_nothing_
     let previous = before[0].0.clone();
 
     std::fs::write(s.path("hold"), "").expect("hold");
-    let mut p = crate::spawn(&s, &push_config, &["push"], "interrupted");
+    let mut p = crate::faults::spawn(&s, &push_config, &["push"], "interrupted");
     wait_for(
         60,
         "the dump to hold with its multipart upload begun",
@@ -311,7 +311,7 @@ fn sigint_during_a_push_to_a_local_store_removes_its_temporary_file_and_exits_13
     pg.exec("CREATE TABLE t (x int); INSERT INTO t VALUES (1)");
     let s = Setup::new("sig-local");
     let fake = holding_pg_dump(&s);
-    let config = crate::push_config(
+    let config = crate::faults::push_config(
         &s,
         &format!(
             "postgres: [{{ url: '{PG_URL}', databases: [{}], pg_dump: '{fake}' }}]",
@@ -319,7 +319,7 @@ fn sigint_during_a_push_to_a_local_store_removes_its_temporary_file_and_exits_13
         ),
     );
     std::fs::write(s.path("hold"), "").expect("hold");
-    let mut p = crate::spawn(&s, &config, &["push"], "interrupted");
+    let mut p = crate::faults::spawn(&s, &config, &["push"], "interrupted");
     let store = s.path("store");
     wait_for(60, "the dump to hold with its object being written", || {
         assert!(p.running(), "push ended early:\n{}", p.stderr());
@@ -471,7 +471,7 @@ fn a_dump_that_ignores_sigterm_is_still_stopped_and_a_second_sigterm_ends_the_ru
     pg.exec("CREATE TABLE t (x int)");
     let s = Setup::new("sig-stubborn");
     let fake = stubborn_pg_dump(&s);
-    let config = crate::push_config(
+    let config = crate::faults::push_config(
         &s,
         &format!(
             "postgres: [{{ url: '{PG_URL}', databases: [{}], pg_dump: '{fake}' }}]",
@@ -481,7 +481,7 @@ fn a_dump_that_ignores_sigterm_is_still_stopped_and_a_second_sigterm_ends_the_ru
     let store = s.path("store");
 
     // One SIGTERM: the dump ignores it, gets SIGKILL after the grace (3 s), and push ends cleanly.
-    let mut p = crate::spawn(&s, &config, &["push"], "graced");
+    let mut p = crate::faults::spawn(&s, &config, &["push"], "graced");
     wait_for(60, "the dump to run", || {
         assert!(p.running(), "push ended early:\n{}", p.stderr());
         marked_pids(&s, "dumping").len() == 1 && !partial_files(&store).is_empty()
@@ -501,7 +501,7 @@ fn a_dump_that_ignores_sigterm_is_still_stopped_and_a_second_sigterm_ends_the_ru
 
     // SIGTERM twice: the second ends the run at once if the first's clean stop is still going
     // (whether it still is depends on which thread notices first: both ends are checked).
-    let mut p = crate::spawn(&s, &config, &["push"], "twice");
+    let mut p = crate::faults::spawn(&s, &config, &["push"], "twice");
     wait_for(60, "the dump to run", || {
         assert!(p.running(), "push ended early:\n{}", p.stderr());
         marked_pids(&s, "dumping").len() == 1 && !partial_files(&store).is_empty()

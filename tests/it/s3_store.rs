@@ -1,11 +1,9 @@
 //! S3Store against the moto test server (scripts/s3-test-server; see tests/common/s3.rs).
 
-mod common;
-
 use std::io::{Read, Write};
 
+use crate::common::s3::{runtime, PrivateMoto, TestBucket, PART_SIZE};
 use aws_sdk_s3::types::{ChecksumMode, ObjectLockMode};
-use common::s3::{runtime, PrivateMoto, TestBucket, PART_SIZE};
 use offsite::store::s3::LockMode;
 use offsite::store::{read_all, Store};
 use serde_json::json;
@@ -171,7 +169,7 @@ fn few_parts_in_flight_still_complete() {
 fn errors_name_key_and_location() {
     let bucket = TestBucket::new("errors");
     let missing = format!("{}-missing", bucket.name);
-    let store = common::s3::store(common::s3::config(&missing));
+    let store = crate::common::s3::store(crate::common::s3::config(&missing));
     let location = format!("s3://{missing}");
 
     let err = put(&store, "h/s1/small", b"x").unwrap_err();
@@ -420,11 +418,11 @@ fn object_lock_sets_retention() {
 #[test]
 fn push_credential_can_write_but_not_delete() {
     let moto = PrivateMoto::start();
-    let bucket = common::s3::unique_bucket("iam");
+    let bucket = crate::common::s3::unique_bucket("iam");
     let arn = format!("arn:aws:s3:::{bucket}");
 
     // Set-up while moto still accepts anything: the bucket, a push user and an admin user.
-    common::s3::store(common::s3::config_at(
+    crate::common::s3::store(crate::common::s3::config_at(
         &moto.endpoint,
         &bucket,
         "test",
@@ -450,7 +448,7 @@ fn push_credential_can_write_but_not_delete() {
     let (admin_id, admin_secret) = moto.iam_user("offsite-office", &admin_policy);
     moto.enforce_iam();
 
-    let push = common::s3::store(common::s3::config_at(
+    let push = crate::common::s3::store(crate::common::s3::config_at(
         &moto.endpoint,
         &bucket,
         &push_id,
@@ -479,14 +477,14 @@ fn push_credential_can_write_but_not_delete() {
         .unwrap();
     drop(w);
 
-    let admin = common::s3::raw_client(&moto.endpoint, &admin_id, &admin_secret);
+    let admin = crate::common::s3::raw_client(&moto.endpoint, &admin_id, &admin_secret);
     let pending = runtime()
         .block_on(admin.list_multipart_uploads().bucket(&bucket).send())
         .unwrap();
     assert!(pending.uploads().is_empty(), "{pending:?}");
 
     // The point of it all: push's key cannot delete, while the office's can.
-    let raw_push = common::s3::raw_client(&moto.endpoint, &push_id, &push_secret);
+    let raw_push = crate::common::s3::raw_client(&moto.endpoint, &push_id, &push_secret);
     let denied = runtime()
         .block_on(
             raw_push
@@ -500,7 +498,7 @@ fn push_credential_can_write_but_not_delete() {
     assert!(denied.contains("AccessDenied"), "{denied}");
     assert_eq!(read_all(&push, "h/s1/small").unwrap(), b"from push");
     // And the check is real: the default test key no longer works at all.
-    let anonymous = common::s3::raw_client(&moto.endpoint, "test", "test");
+    let anonymous = crate::common::s3::raw_client(&moto.endpoint, "test", "test");
     assert!(runtime()
         .block_on(anonymous.list_objects_v2().bucket(&bucket).send())
         .is_err());

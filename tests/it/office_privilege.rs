@@ -5,12 +5,12 @@
 //! them, verify reports FAIL, and no file appears. refresh refuses such a role too, unless the
 //! config accepts it (`allow_privileged: true`).
 
-mod common;
-
 use std::path::PathBuf;
 
-use common::cli::{Run, Setup};
-use common::db::{psql, MyDb, PgDb, MY_RESTORE_URL, MY_URL, PG_RESTORE_URL, PG_URL, RESTORE_ROLE};
+use crate::common::cli::{Run, Setup};
+use crate::common::db::{
+    psql, MyDb, PgDb, MY_RESTORE_URL, MY_URL, PG_RESTORE_URL, PG_URL, RESTORE_ROLE,
+};
 
 fn json(run: &Run) -> serde_json::Value {
     serde_json::from_str(&run.stdout)

@@ -1,6 +1,6 @@
 //! S3 faults between push and the store: a response lost on the way back, a key someone else wrote.
 //!
-//! A TCP proxy ([`crate::proxy`]) sits between push and a moto server of the test's own and, for the
+//! A TCP proxy ([`crate::faults::proxy`]) sits between push and a moto server of the test's own and, for the
 //! one request the test picks, either swallows moto's response after moto has acted on the request
 //! (a response lost on the network), or first writes other bytes at the request's key itself
 //! (another writer got there first).
@@ -8,7 +8,7 @@
 use crate::common::cli::Setup;
 use crate::common::s3::{raw_client, runtime, PrivateMoto, ACCESS_KEY, SECRET_KEY};
 use crate::common::tree::{assert_same, describe};
-use crate::proxy::{Fault, Proxy};
+use crate::faults::proxy::{Fault, Proxy};
 
 /// A moto server with a bucket, a host set up to push a small tree to it through a proxy.
 struct Rig {

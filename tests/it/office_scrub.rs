@@ -2,16 +2,14 @@
 //! `office.scrub_days`: a flipped byte anywhere is found, named, and repaired from the store when
 //! the store's copy is good.
 
-mod common;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::cli::{Run, Setup};
-use common::db::{fixture, PgDb, PG_RESTORE_URL, PG_URL};
-use common::office::schema_errors;
-use common::s3::{endpoint, runtime, TestBucket};
+use crate::common::cli::{Run, Setup};
+use crate::common::db::{fixture, PgDb, PG_RESTORE_URL, PG_URL};
+use crate::common::office::schema_errors;
+use crate::common::s3::{endpoint, runtime, TestBucket};
 
 fn json(run: &Run) -> serde_json::Value {
     serde_json::from_str(&run.stdout)

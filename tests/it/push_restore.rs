@@ -1,10 +1,8 @@
 //! Round trips through the real binary: push fixtures with awkward content, restore them, compare the
 //! data; and read every object back with stock gpg, zstd, gunzip, psql and mariadb.
 
-mod common;
-
-use common::cli::Setup;
-use common::db::{fixture, MyDb, PgDb, MY_URL, PG_URL};
+use crate::common::cli::Setup;
+use crate::common::db::{fixture, MyDb, PgDb, MY_URL, PG_URL};
 
 fn sources(pg: &str, my: &str) -> String {
     format!(
@@ -390,7 +388,7 @@ fn restore_stdout_into_a_reader_that_stops_early_exits_0() {
     s.offsite(&["push"]).expect(0);
     let run = s.sh(&format!(
         "set -o pipefail; {} -c config.yaml restore latest --db postgres/{} --stdout | head -c 1000 >/dev/null",
-        common::cli::bin().display(),
+        crate::common::cli::bin().display(),
         pg.name
     ));
     assert_eq!(run.code, 0, "{}", run.stderr);

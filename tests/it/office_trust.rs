@@ -2,13 +2,11 @@
 //! host's signing key and put credential would do, with stock gpg, and then checks what a user
 //! would check: which snapshots still exist, and that they restore.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::cli::{Run, Setup};
-use common::s3::{endpoint, runtime, TestBucket, LIBFAKETIME};
+use crate::common::cli::{Run, Setup};
+use crate::common::s3::{endpoint, runtime, TestBucket, LIBFAKETIME};
 use time::macros::format_description;
 use time::OffsetDateTime;
 

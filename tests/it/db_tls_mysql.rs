@@ -12,14 +12,12 @@
 //! `root@127.0.0.1` without a password, reachable over TCP; `mariadbd --no-defaults` reads no
 //! system config, so it never touches the system server on 3306.
 
-mod common;
-
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::cli::{Run, Setup};
+use crate::common::cli::{Run, Setup};
 
 fn run(cmd: &mut Command, what: &str) -> String {
     let out = cmd

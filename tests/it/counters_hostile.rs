@@ -3,13 +3,11 @@
 //! INSERT lines and DELIMITER changes. Through the real pg_dump, mariadb-dump and `offsite push`,
 //! such databases must push with exact row counts, and a cut dump must not pass for a complete one.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 
-use common::cli::Setup;
-use common::db::{MyDb, PgDb, MY_URL, PG_URL};
+use crate::common::cli::Setup;
+use crate::common::db::{MyDb, PgDb, MY_URL, PG_URL};
 
 /// A stand-in for a dump tool that runs the real one (`$REAL`) and then does what `body` says;
 /// `--version` goes to the real tool.

@@ -4,13 +4,11 @@
 //! The store is a local directory that is also the office's offsite_dir, so a push lands where refresh
 //! reads. The verify command is not used: a `VerifyRecord` is written directly.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::cli::{bin, Run, Setup};
-use common::db::{
+use crate::common::cli::{bin, Run, Setup};
+use crate::common::db::{
     fixture, mariadb, psql, psql_as, MyDb, PgDb, MY_RESTORE_URL, MY_URL, PG_RESTORE_URL, PG_URL,
     RESTORE_ROLE,
 };

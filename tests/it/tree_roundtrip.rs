@@ -1,8 +1,6 @@
 //! File trees end to end: a tree with every awkward thing in it is backed up to a local store,
 //! restored with offsite and extracted with stock `gpg | zstd | tar`, and both must reproduce it.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr};
 use std::fs;
@@ -13,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::common::keys::LocalEnv;
 use anyhow::{bail, Context, Result};
-use common::keys::LocalEnv;
 use offsite::pipeline::read::open_object;
 use offsite::pipeline::Pipeline;
 use offsite::restore::tree::{restore_tree, Selection, TreeRestoreStats, TreeSource};

@@ -22,7 +22,6 @@
 //!
 //! The S3 cases on the network go through [`proxy`], between push and a moto server of their own.
 
-mod common;
 #[path = "faults/corrupt.rs"]
 mod corrupt;
 #[path = "faults/leftovers.rs"]
@@ -45,9 +44,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::cli::{bin, Setup};
-use common::db::{PgDb, PG_URL};
-use common::office::OfficeSetup;
+use crate::common::cli::{bin, Setup};
+use crate::common::db::{PgDb, PG_URL};
+use crate::common::office::OfficeSetup;
 
 /// A child process that is killed if the test panics before it finished.
 struct Proc {
@@ -552,9 +551,9 @@ fn killed_at_random_moments(s: &Setup, store_yaml: &str) {
         to.to_str().expect("utf-8"),
     ])
     .expect(0);
-    common::tree::assert_same(
-        &common::tree::describe(&s.path("tree")),
-        &common::tree::describe(&to),
+    crate::common::tree::assert_same(
+        &crate::common::tree::describe(&s.path("tree")),
+        &crate::common::tree::describe(&to),
         &format!("the tree after 20 kills (seed {seed})"),
     );
 }
@@ -567,12 +566,12 @@ fn push_killed_at_random_moments_leaves_a_store_whose_complete_snapshots_restore
 
 #[test]
 fn push_killed_at_random_moments_on_s3_leaves_complete_snapshots_that_restore() {
-    let bucket = common::s3::TestBucket::new("kill9");
+    let bucket = crate::common::s3::TestBucket::new("kill9");
     let s = Setup::new("kill-s3");
     let store = format!(
         "store:\n  s3: {{ bucket: {}, prefix: prod, region: us-east-1, endpoint: '{}', path_style: true, access_key_id: test, secret_access_key: test, part_size: 5MiB }}",
         bucket.name,
-        common::s3::endpoint()
+        crate::common::s3::endpoint()
     );
     killed_at_random_moments(&s, &store);
 }
@@ -638,7 +637,7 @@ fn a_dump_whose_connection_is_terminated_fails_the_push_naming_the_database() {
 
 #[test]
 fn a_mariadb_dump_whose_connection_is_killed_fails_the_push_naming_the_database() {
-    let db = common::db::MyDb::new("fault_kill");
+    let db = crate::common::db::MyDb::new("fault_kill");
     db.exec("CREATE TABLE big (id INT PRIMARY KEY, v CHAR(32)) ENGINE=InnoDB");
     db.exec("INSERT INTO big SELECT seq, md5(seq) FROM seq_1_to_1000000");
     let s = Setup::new("fault-kill");
@@ -646,21 +645,21 @@ fn a_mariadb_dump_whose_connection_is_killed_fails_the_push_naming_the_database(
         &s,
         &format!(
             "mysql: [{{ url: '{}', databases: [{}] }}]",
-            common::db::MY_URL,
+            crate::common::db::MY_URL,
             db.name
         ),
     );
     let mut p = spawn(&s, &config, &["push"], "push");
     let id = first_row(
         || {
-            common::db::MyDb::named("information_schema").exec(&format!(
+            crate::common::db::MyDb::named("information_schema").exec(&format!(
                 "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = '{}' AND INFO LIKE 'SELECT%big%'",
                 db.name
             ))
         },
         "mariadb-dump's SELECT",
     );
-    common::db::MyDb::named("information_schema").exec(&format!("KILL {id}"));
+    crate::common::db::MyDb::named("information_schema").exec(&format!("KILL {id}"));
     let code = p.finish(60);
     let stderr = p.stderr();
     assert_eq!(code, 1, "{stderr}");

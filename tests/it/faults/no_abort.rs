@@ -8,7 +8,7 @@ use std::io::Read;
 use crate::common::cli::Setup;
 use crate::common::s3::{raw_client, runtime, PrivateMoto, ACCESS_KEY, SECRET_KEY};
 use crate::common::tree::{assert_same, describe};
-use crate::proxy::{Fault, Proxy};
+use crate::faults::proxy::{Fault, Proxy};
 
 const BUCKET: &str = "offsite-noabort";
 

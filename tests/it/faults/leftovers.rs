@@ -11,7 +11,7 @@ use crate::common::cli::Setup;
 use crate::common::db::{PgDb, PG_RESTORE_URL, PG_URL};
 use crate::common::s3::{endpoint, runtime, TestBucket, ACCESS_KEY, SECRET_KEY};
 use crate::common::tree::{assert_same, describe};
-use crate::{dumps_started, held_pg_dump, push_config, spawn, wait_exit, wait_for};
+use crate::faults::{dumps_started, held_pg_dump, push_config, spawn, wait_exit, wait_for};
 
 fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))

@@ -5,13 +5,11 @@
 //! (trusted time), so the fixtures give every object the store time its id claims: file mtimes in
 //! a local store, and a private moto whose clock is set (libfaketime) before each put.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use common::cli::{Run, Setup};
-use common::s3::{raw_client, runtime, PrivateMoto, TestBucket, ACCESS_KEY, SECRET_KEY};
+use crate::common::cli::{Run, Setup};
+use crate::common::s3::{raw_client, runtime, PrivateMoto, TestBucket, ACCESS_KEY, SECRET_KEY};
 use offsite::office::record::{Freshness, VerifyRecord};
 use time::macros::{datetime, format_description};
 use time::OffsetDateTime;
@@ -517,7 +515,7 @@ fn an_empty_s3_listing_deletes_nothing_offsite() {
     let bucket = TestBucket::new("prune-empty");
     let s = Setup::new(HOST);
     s.config_with_store(
-        &s3_yaml(&common::s3::endpoint(), &bucket.name),
+        &s3_yaml(&crate::common::s3::endpoint(), &bucket.name),
         &office_yaml("{ keep_last: 1 }"),
     );
     let snaps = three_a_day();

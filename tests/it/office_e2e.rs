@@ -1,14 +1,12 @@
 //! The whole nightly cycle: two production hosts push to S3 (moto), then one `offsite office` run
 //! pulls, verifies, reports, prunes, refreshes the dev databases and notifies a webhook.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpListener;
 
-use common::cli::Setup;
-use common::db::{fixture, MyDb, PgDb, MY_RESTORE_URL, MY_URL, PG_RESTORE_URL, PG_URL};
-use common::s3::{endpoint, TestBucket};
+use crate::common::cli::Setup;
+use crate::common::db::{fixture, MyDb, PgDb, MY_RESTORE_URL, MY_URL, PG_RESTORE_URL, PG_URL};
+use crate::common::s3::{endpoint, TestBucket};
 
 /// A one-request HTTP server: returns the body of the first POST it receives.
 fn webhook() -> (String, std::thread::JoinHandle<String>) {

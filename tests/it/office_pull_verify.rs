@@ -1,14 +1,14 @@
 //! Office side against real servers: snapshots pushed to S3 (moto) are pulled into the offsite copy
 //! and proven restorable in scratch databases; tampering, forgery and interruptions are caught.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::cli::{bin, Setup};
-use common::db::{fixture, psql, MyDb, PgDb, MY_RESTORE_URL, MY_URL, PG_RESTORE_URL, PG_URL};
-use common::s3::{endpoint, runtime, TestBucket};
+use crate::common::cli::{bin, Setup};
+use crate::common::db::{
+    fixture, psql, MyDb, PgDb, MY_RESTORE_URL, MY_URL, PG_RESTORE_URL, PG_URL,
+};
+use crate::common::s3::{endpoint, runtime, TestBucket};
 
 fn s3_yaml(bucket: &str) -> String {
     format!(
@@ -50,7 +50,7 @@ fn office_config(s: &Setup, bucket: &str, hosts: &[&str], extra: &str) -> std::p
     )
 }
 
-fn json(run: &common::cli::Run) -> serde_json::Value {
+fn json(run: &crate::common::cli::Run) -> serde_json::Value {
     serde_json::from_str(&run.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", run.stdout, run.stderr))
 }
