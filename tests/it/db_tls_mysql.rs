@@ -12,26 +12,12 @@
 //! `root@127.0.0.1` without a password, reachable over TCP; `mariadbd --no-defaults` reads no
 //! system config, so it never touches the system server on 3306.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::cli::{Run, Setup};
-
-fn run(cmd: &mut Command, what: &str) -> String {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use crate::common::tls::{free_port, make_ca, make_leaf, run};
 
 /// A CA and a certificate it signed for 127.0.0.1/localhost, plus an unrelated CA.
 struct Certs {
@@ -42,78 +28,21 @@ struct Certs {
 }
 
 fn make_certs(dir: &Path) -> Certs {
-    let p = |n: &str| dir.join(n);
-    let openssl = |args: &[&str]| {
-        run(
-            Command::new("openssl").args(args).current_dir(dir),
-            &format!("openssl {}", args[0]),
-        );
-    };
-    for (name, cn) in [("ca", "offsite test CA"), ("other-ca", "someone else's CA")] {
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={cn}"),
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.pem"),
-        ]);
-    }
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=localhost",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-    ]);
-    std::fs::write(
-        p("ext.cnf"),
+    let ca = make_ca(dir, "ca");
+    let other_ca = make_ca(dir, "other-ca");
+    let (cert, key) = make_leaf(
+        dir,
+        "ca",
+        "server",
+        "localhost",
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "server.pem",
-    ]);
+    );
     Certs {
-        ca: p("ca.pem"),
-        other_ca: p("other-ca.pem"),
-        cert: p("server.pem"),
-        key: p("server.key"),
+        ca,
+        other_ca,
+        cert,
+        key,
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A mariadbd that requires TLS; stopped (SIGTERM, then SIGKILL) when dropped.
@@ -223,7 +152,7 @@ impl TlsServer {
                     "-in",
                     "server.csr",
                     "-CA",
-                    "ca.pem",
+                    "ca.crt",
                     "-CAkey",
                     "ca.key",
                     "-CAcreateserial",
@@ -232,7 +161,7 @@ impl TlsServer {
                     "-extfile",
                     "ext.cnf",
                     "-out",
-                    "server.pem",
+                    "server.crt",
                 ])
                 .current_dir(dir),
             "openssl x509",
@@ -272,7 +201,7 @@ impl TlsServer {
             "-in",
             "client.csr",
             "-CA",
-            "ca.pem",
+            "ca.crt",
             "-CAkey",
             "ca.key",
             "-CAcreateserial",
@@ -422,7 +351,7 @@ fn push_restore_and_verify_over_verified_tls() {
     assert_config_error(
         &push,
         &server,
-        &["ssl-mode=VERIFY_IDENTITY", "other-ca.pem"],
+        &["ssl-mode=VERIFY_IDENTITY", "other-ca.crt"],
     );
     let restore = s.offsite(&[
         "restore",

@@ -82,7 +82,7 @@ fn a_hostile_postgres_dump_cannot_run_programs_on_the_scratch_server() {
     src.exec("CREATE TABLE t (x int); INSERT INTO t VALUES (1), (2); GRANT SELECT ON t TO PUBLIC");
     let s = Setup::new("priv-pg");
     let marker = Marker::new("pg");
-    let evil = format!("COPY (SELECT 1) TO PROGRAM 'touch {}';", marker.0.display());
+    let evil = format!("COPY (SELECT 1) TO PROGRAM 'cat > {}';", marker.0.display());
     let dump = hostile_dump(&s, "pg_dump", "-- PostgreSQL database dump complete", &evil);
     let sources = format!(
         "postgres: [{{ url: '{PG_URL}', databases: [{}], pg_dump: '{}' }}]\n",

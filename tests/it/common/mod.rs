@@ -5,4 +5,5 @@ pub mod db;
 pub mod keys;
 pub mod office;
 pub mod s3;
+pub mod tls;
 pub mod tree;
