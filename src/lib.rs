@@ -13,6 +13,7 @@ pub mod error;
 pub mod interrupt;
 pub mod keyring;
 pub mod lock;
+pub mod mask;
 pub mod office;
 pub mod pipeline;
 pub mod process;

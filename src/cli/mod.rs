@@ -4,6 +4,7 @@
 mod accept;
 mod config_cmd;
 mod keygen;
+mod mask;
 mod office;
 mod progress;
 mod prune;
@@ -109,6 +110,8 @@ pub enum Command {
     Office(office::Args),
     /// Office: lift a snapshot's quarantine once a person has checked that it is genuine.
     Accept(accept::Args),
+    /// Mask a plain dump on stdin with office.masking's rules, to stdout: `pg_dump | offsite mask | psql`.
+    Mask(mask::Args),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -125,6 +128,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Refresh(a) => refresh::run(&cli, a),
         Command::Office(a) => office::run(&cli, a),
         Command::Accept(a) => accept::run(&cli, a),
+        Command::Mask(a) => mask::run(&cli, a),
     }
 }
 

@@ -79,10 +79,11 @@ fn describe(e: &EntryReport) -> String {
                 )
             };
             format!(
-                "{what}: refreshed from snapshot {} (verified {}): {} of SQL restored in {:.1}s, {post}; {} ({:.1}s in all)",
+                "{what}: refreshed from snapshot {} (verified {}): {} of SQL restored{} in {:.1}s, {post}; {} ({:.1}s in all)",
                 e.snapshot.as_deref().unwrap_or("?"),
                 e.verified_at.as_deref().unwrap_or("?"),
                 human(e.bytes),
+                if e.masked { ", rows masked on the way" } else { "" },
                 e.restore_seconds,
                 if e.replaced { "replaced the old database" } else { "created it" },
                 e.seconds

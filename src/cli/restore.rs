@@ -26,7 +26,8 @@ Examples:
   offsite restore --tree www --to /tmp/w --at 3D --path html/index.php
   offsite restore --snapshot 20261120T020000Z-1a2b --tree etc --to /tmp/etc --path nginx
   offsite restore --db postgres/shop --into shop_copy           # a database, into a new one
-  offsite restore --db mysql/shop --stdout | less               # the plain SQL dump";
+  offsite restore --db mysql/shop --stdout | less               # the plain SQL dump
+  offsite restore --db postgres/shop --into shop_laptop --mask  # rows masked (office.masking)";
 
 #[derive(clap::Args)]
 #[command(group = clap::ArgGroup::new("what").required(true).args(["db", "tree"]))]
@@ -64,6 +65,10 @@ pub struct Args {
     /// Replace --into if it exists (PostgreSQL: swapped in only after a successful restore).
     #[arg(long)]
     pub replace: bool,
+    /// Mask the rows with office.masking's rules for this database on the way (--into or --stdout),
+    /// as refresh's `mask: true` does: the target never sees the real values.
+    #[arg(long, requires = "db")]
+    pub mask: bool,
     /// With --replace: replace even from a snapshot that failed verify.
     #[arg(long, requires = "replace")]
     pub force: bool,
@@ -128,6 +133,22 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     }
     let dir = snap.dir();
     if let Some(source) = &a.db {
+        let mask = if a.mask {
+            let masking = cfg
+                .as_ref()
+                .and_then(|c| c.office.as_ref())
+                .and_then(|o| o.masking.clone())
+                .ok_or_else(|| {
+                    usage("--mask needs office.masking in the config (its secret and rules)")
+                })?;
+            Some(masking.for_source(source).ok_or_else(|| {
+                usage(format!(
+                    "--mask: office.masking.tables has no rules for {source}"
+                ))
+            })?)
+        } else {
+            None
+        };
         if a.stdout {
             let mut out = ClosedPipeIsTheEnd {
                 inner: std::io::stdout().lock(),
@@ -139,6 +160,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
                 &manifest,
                 source,
                 &keys.decryption,
+                mask,
                 &mut out,
             );
             // `| head` has read what it wanted: that is the reader's choice, not a failure.
@@ -160,6 +182,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
             replace: a.replace,
             // A person restoring (a disaster recovery) gets the dump's owners and privileges.
             as_role: None,
+            mask,
         };
         let n = restore_db(
             rt.handle(),

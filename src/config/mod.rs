@@ -148,6 +148,10 @@ pub struct OfficeConfig {
     pub expected_recipients: Vec<PathBuf>,
     /// `verify --scrub` re-hashes every object of the offsite copy at least once in this many days.
     pub scrub_days: u32,
+    /// `office.masking`: rules that mask rows on their way to a dev server (refresh `mask: true`,
+    /// `restore --mask`, `offsite mask`).
+    #[serde(skip)]
+    pub masking: Option<std::sync::Arc<crate::mask::Masking>>,
 }
 
 /// A database server reference: URL (without password) and password.
@@ -194,6 +198,8 @@ pub struct Refresh {
     pub server: Server,
     pub database: String,
     pub post_sql: Vec<PathBuf>,
+    /// Rows are masked with `office.masking` on their way to the server.
+    pub mask: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -484,6 +490,16 @@ fn check_office(o: raw::RawOffice, base: &Path) -> Result<OfficeConfig> {
         .allow_pattern
         .unwrap_or_else(|| DEFAULT_ALLOW_PATTERN.to_string());
     regex::Regex::new(&allow_pattern).map_err(|e| usage(format!("office.allow_pattern: {e}")))?;
+    let masking = match &o.masking {
+        None => None,
+        Some(m) => {
+            let secret = m.secret.resolve("office.masking.secret", base)?;
+            Some(std::sync::Arc::new(
+                crate::mask::Masking::new(secret.expose().as_bytes(), &m.tables)
+                    .map_err(|e| usage(format!("{e:#}")))?,
+            ))
+        }
+    };
     let scrub_days = o.scrub_days.unwrap_or(DEFAULT_SCRUB_DAYS);
     if scrub_days == 0 {
         return Err(usage(
@@ -507,7 +523,25 @@ fn check_office(o: raw::RawOffice, base: &Path) -> Result<OfficeConfig> {
             server: server(r.server, &format!("{what}.server"))?,
             database: r.database,
             post_sql: r.post_sql.iter().map(|p| resolve(base, p)).collect(),
+            mask: r.mask,
         });
+    }
+    for r in &refresh {
+        if !r.mask {
+            continue;
+        }
+        let Some(m) = &masking else {
+            return Err(usage(format!(
+                "office.refresh {}: mask: true, but there is no office.masking (its secret and rules)",
+                r.database
+            )));
+        };
+        if m.for_source(&r.source).is_none() {
+            return Err(usage(format!(
+                "office.refresh {}: mask: true, but office.masking.tables has no rules for {} (keys like \"{}:public.customers\")",
+                r.database, r.source, r.source
+            )));
+        }
     }
     Ok(OfficeConfig {
         offsite_dir: o.offsite_dir.map(|d| resolve(base, &d)),
@@ -596,6 +630,7 @@ fn check_office(o: raw::RawOffice, base: &Path) -> Result<OfficeConfig> {
             .map(|p| resolve(base, p))
             .collect(),
         scrub_days,
+        masking,
     })
 }
 

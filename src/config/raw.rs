@@ -138,6 +138,7 @@ pub struct RawOffice {
     #[serde(default)]
     pub hosts: BTreeMap<String, String>,
     pub scratch: Option<RawScratch>,
+    pub masking: Option<RawMasking>,
     #[serde(default)]
     pub checks: Vec<RawCheck>,
     /// A snapshot older than this fails verify's freshness check (`26h`).
@@ -229,6 +230,18 @@ pub struct RawRefresh {
     pub database: String,
     #[serde(default)]
     pub post_sql: Vec<String>,
+    /// Mask the rows with `office.masking` on their way to the server.
+    #[serde(default)]
+    pub mask: bool,
+}
+
+/// `office.masking`: the HMAC secret and the rules, `engine/db:table` -> column -> rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMasking {
+    pub secret: SecretSpec,
+    #[serde(default)]
+    pub tables: BTreeMap<String, BTreeMap<String, serde_norway::Value>>,
 }
 
 #[derive(Debug, Deserialize)]

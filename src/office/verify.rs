@@ -311,6 +311,7 @@ fn verify_database(
             database: name.clone(),
             replace: false,
             as_role: Some(mapped.clone()),
+            mask: None,
         };
         let restored = restore_db(
             rt,

@@ -37,6 +37,8 @@ pub struct DbTarget {
     /// out and MariaDB DEFINERs become CURRENT_USER ([`crate::sql::ownership`]), counted here.
     /// None (`offsite restore`): the dump's ownership is kept, as a disaster recovery needs.
     pub as_role: Option<Arc<Mapped>>,
+    /// Mask the rows on the way ([`crate::mask`]): the server never sees the real values.
+    pub mask: Option<Arc<crate::mask::DbMask>>,
 }
 
 /// Streams the verified plaintext of a database dump into `out` (for `--stdout`).
@@ -46,9 +48,17 @@ pub fn dump_to(
     manifest: &Manifest,
     source: &str,
     keys: &DecryptionKeys,
+    mask: Option<Arc<crate::mask::DbMask>>,
     out: &mut dyn Write,
 ) -> Result<u64> {
-    let (_, mut reader) = open_dump(store, snapshot_dir, manifest, source, keys)?;
+    let (db, reader) = open_dump(store, snapshot_dir, manifest, source, keys)?;
+    let mut reader = match mask {
+        Some(m) => {
+            crate::mask::check_tables(&m, &db.tables).map_err(|e| usage(format!("{e:#}")))?;
+            crate::mask::stream(db.engine, reader, m)
+        }
+        None => reader,
+    };
     let n = std::io::copy(&mut reader, out).with_context(|| format!("restoring {source}"))?;
     out.flush()?;
     Ok(n)
@@ -97,6 +107,9 @@ pub fn restore_db(
         return replace_db(rt, store, snapshot_dir, manifest, source, keys, target);
     }
     let (db, reader) = open_dump(store, snapshot_dir, manifest, source, keys)?;
+    if let Some(m) = &target.mask {
+        crate::mask::check_tables(m, &db.tables).map_err(|e| usage(format!("{e:#}")))?;
+    }
     restore_into_new(rt, db.engine, reader, target)
 }
 
@@ -118,9 +131,11 @@ fn replace_db(
             target.database
         )));
     }
-    let engine = open_dump(store, snapshot_dir, manifest, source, keys)?
-        .0
-        .engine;
+    let (db, _) = open_dump(store, snapshot_dir, manifest, source, keys)?;
+    let engine = db.engine;
+    if let Some(m) = &target.mask {
+        crate::mask::check_tables(m, &db.tables).map_err(|e| usage(format!("{e:#}")))?;
+    }
     let into = |name: &str| -> Result<u64> {
         let (_, reader) = open_dump(store, snapshot_dir, manifest, source, keys)?;
         let fresh = DbTarget {
@@ -129,6 +144,7 @@ fn replace_db(
             database: name.to_string(),
             replace: false,
             as_role: target.as_role.clone(),
+            mask: target.mask.clone(),
         };
         restore_into_new(rt, engine, reader, &fresh)
     };
@@ -173,6 +189,11 @@ fn restore_into_new(
     }
     rt.block_on(admin.create_database(&t.database))
         .with_context(|| format!("creating database {} on {}", t.database, t.server_url))?;
+    // Masked first: the ownership filters and the client see only masked rows.
+    let reader = match &t.mask {
+        Some(m) => crate::mask::stream(engine, reader, m.clone()),
+        None => reader,
+    };
     let result = match (engine, &t.as_role) {
         (Engine::Postgres, Some(m)) => run_psql(Box::new(pg_no_owner(reader, m.clone())), t),
         (Engine::Postgres, None) => run_psql(reader, t),

@@ -9,9 +9,9 @@ use memchr::{memchr, memchr2, memmem, memrchr};
 /// The last comment pg_dump writes.
 pub const PG_END_MARKER: &[u8] = b"-- PostgreSQL database dump complete";
 
-/// A statement's first bytes kept: a COPY header's table name (at most two quoted 63-byte names) or
-/// a SET fits many times over.
-const PG_HEAD_KEEP: usize = 4096;
+/// A statement's first bytes kept: a COPY header with its column list (1600 columns of up to 63
+/// bytes, quoted, as masking needs them) or a SET fits.
+const PG_HEAD_KEEP: usize = 256 * 1024;
 /// Enough of a statement's last bytes to see ` FROM stdin` before its `;`.
 const PG_TAIL_KEEP: usize = 16;
 /// A comment or psql meta-command line is only ever compared with short texts.
@@ -111,6 +111,9 @@ pub struct PgCounter {
     /// A COPY header just ended with its `;`: COPY data starts after the newline that must follow.
     /// The inner None: a table name that cannot be a manifest key.
     pending_copy: Option<Option<String>>,
+    /// The column list of the COPY header just read, and of the COPY data being read.
+    pending_columns: Vec<String>,
+    copy_columns: Vec<String>,
     copy_table: Option<String>,
     copy_rows: u64,
     /// Position in the current COPY data line: 0 at its start, 1 after `\`, 2 after `\.`, 3 other.
@@ -164,6 +167,8 @@ impl PgCounter {
             line: Vec::new(),
             line_capture: false,
             pending_copy: None,
+            pending_columns: Vec::new(),
+            copy_columns: Vec::new(),
             copy_table: None,
             copy_rows: 0,
             copy_pos: 0,
@@ -171,6 +176,15 @@ impl PgCounter {
             tag_len: 0,
             base: 2 + rand::random::<u64>() % (TAG_P - 3),
             error: None,
+        }
+    }
+
+    /// At the start of a COPY data line (a row, or the closing `\.`): the table as pg_dump quoted it
+    /// and the header's column names, unquoted.
+    pub fn copy_line_start(&self) -> Option<(&str, &[String])> {
+        match (self.st, self.copy_pos, &self.copy_table) {
+            (Pg::Copy, 0, Some(t)) => Some((t.as_str(), &self.copy_columns)),
+            _ => None,
         }
     }
 
@@ -488,6 +502,7 @@ impl PgCounter {
             if b == b'\n' {
                 self.st = Pg::Copy;
                 self.copy_table = name;
+                self.copy_columns = std::mem::take(&mut self.pending_columns);
                 self.copy_rows = 0;
                 self.copy_pos = 0;
                 self.line_start = true;
@@ -659,7 +674,11 @@ impl PgCounter {
                 });
             }
             self.pending_copy = Some(match pg_copy_table(&head[5..]) {
-                Some(name) => String::from_utf8(name.to_vec()).ok(),
+                Some(name) => {
+                    self.pending_columns =
+                        pg_copy_columns(&head[5 + name.len()..]).unwrap_or_default();
+                    String::from_utf8(name.to_vec()).ok()
+                }
                 None => {
                     let shown = String::from_utf8_lossy(&head[..head.len().min(200)]).into_owned();
                     self.error.get_or_insert_with(|| {
@@ -878,6 +897,41 @@ fn pg_copy_table(s: &[u8]) -> Option<&[u8]> {
         match *s.get(i)? {
             b'.' => i += 1,
             b' ' => return Some(&s[..i]),
+            _ => return None,
+        }
+    }
+}
+
+/// The column names of a COPY header after its table name: ` (a, "B c", d) FROM stdin`, unquoted.
+fn pg_copy_columns(s: &[u8]) -> Option<Vec<String>> {
+    let mut s = s.strip_prefix(b" (")?;
+    let mut cols = Vec::new();
+    loop {
+        let (name, rest) = if s.first() == Some(&b'"') {
+            let mut name = Vec::new();
+            let mut i = 1;
+            loop {
+                match *s.get(i)? {
+                    b'"' if s.get(i + 1) == Some(&b'"') => {
+                        name.push(b'"');
+                        i += 2;
+                    }
+                    b'"' => break,
+                    b => {
+                        name.push(b);
+                        i += 1;
+                    }
+                }
+            }
+            (name, &s[i + 1..])
+        } else {
+            let n = s.iter().take_while(|b| !matches!(b, b',' | b')')).count();
+            (s[..n].to_vec(), &s[n..])
+        };
+        cols.push(String::from_utf8(name).ok()?);
+        match rest.first()? {
+            b',' => s = rest[1..].strip_prefix(b" ").unwrap_or(&rest[1..]),
+            b')' => return Some(cols),
             _ => return None,
         }
     }

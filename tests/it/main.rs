@@ -11,6 +11,7 @@ mod counters_hostile;
 mod db_tls;
 mod db_tls_mysql;
 mod faults;
+mod mask;
 mod office_e2e;
 mod office_privilege;
 mod office_prune;

@@ -72,6 +72,8 @@ pub struct EntryReport {
     /// The role the dump was restored as; its owners, privileges and DEFINERs became that role's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restored_as: Option<RestoredAs>,
+    /// The rows were masked with `office.masking` on their way to the server.
+    pub masked: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -101,6 +103,7 @@ impl EntryReport {
             post_sql: Vec::new(),
             replaced: false,
             restored_as: None,
+            masked: false,
         }
     }
 }
@@ -230,6 +233,7 @@ fn refresh_one(
                     report.post_sql_seconds = s.post_sql_seconds;
                     report.post_sql = r.post_sql.clone();
                     report.replaced = s.replaced;
+                    report.masked = r.mask;
                 }
                 Err(e) => {
                     // A config error (TLS to the server failing its check, found at the first
@@ -256,6 +260,14 @@ fn run(
     mapped: &Arc<Mapped>,
 ) -> Result<Swapped> {
     let dir = plan.snapshot.dir();
+    // The config check made sure that `mask: true` has rules for this source.
+    let mask = match (&office.office.masking, r.mask) {
+        (Some(m), true) => Some(
+            m.for_source(&r.source)
+                .ok_or_else(|| usage(format!("office.masking has no rules for {}", r.source)))?,
+        ),
+        _ => None,
+    };
     let restore = |database: &str| -> Result<u64> {
         tracing::info!(
             "restoring {} of {}/{} (verified {}) into {database}",
@@ -270,6 +282,7 @@ fn run(
             database: database.to_string(),
             replace: false,
             as_role: Some(mapped.clone()),
+            mask: mask.clone(),
         };
         restore_db(
             rt,

@@ -5,5 +5,6 @@ pub mod db;
 pub mod keys;
 pub mod office;
 pub mod s3;
+pub mod servers;
 pub mod tls;
 pub mod tree;

@@ -1,0 +1,150 @@
+//! Masking (anonymizing) a dump on the stream, so real values never reach a dev server.
+//!
+//! refresh with `mask: true` (and `offsite mask` as a plain filter) rewrites the rows of the tables
+//! `office.masking.tables` names as the dump streams from the verified snapshot to the server:
+//! PostgreSQL COPY data ([`pg`]), MariaDB/MySQL INSERT tuples ([`mysql`]). The dev server's data
+//! files, WAL and binlog only ever see masked values. Each column's rule is a [`Transform`],
+//! deterministic under the masking secret ([`transform`] says how and what stays unique).
+//!
+//! Rules are keyed `engine/database:table` (`postgres/shop:public.customers`, `mysql/crm:contacts`),
+//! then column. A rule naming a table or column the dump does not have fails the restore: a typo
+//! must not leave a column unmasked.
+
+mod mysql;
+mod names;
+mod pg;
+pub mod transform;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+
+use crate::snapshot::manifest::Engine;
+pub use transform::{Key, Transform};
+
+/// The rules for one database of a dump.
+pub struct DbMask {
+    /// `postgres/shop`, for messages.
+    pub source: String,
+    pub key: Arc<Key>,
+    /// Table (`public.customers`; MariaDB: `customers`) -> (column, rule), unquoted names.
+    pub tables: BTreeMap<String, Vec<(String, Transform)>>,
+}
+
+impl std::fmt::Debug for DbMask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DbMask")
+            .field("source", &self.source)
+            .field("tables", &self.tables.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// `office.masking`: the secret and every database's rules.
+#[derive(Default)]
+pub struct Masking {
+    by_source: BTreeMap<String, Arc<DbMask>>,
+}
+
+impl std::fmt::Debug for Masking {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.by_source.iter()).finish()
+    }
+}
+
+impl Masking {
+    /// From the config: `tables` maps `engine/db:table` to a map of column -> rule.
+    pub fn new(
+        secret: &[u8],
+        tables: &BTreeMap<String, BTreeMap<String, serde_norway::Value>>,
+    ) -> Result<Self> {
+        let key = Arc::new(Key::new(secret).context("office.masking.secret")?);
+        let mut by_source: BTreeMap<String, DbMask> = BTreeMap::new();
+        for (name, cols) in tables {
+            let what = format!("office.masking.tables.{name:?}");
+            let Some((source, table)) = name.split_once(':') else {
+                bail!("{what}: expected ENGINE/DATABASE:TABLE (postgres/shop:public.customers, mysql/crm:contacts)");
+            };
+            let (engine, db) = source.split_once('/').unwrap_or(("", ""));
+            if !matches!(engine, "postgres" | "mysql") || db.is_empty() || table.is_empty() {
+                bail!("{what}: expected ENGINE/DATABASE:TABLE with ENGINE postgres or mysql");
+            }
+            if engine == "postgres" && !table.contains('.') {
+                bail!("{what}: a PostgreSQL table is named with its schema (public.{table})");
+            }
+            let mut rules = Vec::new();
+            for (col, rule) in cols {
+                let t = Transform::parse(rule).with_context(|| format!("{what}.{col}"))?;
+                rules.push((col.clone(), t));
+            }
+            by_source
+                .entry(source.to_string())
+                .or_insert_with(|| DbMask {
+                    source: source.to_string(),
+                    key: key.clone(),
+                    tables: BTreeMap::new(),
+                })
+                .tables
+                .insert(table.to_string(), rules);
+        }
+        Ok(Self {
+            by_source: by_source
+                .into_iter()
+                .map(|(k, v)| (k, Arc::new(v)))
+                .collect(),
+        })
+    }
+
+    /// The rules for `source` (`postgres/shop`); None when it has none (its dump passes unchanged).
+    pub fn for_source(&self, source: &str) -> Option<Arc<DbMask>> {
+        self.by_source.get(source).cloned()
+    }
+
+    pub fn sources(&self) -> impl Iterator<Item = &str> {
+        self.by_source.keys().map(String::as_str)
+    }
+}
+
+/// Wraps a dump stream of `engine` so that `mask`'s tables come out masked.
+pub fn stream(
+    engine: Engine,
+    reader: Box<dyn Read + Send>,
+    mask: Arc<DbMask>,
+) -> Box<dyn Read + Send> {
+    if mask.tables.is_empty() {
+        return reader;
+    }
+    match engine {
+        Engine::Postgres => Box::new(pg::pg_mask(reader, mask)),
+        Engine::Mysql => Box::new(mysql::mysql_mask(reader, mask)),
+    }
+}
+
+/// Checks that every table with rules is in the snapshot (its manifest's row counts name every
+/// table the dump holds), before anything is restored.
+pub fn check_tables(mask: &DbMask, dump_tables: &BTreeMap<String, u64>) -> Result<()> {
+    let have: Vec<String> = dump_tables
+        .keys()
+        .map(|t| pg::unquote_qualified(t))
+        .collect();
+    let missing: Vec<&str> = mask
+        .tables
+        .keys()
+        .filter(|t| !have.iter().any(|h| h == *t))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "office.masking names {} in {}, which the snapshot's dump does not have (it has: {})",
+            missing.join(", "),
+            mask.source,
+            have.join(", ")
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,339 @@
+//! Masking a plain pg_dump on the stream: the rows of each COPY block of a table with rules.
+//!
+//! psql's lexer ([`PgCounter`]) follows the dump, so a row is only ever a line of COPY data, never
+//! text in a function body that looks like one. A row is held whole (one row, never a table),
+//! split at its tabs (a tab inside a value is written `\t`), and each masked field is decoded from
+//! COPY's text format (`\N`, backslash escapes), transformed and encoded again. Everything else
+//! passes through unchanged. A row whose field count is not the header's, or a rule naming a
+//! column the COPY header does not have, fails the stream: nothing unmasked goes on.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{self, Read};
+use std::sync::Arc;
+
+use memchr::memchr;
+
+use super::transform::Transform;
+use super::DbMask;
+use crate::sql::PgCounter;
+
+/// A plain pg_dump with the rows of `mask`'s tables masked.
+pub fn pg_mask<R: Read + Send>(inner: R, mask: Arc<DbMask>) -> impl Read + Send {
+    PgMask {
+        inner,
+        lex: PgCounter::new(),
+        mask,
+        plans: HashMap::new(),
+        seen: BTreeSet::new(),
+        buf: vec![0; 256 * 1024],
+        out: Vec::new(),
+        pos: 0,
+        line: Vec::new(),
+        state: Line::Start,
+        done: false,
+    }
+}
+
+/// Per column of a COPY block: its rule, if any.
+type Plan = Arc<Vec<Option<Transform>>>;
+
+struct PgMask<R> {
+    inner: R,
+    lex: PgCounter,
+    mask: Arc<DbMask>,
+    /// By table, as pg_dump quoted it: None for a table without rules.
+    plans: HashMap<String, Option<Plan>>,
+    /// Tables with rules whose data was seen (unquoted).
+    seen: BTreeSet<String>,
+    buf: Vec<u8>,
+    out: Vec<u8>,
+    pos: usize,
+    line: Vec<u8>,
+    state: Line,
+    done: bool,
+}
+
+enum Line {
+    Start,
+    Pass,
+    Row(Plan),
+}
+
+impl<R: Read> PgMask<R> {
+    fn plan(&mut self, table: &str, columns: &[String]) -> io::Result<Option<Plan>> {
+        if let Some(p) = self.plans.get(table) {
+            return Ok(p.clone());
+        }
+        let name = unquote_qualified(table);
+        let plan = match self.mask.tables.get(&name) {
+            None => None,
+            Some(rules) => {
+                let mut plan = vec![None; columns.len()];
+                for (col, t) in rules {
+                    let Some(i) = columns.iter().position(|c| c == col) else {
+                        return Err(io::Error::other(format!(
+                            "masking {}:{name}: the dump's COPY of {name} has no column {col:?} (it has: {})",
+                            self.mask.source,
+                            columns.join(", ")
+                        )));
+                    };
+                    plan[i] = Some(t.clone());
+                }
+                self.seen.insert(name);
+                Some(Arc::new(plan))
+            }
+        };
+        self.plans.insert(table.to_string(), plan.clone());
+        Ok(plan)
+    }
+
+    fn process(&mut self, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            if let Line::Start = self.state {
+                let target = self
+                    .lex
+                    .copy_line_start()
+                    .map(|(t, c)| (t.to_string(), c.to_vec()));
+                self.state = match target {
+                    Some((table, columns)) => match self.plan(&table, &columns)? {
+                        Some(plan) => Line::Row(plan),
+                        None => Line::Pass,
+                    },
+                    None => Line::Pass,
+                };
+            }
+            let end = memchr(b'\n', data).map_or(data.len(), |i| i + 1);
+            let (piece, rest) = data.split_at(end);
+            data = rest;
+            let complete = piece.last() == Some(&b'\n');
+            match &self.state {
+                Line::Start => unreachable!("decided above"),
+                Line::Pass => {
+                    self.lex.feed(piece);
+                    self.out.extend_from_slice(piece);
+                }
+                Line::Row(plan) => {
+                    self.line.extend_from_slice(piece);
+                    if !complete {
+                        continue;
+                    }
+                    let plan = plan.clone();
+                    let line = std::mem::take(&mut self.line);
+                    self.lex.feed(&line);
+                    if line == b"\\.\n" {
+                        self.out.extend_from_slice(&line);
+                    } else {
+                        mask_row(&line, &plan, &self.mask, &mut self.out).map_err(|e| {
+                            io::Error::other(format!("masking {}: {e:#}", self.mask.source))
+                        })?;
+                    }
+                    self.line = line;
+                    self.line.clear();
+                }
+            }
+            if complete {
+                self.state = Line::Start;
+            }
+        }
+        Ok(())
+    }
+
+    /// At the end: every table with rules must have been in the dump.
+    fn finish(&mut self) -> io::Result<()> {
+        if !self.line.is_empty() {
+            return Err(io::Error::other(format!(
+                "masking {}: the dump ends inside a COPY row",
+                self.mask.source
+            )));
+        }
+        let missing: Vec<&String> = self
+            .mask
+            .tables
+            .keys()
+            .filter(|t| !self.seen.contains(*t))
+            .collect();
+        if !missing.is_empty() {
+            return Err(io::Error::other(format!(
+                "masking {}: the dump has no data for {} named by office.masking.tables",
+                self.mask.source,
+                missing
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for PgMask<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.out.len() {
+            self.out.clear();
+            self.pos = 0;
+            if self.done {
+                return Ok(0);
+            }
+            let n = self.inner.read(&mut self.buf)?;
+            if n == 0 {
+                self.done = true;
+                self.finish()?;
+                continue;
+            }
+            let chunk = std::mem::take(&mut self.buf);
+            let r = self.process(&chunk[..n]);
+            self.buf = chunk;
+            r?;
+        }
+        let n = buf.len().min(self.out.len() - self.pos);
+        buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// `public."Odd Name"` -> `public.Odd Name`: the names as the config writes them.
+pub fn unquote_qualified(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut quoted = false;
+    let mut chars = name.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                out.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn mask_row(
+    line: &[u8],
+    plan: &[Option<Transform>],
+    mask: &DbMask,
+    out: &mut Vec<u8>,
+) -> anyhow::Result<()> {
+    let body = line.strip_suffix(b"\n").unwrap_or(line);
+    let fields = body.split(|&b| b == b'\t').count();
+    if fields != plan.len() {
+        anyhow::bail!(
+            "a COPY row has {fields} fields where its header names {} columns",
+            plan.len()
+        );
+    }
+    for (i, (field, rule)) in body.split(|&b| b == b'\t').zip(plan).enumerate() {
+        if i > 0 {
+            out.push(b'\t');
+        }
+        match rule {
+            None => out.extend_from_slice(field),
+            Some(t) => {
+                let value = if field == b"\\N" {
+                    None
+                } else {
+                    Some(String::from_utf8_lossy(&decode(field)).into_owned())
+                };
+                match t.apply(&mask.key, value.as_deref())? {
+                    None => out.extend_from_slice(b"\\N"),
+                    Some(v) => encode(&v, out),
+                }
+            }
+        }
+    }
+    out.push(b'\n');
+    Ok(())
+}
+
+/// COPY text format to bytes: `\b \f \n \r \t \v \\`, octal `\123`, hex `\x4F`; any other
+/// backslashed byte stands for itself.
+fn decode(f: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(f.len());
+    let mut i = 0;
+    while i < f.len() {
+        let b = f[i];
+        if b != b'\\' || i + 1 == f.len() {
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        let c = f[i + 1];
+        i += 2;
+        match c {
+            b'b' => out.push(8),
+            b'f' => out.push(12),
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b't' => out.push(b'\t'),
+            b'v' => out.push(11),
+            b'0'..=b'7' => {
+                let mut v = u32::from(c - b'0');
+                let mut n = 1;
+                while n < 3 && i < f.len() && (b'0'..=b'7').contains(&f[i]) {
+                    v = v * 8 + u32::from(f[i] - b'0');
+                    i += 1;
+                    n += 1;
+                }
+                out.push((v & 0xff) as u8);
+            }
+            b'x' if i < f.len() && f[i].is_ascii_hexdigit() => {
+                let mut v = 0u8;
+                let mut n = 0;
+                while n < 2 && i < f.len() && f[i].is_ascii_hexdigit() {
+                    v = v * 16 + (f[i] as char).to_digit(16).unwrap_or(0) as u8;
+                    i += 1;
+                    n += 1;
+                }
+                out.push(v);
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn encode(v: &str, out: &mut Vec<u8>) {
+    for &b in v.as_bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            8 => out.extend_from_slice(b"\\b"),
+            12 => out.extend_from_slice(b"\\f"),
+            11 => out.extend_from_slice(b"\\v"),
+            b => out.push(b),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_text_round_trips() {
+        for v in [
+            "plain",
+            "tab\there",
+            "new\nline",
+            "back\\slash",
+            "Zoë \u{1F600}",
+            "\\N as text",
+            "cr\r\u{8}\u{b}\u{c}",
+        ] {
+            let mut enc = Vec::new();
+            encode(v, &mut enc);
+            assert!(!enc.contains(&b'\t') && !enc.contains(&b'\n'));
+            assert_eq!(decode(&enc), v.as_bytes(), "{v:?}");
+        }
+        assert_eq!(decode(b"\\101\\x42\\q"), b"ABq");
+        assert_eq!(
+            unquote_qualified("public.\"Odd \"\"x\"\"\""),
+            "public.Odd \"x\""
+        );
+    }
+}

@@ -1,0 +1,179 @@
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::sync::Arc;
+
+use super::*;
+
+const SECRET: &[u8] = b"a masking secret for the unit tests";
+
+fn masking(yaml: &str, secret: &[u8]) -> Masking {
+    let tables: BTreeMap<String, BTreeMap<String, serde_norway::Value>> =
+        serde_norway::from_str(yaml).unwrap();
+    Masking::new(secret, &tables).unwrap()
+}
+
+struct Pieces<'a>(&'a [u8], usize);
+impl Read for Pieces<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.0.len().min(self.1).min(buf.len());
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
+fn run(engine: Engine, m: &Masking, source: &str, input: &str, piece: usize) -> io::Result<String> {
+    let mask = m.for_source(source).unwrap();
+    let owned: &'static [u8] = Box::leak(input.as_bytes().to_vec().into_boxed_slice());
+    let mut out = Vec::new();
+    stream(engine, Box::new(Pieces(owned, piece)), mask).read_to_end(&mut out)?;
+    Ok(String::from_utf8(out).unwrap())
+}
+
+const PG: &str = "SET standard_conforming_strings = on;\n\nCREATE FUNCTION public.f() RETURNS text\n    LANGUAGE sql\n    AS $$\nCOPY public.customers (id, email) FROM stdin;\n$$;\n\nCOPY public.customers (id, email, full_name, \"Phone No\", notes) FROM stdin;\n1\tjane.doe@example.com\tJane Doe\t+1 555 010 7788\tline1\\nline2\\twith tab \\\\ back\n2\t\\N\tZoë Ünal\t\\N\tplain\n3\tjane.doe@example.com\tJäne \\\\N\t555-0000\t\\N\n\\.\n\nCOPY public.orders (id, customer_email, total) FROM stdin;\n10\tjane.doe@example.com\t12.50\n\\.\n\nCOPY public.other (x) FROM stdin;\njane.doe@example.com\n\\.\n\n-- PostgreSQL database dump complete\n\n";
+
+const PG_RULES: &str = "\"postgres/shop:public.customers\": { email: email, full_name: name, \"Phone No\": digits, notes: \"null\" }\n\"postgres/shop:public.orders\": { customer_email: email }\n";
+
+fn pg_rows(out: &str, table: &str) -> Vec<Vec<String>> {
+    // The last: a function body above holds a look-alike.
+    let start = out.rfind(&format!("COPY {table} ")).unwrap();
+    let body = &out[start..];
+    let body = &body[body.find('\n').unwrap() + 1..];
+    body[..body.find("\\.\n").unwrap()]
+        .lines()
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn postgres_copy_rows_are_masked_and_everything_else_passes() {
+    let m = masking(PG_RULES, SECRET);
+    let first = run(Engine::Postgres, &m, "postgres/shop", PG, 1 << 20).unwrap();
+    for piece in [1, 2, 3, 7, 100] {
+        assert_eq!(
+            run(Engine::Postgres, &m, "postgres/shop", PG, piece).unwrap(),
+            first,
+            "piece {piece}"
+        );
+    }
+    assert!(!first.contains("jane.doe@example.com\t"), "{first}");
+    assert!(!first.contains("Jane Doe") && !first.contains("Zoë") && !first.contains("010 7788"));
+    // The function body's look-alike COPY line and the unmasked table are untouched.
+    assert!(first.contains("AS $$\nCOPY public.customers (id, email) FROM stdin;\n$$;"));
+    assert_eq!(
+        pg_rows(&first, "public.other"),
+        vec![vec!["jane.doe@example.com"]]
+    );
+    let c = pg_rows(&first, "public.customers");
+    assert_eq!(c.len(), 3);
+    assert!(c.iter().all(|r| r.len() == 5));
+    assert_eq!(c[1][1], "\\N", "NULL stays NULL");
+    assert_eq!(c[0][4], "\\N", "the null rule");
+    assert_eq!(c[0][1], c[2][1], "the same email masks the same");
+    assert!(c[0][1].ends_with("@example.invalid"));
+    let o = pg_rows(&first, "public.orders");
+    assert_eq!(o[0][1], c[0][1], "joins on masked columns still hold");
+    assert_eq!(o[0][2], "12.50");
+    assert_eq!(c[0][3].len(), "+1 555 010 7788".len());
+    // Another secret, other values.
+    let other = run(
+        Engine::Postgres,
+        &masking(PG_RULES, b"another secret, also long enough"),
+        "postgres/shop",
+        PG,
+        64,
+    )
+    .unwrap();
+    assert_ne!(pg_rows(&other, "public.customers")[0][1], c[0][1]);
+}
+
+#[test]
+fn postgres_rules_that_do_not_fit_the_dump_fail_the_stream() {
+    let m = masking(
+        "\"postgres/shop:public.customers\": { phone2: digits }\n",
+        SECRET,
+    );
+    let e = run(Engine::Postgres, &m, "postgres/shop", PG, 64).unwrap_err();
+    assert!(e.to_string().contains("no column \"phone2\""), "{e}");
+    let m = masking("\"postgres/shop:public.missing\": { x: digits }\n", SECRET);
+    let e = run(Engine::Postgres, &m, "postgres/shop", PG, 64).unwrap_err();
+    assert!(e.to_string().contains("public.missing"), "{e}");
+    let bad = PG.replace("\t+1 555 010 7788", "");
+    let m = masking(PG_RULES, SECRET);
+    let e = run(Engine::Postgres, &m, "postgres/shop", &bad, 64).unwrap_err();
+    assert!(
+        e.to_string().contains("4 fields where its header names 5"),
+        "{e}"
+    );
+}
+
+const MY: &str = "/*!40101 SET NAMES utf8mb4 */;\nDROP TABLE IF EXISTS `contacts`;\nCREATE TABLE `contacts` (\n  `id` int(11) NOT NULL,\n  `email` varchar(255) DEFAULT NULL,\n  `mobile` varchar(32) DEFAULT NULL,\n  `address` text DEFAULT NULL,\n  `photo` blob DEFAULT NULL,\n  `odd``name` int DEFAULT NULL,\n  PRIMARY KEY (`id`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;\n\nLOCK TABLES `contacts` WRITE;\nINSERT INTO `contacts` VALUES\n(1,'jane.doe@example.com','+1 555 010 7788','It\\'s \\\"here\\\"\\n2nd line,\twith (parens), and \\\\',0x89504E47,7),\n(2,NULL,_binary '555','Zoë',NULL,-1.5e3),\n(3,'jane.doe@example.com','x','y',0x,NULL);\nUNLOCK TABLES;\nCREATE TABLE `plain` (\n  `email` text\n);\nINSERT INTO `plain` VALUES ('jane.doe@example.com');\n-- Dump completed\n";
+
+const MY_RULES: &str =
+    "\"mysql/crm:contacts\": { email: email, mobile: digits, address: { const: \"1 Main St\" } }\n";
+
+#[test]
+fn mysql_insert_tuples_are_masked_and_everything_else_passes() {
+    let m = masking(MY_RULES, SECRET);
+    let first = run(Engine::Mysql, &m, "mysql/crm", MY, 1 << 20).unwrap();
+    for piece in [1, 2, 5, 13, 100] {
+        assert_eq!(
+            run(Engine::Mysql, &m, "mysql/crm", MY, piece).unwrap(),
+            first,
+            "piece {piece}"
+        );
+    }
+    let at = first.find("INSERT INTO `contacts`").unwrap();
+    let insert = &first[at..at + first[at..].find(";\n").unwrap()];
+    assert!(
+        !insert.contains("jane.doe@example.com") && !insert.contains("555"),
+        "{insert}"
+    );
+    assert!(!insert.contains("It\\'s"), "{insert}");
+    assert_eq!(insert.matches("'1 Main St'").count(), 3, "{insert}");
+    assert!(
+        insert.contains(",0x89504E47,7),\n(2,NULL,"),
+        "other values as they were: {insert}"
+    );
+    assert!(insert.contains(",NULL,-1.5e3),\n(3,"), "{insert}");
+    // The same email masks the same as in PostgreSQL (same secret).
+    let pg = run(
+        Engine::Postgres,
+        &masking(PG_RULES, SECRET),
+        "postgres/shop",
+        PG,
+        64,
+    )
+    .unwrap();
+    let masked = &pg_rows(&pg, "public.customers")[0][1];
+    assert_eq!(insert.matches(masked.as_str()).count(), 2, "{insert}");
+    assert!(first.contains("INSERT INTO `plain` VALUES ('jane.doe@example.com');"));
+    assert_eq!(first.lines().count(), MY.lines().count());
+}
+
+#[test]
+fn mysql_rules_that_do_not_fit_the_dump_fail_the_stream() {
+    let m = masking("\"mysql/crm:contacts\": { phone2: digits }\n", SECRET);
+    let e = run(Engine::Mysql, &m, "mysql/crm", MY, 64).unwrap_err();
+    assert!(e.to_string().contains("phone2"), "{e}");
+    let bad = MY.replace(",0x89504E47,7)", ",0x89504E47)");
+    let e = run(
+        Engine::Mysql,
+        &masking(MY_RULES, SECRET),
+        "mysql/crm",
+        &bad,
+        64,
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("5 values where the table has 6"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_database_without_rules_has_no_mask() {
+    let m = masking(MY_RULES, SECRET);
+    assert!(m.for_source("mysql/other").is_none());
+    let _ = Arc::new(0);
+}
