@@ -40,7 +40,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
             usage("offsite mask needs office.masking in the config (its secret and rules)")
         })?;
     let source = format!("{}/{}", a.engine, a.database);
-    let mask = masking.for_source(&source).ok_or_else(|| {
+    let mask = masking.for_source(&source)?.ok_or_else(|| {
         usage(format!(
             "office.masking.tables has no rules for {source} (keys like \"{source}:TABLE\")"
         ))

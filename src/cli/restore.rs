@@ -141,7 +141,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
                 .ok_or_else(|| {
                     usage("--mask needs office.masking in the config (its secret and rules)")
                 })?;
-            Some(masking.for_source(source).ok_or_else(|| {
+            Some(masking.for_source(source)?.ok_or_else(|| {
                 usage(format!(
                     "--mask: office.masking.tables has no rules for {source}"
                 ))

@@ -493,9 +493,16 @@ fn check_office(o: raw::RawOffice, base: &Path) -> Result<OfficeConfig> {
     let masking = match &o.masking {
         None => None,
         Some(m) => {
-            let secret = m.secret.resolve("office.masking.secret", base)?;
+            let (spec, base) = (m.secret.clone(), base.to_path_buf());
+            let secret: crate::mask::SecretLoader = Box::new(move || {
+                Ok(spec
+                    .resolve("office.masking.secret", &base)?
+                    .expose()
+                    .as_bytes()
+                    .to_vec())
+            });
             Some(std::sync::Arc::new(
-                crate::mask::Masking::new(secret.expose().as_bytes(), &m.tables)
+                crate::mask::Masking::new(secret, &m.tables)
                     .map_err(|e| usage(format!("{e:#}")))?,
             ))
         }
@@ -536,7 +543,7 @@ fn check_office(o: raw::RawOffice, base: &Path) -> Result<OfficeConfig> {
                 r.database
             )));
         };
-        if m.for_source(&r.source).is_none() {
+        if !m.has_rules(&r.source) {
             return Err(usage(format!(
                 "office.refresh {}: mask: true, but office.masking.tables has no rules for {} (keys like \"{}:public.customers\")",
                 r.database, r.source, r.source

@@ -17,7 +17,7 @@ pub mod transform;
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{bail, Context, Result};
 
@@ -42,26 +42,33 @@ impl std::fmt::Debug for DbMask {
     }
 }
 
+/// Where the masking secret comes from, read when a mask is first needed: a production host that
+/// shares the config file never needs the office's masking secret.
+pub type SecretLoader = Box<dyn Fn() -> Result<Vec<u8>> + Send + Sync>;
+
 /// `office.masking`: the secret and every database's rules.
-#[derive(Default)]
 pub struct Masking {
-    by_source: BTreeMap<String, Arc<DbMask>>,
+    /// Source (`postgres/shop`) -> table -> (column, rule).
+    rules: BTreeMap<String, BTreeMap<String, Vec<(String, Transform)>>>,
+    secret: SecretLoader,
+    key: OnceLock<Arc<Key>>,
 }
 
 impl std::fmt::Debug for Masking {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_map().entries(self.by_source.iter()).finish()
+        f.debug_map().entries(self.rules.iter()).finish()
     }
 }
 
 impl Masking {
-    /// From the config: `tables` maps `engine/db:table` to a map of column -> rule.
+    /// From the config: `tables` maps `engine/db:table` to a map of column -> rule. The rules are
+    /// checked now; the secret is read at the first [`Masking::for_source`].
     pub fn new(
-        secret: &[u8],
+        secret: SecretLoader,
         tables: &BTreeMap<String, BTreeMap<String, serde_norway::Value>>,
     ) -> Result<Self> {
-        let key = Arc::new(Key::new(secret).context("office.masking.secret")?);
-        let mut by_source: BTreeMap<String, DbMask> = BTreeMap::new();
+        let mut rules: BTreeMap<String, BTreeMap<String, Vec<(String, Transform)>>> =
+            BTreeMap::new();
         for (name, cols) in tables {
             let what = format!("office.masking.tables.{name:?}");
             let Some((source, table)) = name.split_once(':') else {
@@ -74,36 +81,46 @@ impl Masking {
             if engine == "postgres" && !table.contains('.') {
                 bail!("{what}: a PostgreSQL table is named with its schema (public.{table})");
             }
-            let mut rules = Vec::new();
+            let mut cols_rules = Vec::new();
             for (col, rule) in cols {
                 let t = Transform::parse(rule).with_context(|| format!("{what}.{col}"))?;
-                rules.push((col.clone(), t));
+                cols_rules.push((col.clone(), t));
             }
-            by_source
+            rules
                 .entry(source.to_string())
-                .or_insert_with(|| DbMask {
-                    source: source.to_string(),
-                    key: key.clone(),
-                    tables: BTreeMap::new(),
-                })
-                .tables
-                .insert(table.to_string(), rules);
+                .or_default()
+                .insert(table.to_string(), cols_rules);
         }
         Ok(Self {
-            by_source: by_source
-                .into_iter()
-                .map(|(k, v)| (k, Arc::new(v)))
-                .collect(),
+            rules,
+            secret,
+            key: OnceLock::new(),
         })
     }
 
-    /// The rules for `source` (`postgres/shop`); None when it has none (its dump passes unchanged).
-    pub fn for_source(&self, source: &str) -> Option<Arc<DbMask>> {
-        self.by_source.get(source).cloned()
+    pub fn has_rules(&self, source: &str) -> bool {
+        self.rules.contains_key(source)
     }
 
-    pub fn sources(&self) -> impl Iterator<Item = &str> {
-        self.by_source.keys().map(String::as_str)
+    /// The rules for `source` (`postgres/shop`) with the key; None when it has none (its dump
+    /// passes unchanged). Reads the secret the first time.
+    pub fn for_source(&self, source: &str) -> Result<Option<Arc<DbMask>>> {
+        let Some(tables) = self.rules.get(source) else {
+            return Ok(None);
+        };
+        let key = match self.key.get() {
+            Some(k) => k.clone(),
+            None => {
+                let secret = (self.secret)()?;
+                let k = Arc::new(Key::new(&secret).context("office.masking.secret")?);
+                self.key.get_or_init(|| k).clone()
+            }
+        };
+        Ok(Some(Arc::new(DbMask {
+            source: source.to_string(),
+            key,
+            tables: tables.clone(),
+        })))
     }
 }
 

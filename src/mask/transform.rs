@@ -267,16 +267,21 @@ fn redact(v: &str, first: usize, last: usize) -> String {
 fn date_shift(key: &Key, v: &str, days: u32) -> Result<String> {
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
     let head = v.get(..10).unwrap_or(v);
-    let date = time::Date::parse(head, fmt)
-        .with_context(|| format!("date_shift: {v:?} does not start with a YYYY-MM-DD date"))?;
+    // `infinity`, BC dates and the like hold no personal date: they stay as they are.
+    let Ok(date) = time::Date::parse(head, fmt) else {
+        return Ok(v.to_string());
+    };
     let d = key.mac("date_shift", v);
     let span = 2 * u64::from(days) + 1;
     let shift = (u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]) % span)
         as i64
         - i64::from(days);
-    let moved = date
-        .checked_add(time::Duration::days(shift))
-        .context("date_shift: out of range")?;
+    // Years 1 to 9999, which every engine takes: near either end the shift goes the other way.
+    let moved = [shift, -shift]
+        .into_iter()
+        .filter_map(|s| date.checked_add(time::Duration::days(s)))
+        .find(|x| (1..=9999).contains(&x.year()))
+        .unwrap_or(date);
     Ok(format!("{}{}", moved.format(fmt)?, &v[head.len()..]))
 }
 

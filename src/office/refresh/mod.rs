@@ -263,7 +263,7 @@ fn run(
     // The config check made sure that `mask: true` has rules for this source.
     let mask = match (&office.office.masking, r.mask) {
         (Some(m), true) => Some(
-            m.for_source(&r.source)
+            m.for_source(&r.source)?
                 .ok_or_else(|| usage(format!("office.masking has no rules for {}", r.source)))?,
         ),
         _ => None,
