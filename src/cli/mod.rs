@@ -5,6 +5,7 @@ mod accept;
 mod config_cmd;
 mod keygen;
 mod mask;
+mod masking;
 mod office;
 mod progress;
 mod prune;
@@ -112,6 +113,11 @@ pub enum Command {
     Accept(accept::Args),
     /// Mask a plain dump on stdin with office.masking's rules, to stdout: `pg_dump | offsite mask | psql`.
     Mask(mask::Args),
+    /// Office: which columns look like personal data, and which masking rule covers each.
+    Masking {
+        #[command(subcommand)]
+        command: masking::Command,
+    },
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -129,6 +135,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Office(a) => office::run(&cli, a),
         Command::Accept(a) => accept::run(&cli, a),
         Command::Mask(a) => mask::run(&cli, a),
+        Command::Masking { command } => masking::run(&cli, command),
     }
 }
 

@@ -502,7 +502,7 @@ fn check_office(o: raw::RawOffice, base: &Path) -> Result<OfficeConfig> {
                     .to_vec())
             });
             Some(std::sync::Arc::new(
-                crate::mask::Masking::new(secret, &m.tables)
+                crate::mask::Masking::new(secret, m.strict, &m.tables)
                     .map_err(|e| usage(format!("{e:#}")))?,
             ))
         }

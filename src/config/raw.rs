@@ -240,6 +240,9 @@ pub struct RawRefresh {
 #[serde(deny_unknown_fields)]
 pub struct RawMasking {
     pub secret: SecretSpec,
+    /// A refresh with `mask: true` refuses a dump with a personal-looking column no rule covers.
+    #[serde(default)]
+    pub strict: bool,
     #[serde(default)]
     pub tables: BTreeMap<String, BTreeMap<String, serde_norway::Value>>,
 }

@@ -10,6 +10,7 @@
 //! then column. A rule naming a table or column the dump does not have fails the restore: a typo
 //! must not leave a column unmasked.
 
+pub mod coverage;
 mod mysql;
 mod names;
 mod pg;
@@ -31,6 +32,29 @@ pub struct DbMask {
     pub key: Arc<Key>,
     /// Table (`public.customers`; MariaDB: `customers`) -> (column, rule), unquoted names.
     pub tables: BTreeMap<String, Vec<(String, Transform)>>,
+    /// Every table's columns are checked against the rules as the dump streams past.
+    pub coverage: Arc<coverage::Coverage>,
+}
+
+impl DbMask {
+    /// The transformer a rule gives `table.column`, by name.
+    pub fn rule_of(&self, table: &str, column: &str) -> Option<String> {
+        self.tables
+            .get(table)?
+            .iter()
+            .find(|(c, _)| c == column)
+            .map(|(_, t)| t.name().to_string())
+    }
+
+    /// Only looks at the columns (`masking check`): no rules, a throwaway key.
+    pub fn observer(source: &str) -> Self {
+        Self {
+            source: source.to_string(),
+            key: Arc::new(Key::ephemeral()),
+            tables: BTreeMap::new(),
+            coverage: Arc::new(coverage::Coverage::default()),
+        }
+    }
 }
 
 impl std::fmt::Debug for DbMask {
@@ -38,6 +62,7 @@ impl std::fmt::Debug for DbMask {
         f.debug_struct("DbMask")
             .field("source", &self.source)
             .field("tables", &self.tables.keys().collect::<Vec<_>>())
+            .field("strict", &self.coverage.strict)
             .finish()
     }
 }
@@ -52,6 +77,8 @@ pub struct Masking {
     rules: BTreeMap<String, BTreeMap<String, Vec<(String, Transform)>>>,
     secret: SecretLoader,
     key: OnceLock<Arc<Key>>,
+    /// A refresh refuses a dump with a personal-looking column no rule covers.
+    pub strict: bool,
 }
 
 impl std::fmt::Debug for Masking {
@@ -65,6 +92,7 @@ impl Masking {
     /// checked now; the secret is read at the first [`Masking::for_source`].
     pub fn new(
         secret: SecretLoader,
+        strict: bool,
         tables: &BTreeMap<String, BTreeMap<String, serde_norway::Value>>,
     ) -> Result<Self> {
         let mut rules: BTreeMap<String, BTreeMap<String, Vec<(String, Transform)>>> =
@@ -95,6 +123,7 @@ impl Masking {
             rules,
             secret,
             key: OnceLock::new(),
+            strict,
         })
     }
 
@@ -120,6 +149,10 @@ impl Masking {
             source: source.to_string(),
             key,
             tables: tables.clone(),
+            coverage: Arc::new(coverage::Coverage {
+                strict: self.strict,
+                ..Default::default()
+            }),
         })))
     }
 }
@@ -130,9 +163,6 @@ pub fn stream(
     reader: Box<dyn Read + Send>,
     mask: Arc<DbMask>,
 ) -> Box<dyn Read + Send> {
-    if mask.tables.is_empty() {
-        return reader;
-    }
     match engine {
         Engine::Postgres => Box::new(pg::pg_mask(reader, mask)),
         Engine::Mysql => Box::new(mysql::mysql_mask(reader, mask)),

@@ -36,13 +36,16 @@ pub fn mysql_mask<R: Read + Send>(inner: R, mask: Arc<DbMask>) -> impl Read + Se
     }
 }
 
+/// A table's columns with their types, as its CREATE TABLE gives them.
+type Columns = Vec<(String, Option<String>)>;
+
 struct MyMask<R> {
     inner: R,
     mask: Arc<DbMask>,
     /// Column names by table, from the dump's CREATE TABLE statements.
     columns: HashMap<String, Vec<String>>,
-    /// The CREATE TABLE being read: its table and columns so far.
-    creating: Option<(String, Vec<String>)>,
+    /// The CREATE TABLE being read: its table and columns (with their types) so far.
+    creating: Option<(String, Columns)>,
     seen: BTreeSet<String>,
     buf: Vec<u8>,
     out: Vec<u8>,
@@ -94,10 +97,10 @@ impl<R: Read> MyMask<R> {
                 Ok(true) => {}
                 Ok(false) => self.line = line,
                 Err(e) => {
-                    return Err(io::Error::other(format!(
-                        "masking {}: {e:#}",
-                        self.mask.source
-                    )))
+                    return Err(match e.downcast::<super::coverage::Uncovered>() {
+                        Ok(u) => io::Error::other(u),
+                        Err(e) => io::Error::other(format!("masking {}: {e:#}", self.mask.source)),
+                    })
                 }
             }
         }
@@ -108,11 +111,20 @@ impl<R: Read> MyMask<R> {
     fn on_line(&mut self, line: &[u8]) -> Result<bool> {
         if let Some((table, mut cols)) = self.creating.take() {
             if line.starts_with(b")") {
-                self.columns.insert(table, cols);
+                let mask = self.mask.clone();
+                self.mask
+                    .coverage
+                    .table(&table, &cols, &|c| mask.rule_of(&table, c))?;
+                self.columns
+                    .insert(table, cols.into_iter().map(|(c, _)| c).collect());
             } else {
                 if let Some(rest) = line.strip_prefix(b"  `") {
-                    if let Some((name, _)) = ident(rest) {
-                        cols.push(name);
+                    if let Some((name, after)) = ident(rest) {
+                        let ty = String::from_utf8_lossy(after)
+                            .split_whitespace()
+                            .next()
+                            .map(str::to_string);
+                        cols.push((name, ty));
                     }
                 }
                 self.creating = Some((table, cols));

@@ -65,6 +65,13 @@ impl<R: Read> PgMask<R> {
             return Ok(p.clone());
         }
         let name = unquote_qualified(table);
+        let cols: Vec<(String, Option<String>)> =
+            columns.iter().map(|c| (c.clone(), None)).collect();
+        let mask = self.mask.clone();
+        self.mask
+            .coverage
+            .table(&name, &cols, &|c| mask.rule_of(&name, c))
+            .map_err(io::Error::other)?;
         let plan = match self.mask.tables.get(&name) {
             None => None,
             Some(rules) => {

@@ -158,6 +158,25 @@ impl Transform {
         })
     }
 
+    /// The transformer's name, as the config writes it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Keep => "keep",
+            Self::Null => "null",
+            Self::Const(_) => "const",
+            Self::Hash { .. } => "hash",
+            Self::Email { .. } => "email",
+            Self::Name => "name",
+            Self::FirstName => "first_name",
+            Self::LastName => "last_name",
+            Self::Digits => "digits",
+            Self::Redact { .. } => "redact",
+            Self::DateShift { .. } => "date_shift",
+            Self::NumberNoise { .. } => "number_noise",
+            Self::Json(_) => "json",
+        }
+    }
+
     /// The masked value of `value` (None: SQL NULL). NULL stays NULL, whatever the rule.
     pub fn apply(&self, key: &Key, value: Option<&str>) -> Result<Option<String>> {
         let Some(v) = value else {
@@ -208,6 +227,15 @@ impl Key {
         Ok(Self(
             Hmac::<Sha256>::new_from_slice(secret).context("the masking secret")?,
         ))
+    }
+
+    /// A random key, for a stream whose output nobody keeps (`masking check`).
+    pub fn ephemeral() -> Self {
+        let secret: [u8; 32] = rand::random();
+        Self(
+            Hmac::<Sha256>::new_from_slice(&secret)
+                .unwrap_or_else(|_| unreachable!("HMAC takes any key length")),
+        )
     }
 
     fn mac(&self, tag: &str, value: &str) -> [u8; 32] {

@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::config::Secret;
 use crate::crypto::DecryptionKeys;
@@ -263,10 +263,13 @@ fn feed_child(mut child: Child, reader: &mut dyn Read, name: &str) -> Result<u64
         Err(e) => {
             let stderr = child.kill();
             let _ = drain.join();
-            if stderr.is_empty() {
-                bail!("{name}: {e}");
-            }
-            bail!("{name}: {e} ({stderr})")
+            // The read error stays the source: a strict masking refusal is recognised by its type.
+            let what = if stderr.is_empty() {
+                name.to_string()
+            } else {
+                format!("{name} (it said: {stderr})")
+            };
+            Err(anyhow::Error::new(e).context(what))
         }
     }
 }

@@ -227,3 +227,65 @@ fn a_rule_for_a_column_the_dump_lacks_fails_the_refresh_and_the_dev_database_is_
     assert!(failed.stderr.contains("phone2"), "{}", failed.stderr);
     assert!(!dev.exists(), "nothing of the refresh is left");
 }
+
+#[test]
+fn strict_masking_refuses_an_uncovered_personal_column_and_the_check_names_it() {
+    let src = PgDb::new("maskstrict");
+    src.exec(
+        "CREATE TABLE public.customers (id int, email text, phone2 text, sku text); \
+         INSERT INTO public.customers VALUES (1, 'real@example.test', '555-0101', 'A1')",
+    );
+    let dev = PgDb::named(&format!("{}_dev", src.name));
+    let s = Setup::new("mask-strict");
+    let write = |rules: &str| {
+        config(
+            &s,
+            &format!("postgres: [{{ url: '{PG_URL}', databases: [{}] }}]\n", src.name),
+            &format!(
+                "    strict: true\n    tables:\n      \"postgres/{db}:public.customers\": {{ {rules} }}\n  scratch: {{ postgres: '{PG_RESTORE_URL}' }}\n  refresh:\n    - {{ from: '{}:postgres/{db}', server: '{PG_RESTORE_URL}', database: {}, mask: true }}\n",
+                s.host,
+                dev.name,
+                db = src.name
+            ),
+        )
+    };
+    write("email: email");
+    s.offsite(&["push"]).expect(0);
+    s.offsite(&["verify"]).expect(0);
+
+    // Production added phone2; nobody told the office.
+    let check = s.offsite(&["masking", "check"]).expect(1);
+    assert!(
+        check.stdout.contains("public.customers.phone2"),
+        "{}",
+        check.stdout
+    );
+    assert!(check.stdout.contains("UNCOVERED"), "{}", check.stdout);
+    assert!(check.stdout.contains("covered: email"), "{}", check.stdout);
+    assert!(
+        !check.stdout.contains("public.customers.sku"),
+        "{}",
+        check.stdout
+    );
+    let refused = json(&s.offsite(&["--json", "refresh"]).expect(2));
+    assert_eq!(
+        refused["entries"][0]["rule"], "masking-strict",
+        "{refused:#}"
+    );
+    assert!(refused["entries"][0]["error"]
+        .as_str()
+        .unwrap_or("")
+        .contains("phone2"));
+    assert!(!dev.exists(), "the dev database was not touched");
+
+    // A rule for it, and the refresh goes through with phone2 masked.
+    write("email: email, phone2: digits");
+    s.offsite(&["masking", "check"]).expect(0);
+    s.offsite(&["refresh"]).expect(0);
+    let row = dev.exec("SELECT email, phone2, sku FROM public.customers");
+    assert!(
+        !row.contains("real@example.test") && !row.contains("555-0101"),
+        "{row}"
+    );
+    assert!(row.trim_end().ends_with("|A1"), "{row}");
+}

@@ -239,7 +239,11 @@ fn refresh_one(
                     // A config error (TLS to the server failing its check, found at the first
                     // connection) counts as exit code 2, like a guard's refusal: the swap engines
                     // leave the target as it was on any failure.
-                    if crate::error::is_usage(&e) {
+                    if crate::mask::coverage::is_uncovered(&e) {
+                        // strict masking: the new database is dropped, the target untouched.
+                        report.status = Status::Refused;
+                        report.rule = Some("masking-strict".into());
+                    } else if crate::error::is_usage(&e) {
                         report.status = Status::Refused;
                         report.rule = Some("config".into());
                     }
@@ -304,4 +308,103 @@ fn run(
         Engine::Postgres => swap_pg::refresh(rt, &target, &restore),
         Engine::Mysql => swap_mysql::refresh(rt, &target, &restore),
     }
+}
+
+/// What `offsite masking check` found for one refresh entry: every column of the snapshot's dump
+/// that refresh would restore, what it looks like and the rule that covers it.
+#[derive(Debug, Serialize)]
+pub struct CoverageReport {
+    pub database: String,
+    pub host: String,
+    pub source: String,
+    pub snapshot: Option<String>,
+    pub columns: Vec<crate::mask::coverage::ColumnSeen>,
+    /// Why the entry could not be checked (a guard refused, the snapshot could not be read).
+    pub error: Option<String>,
+}
+
+impl CoverageReport {
+    pub fn uncovered(&self) -> impl Iterator<Item = &crate::mask::coverage::ColumnSeen> {
+        self.columns
+            .iter()
+            .filter(|c| c.looks_like.is_some() && c.rule.is_none())
+    }
+}
+
+/// Reads the dump each refresh entry would restore (the newest verified snapshot) and lists its
+/// columns against `office.masking`'s rules. Nothing is restored.
+pub fn coverage(
+    office: &Office,
+    only: Option<&str>,
+    now: time::OffsetDateTime,
+) -> Vec<CoverageReport> {
+    office
+        .office
+        .refresh
+        .iter()
+        .filter(|r| only.is_none_or(|d| d == r.database))
+        .map(|r| {
+            let mut report = CoverageReport {
+                database: r.database.clone(),
+                host: r.host.clone(),
+                source: r.source.clone(),
+                snapshot: None,
+                columns: Vec::new(),
+                error: None,
+            };
+            let plan = match guards::plan(office, r, now) {
+                Checked::Ok(plan) => plan,
+                Checked::Refused(refusal) => {
+                    report.error = Some(format!(
+                        "refused by rule {}: {}",
+                        refusal.rule, refusal.message
+                    ));
+                    return report;
+                }
+                Checked::Failed(e) => {
+                    report.error = Some(format!("{e:#}"));
+                    return report;
+                }
+            };
+            report.snapshot = Some(plan.snapshot.id.clone());
+            let mask = match office
+                .office
+                .masking
+                .as_ref()
+                .map(|m| m.for_source(&r.source))
+            {
+                // Not strict here: the check lists every column, past the first uncovered one.
+                Some(Ok(Some(m))) => Arc::new(crate::mask::DbMask {
+                    source: m.source.clone(),
+                    key: m.key.clone(),
+                    tables: m.tables.clone(),
+                    coverage: Arc::default(),
+                }),
+                Some(Err(e)) => {
+                    report.error = Some(format!("{e:#}"));
+                    return report;
+                }
+                _ => Arc::new(crate::mask::DbMask::observer(&r.source)),
+            };
+            let read = crate::restore::db::dump_to(
+                office.offsite.as_ref(),
+                &plan.snapshot.dir(),
+                &plan.manifest,
+                &r.source,
+                &office.decryption,
+                Some(mask.clone()),
+                &mut std::io::sink(),
+            );
+            if let Err(e) = read {
+                report.error = Some(format!("{e:#}"));
+            }
+            report.columns = mask
+                .coverage
+                .seen
+                .lock()
+                .map(|s| s.clone())
+                .unwrap_or_default();
+            report
+        })
+        .collect()
 }
