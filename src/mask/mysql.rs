@@ -17,53 +17,67 @@ use memchr::memchr;
 
 use super::transform::Transform;
 use super::DbMask;
+use crate::sql::filter::{ChunkFilter, Filtered};
 
 /// A MariaDB/MySQL dump with the rows of `mask`'s tables masked.
 pub fn mysql_mask<R: Read + Send>(inner: R, mask: Arc<DbMask>) -> impl Read + Send {
-    MyMask {
+    Filtered::new(
         inner,
-        mask,
-        columns: HashMap::new(),
-        creating: None,
-        seen: BTreeSet::new(),
-        buf: vec![0; 256 * 1024],
-        out: Vec::new(),
-        pos: 0,
-        line: Vec::new(),
-        passing: false,
-        insert: None,
-        done: false,
-    }
+        MyMask {
+            mask,
+            columns: HashMap::new(),
+            creating: None,
+            seen: BTreeSet::new(),
+            out: Vec::new(),
+            line: Vec::new(),
+            passing: false,
+            insert: None,
+        },
+    )
 }
 
 /// A table's columns with their types, as its CREATE TABLE gives them.
 type Columns = Vec<(String, Option<String>)>;
 
-struct MyMask<R> {
-    inner: R,
+struct MyMask {
     mask: Arc<DbMask>,
     /// Column names by table, from the dump's CREATE TABLE statements.
     columns: HashMap<String, Vec<String>>,
     /// The CREATE TABLE being read: its table and columns (with their types) so far.
     creating: Option<(String, Columns)>,
     seen: BTreeSet<String>,
-    buf: Vec<u8>,
+    /// What `process` wrote, handed to the adapter after each chunk.
     out: Vec<u8>,
-    pos: usize,
     /// The current line (or INSERT statement, when a raw newline sits inside one of its strings).
     line: Vec<u8>,
     /// The rest of the current line goes through unread.
     passing: bool,
     /// The INSERT of a masked table being rewritten.
     insert: Option<Insert>,
-    done: bool,
 }
 
 const INSERT: &[u8] = b"INSERT INTO `";
 const CREATE: &[u8] = b"CREATE TABLE `";
 
-impl<R: Read> MyMask<R> {
-    fn process(&mut self, mut data: &[u8]) -> io::Result<()> {
+impl ChunkFilter for MyMask {
+    fn process(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        let r = self.rewrite(chunk);
+        out.append(&mut self.out);
+        r
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        if !self.line.starts_with(INSERT) {
+            // A last line without a newline.
+            out.append(&mut self.line);
+        }
+        out.append(&mut self.out);
+        self.check_end()
+    }
+}
+
+impl MyMask {
+    fn rewrite(&mut self, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {
             let end = memchr(b'\n', data).map_or(data.len(), |i| i + 1);
             let (piece, rest) = data.split_at(end);
@@ -182,7 +196,7 @@ impl<R: Read> MyMask<R> {
         Ok(())
     }
 
-    fn finish(&mut self) -> io::Result<()> {
+    fn check_end(&mut self) -> io::Result<()> {
         if self.insert.is_some() || self.line.starts_with(INSERT) {
             return Err(io::Error::other(format!(
                 "masking {}: the dump ends inside an INSERT",
@@ -204,37 +218,6 @@ impl<R: Read> MyMask<R> {
             )));
         }
         Ok(())
-    }
-}
-
-impl<R: Read> Read for MyMask<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.out.len() {
-            self.out.clear();
-            self.pos = 0;
-            if self.done {
-                return Ok(0);
-            }
-            let n = self.inner.read(&mut self.buf)?;
-            if n == 0 {
-                self.done = true;
-                if !self.line.starts_with(INSERT) {
-                    // A last line without a newline.
-                    let rest = std::mem::take(&mut self.line);
-                    self.out.extend_from_slice(&rest);
-                }
-                self.finish()?;
-                continue;
-            }
-            let chunk = std::mem::take(&mut self.buf);
-            let r = self.process(&chunk[..n]);
-            self.buf = chunk;
-            r?;
-        }
-        let n = buf.len().min(self.out.len() - self.pos);
-        buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
     }
 }
 

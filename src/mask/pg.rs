@@ -15,42 +15,39 @@ use memchr::memchr;
 
 use super::transform::Transform;
 use super::DbMask;
+use crate::sql::filter::{ChunkFilter, Filtered};
 use crate::sql::PgCounter;
 
 /// A plain pg_dump with the rows of `mask`'s tables masked.
 pub fn pg_mask<R: Read + Send>(inner: R, mask: Arc<DbMask>) -> impl Read + Send {
-    PgMask {
+    Filtered::new(
         inner,
-        lex: PgCounter::new(),
-        mask,
-        plans: HashMap::new(),
-        seen: BTreeSet::new(),
-        buf: vec![0; 256 * 1024],
-        out: Vec::new(),
-        pos: 0,
-        line: Vec::new(),
-        state: Line::Start,
-        done: false,
-    }
+        PgMask {
+            lex: PgCounter::new(),
+            mask,
+            plans: HashMap::new(),
+            seen: BTreeSet::new(),
+            out: Vec::new(),
+            line: Vec::new(),
+            state: Line::Start,
+        },
+    )
 }
 
 /// Per column of a COPY block: its rule, if any.
 type Plan = Arc<Vec<Option<Transform>>>;
 
-struct PgMask<R> {
-    inner: R,
+struct PgMask {
     lex: PgCounter,
     mask: Arc<DbMask>,
     /// By table, as pg_dump quoted it: None for a table without rules.
     plans: HashMap<String, Option<Plan>>,
     /// Tables with rules whose data was seen (unquoted).
     seen: BTreeSet<String>,
-    buf: Vec<u8>,
+    /// What `process` wrote, handed to the adapter after each chunk.
     out: Vec<u8>,
-    pos: usize,
     line: Vec<u8>,
     state: Line,
-    done: bool,
 }
 
 enum Line {
@@ -59,7 +56,20 @@ enum Line {
     Row(Plan),
 }
 
-impl<R: Read> PgMask<R> {
+impl ChunkFilter for PgMask {
+    fn process(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+        let r = self.rewrite(chunk);
+        out.append(&mut self.out);
+        r
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        out.append(&mut self.out);
+        self.check_end()
+    }
+}
+
+impl PgMask {
     fn plan(&mut self, table: &str, columns: &[String]) -> io::Result<Option<Plan>> {
         if let Some(p) = self.plans.get(table) {
             return Ok(p.clone());
@@ -94,7 +104,7 @@ impl<R: Read> PgMask<R> {
         Ok(plan)
     }
 
-    fn process(&mut self, mut data: &[u8]) -> io::Result<()> {
+    fn rewrite(&mut self, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {
             if let Line::Start = self.state {
                 let target = self
@@ -146,7 +156,7 @@ impl<R: Read> PgMask<R> {
     }
 
     /// At the end: every table with rules must have been in the dump.
-    fn finish(&mut self) -> io::Result<()> {
+    fn check_end(&mut self) -> io::Result<()> {
         if !self.line.is_empty() {
             return Err(io::Error::other(format!(
                 "masking {}: the dump ends inside a COPY row",
@@ -171,32 +181,6 @@ impl<R: Read> PgMask<R> {
             )));
         }
         Ok(())
-    }
-}
-
-impl<R: Read> Read for PgMask<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.out.len() {
-            self.out.clear();
-            self.pos = 0;
-            if self.done {
-                return Ok(0);
-            }
-            let n = self.inner.read(&mut self.buf)?;
-            if n == 0 {
-                self.done = true;
-                self.finish()?;
-                continue;
-            }
-            let chunk = std::mem::take(&mut self.buf);
-            let r = self.process(&chunk[..n]);
-            self.buf = chunk;
-            r?;
-        }
-        let n = buf.len().min(self.out.len() - self.pos);
-        buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
     }
 }
 

@@ -15,6 +15,7 @@
 //! One module per dialect ([`pg`], [`mysql`]): the lexers are shared by push's counters and, next,
 //! by transformers that rewrite a dump on the stream.
 
+pub mod filter;
 mod mysql;
 pub mod ownership;
 mod pg;

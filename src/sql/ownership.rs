@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use memchr::{memchr, memmem};
 
+use super::filter::{ChunkFilter, Filtered};
 use super::PgCounter;
 
 /// How many statements the filter changed, for the verification record.
@@ -62,13 +63,9 @@ trait LinePolicy {
     fn release(&mut self, held: &[u8], complete: bool, out: &mut Vec<u8>);
 }
 
-/// A reader that applies a [`LinePolicy`] with bounded memory.
-struct LineFilter<R, P> {
-    inner: R,
+/// Applies a [`LinePolicy`] with bounded memory.
+struct LineFilter<P> {
     policy: P,
-    buf: Vec<u8>,
-    out: Vec<u8>,
-    pos: usize,
     held: Vec<u8>,
     state: Line,
 }
@@ -80,20 +77,18 @@ enum Line {
     Pass,
 }
 
-impl<R: Read, P: LinePolicy> LineFilter<R, P> {
-    fn new(inner: R, policy: P) -> Self {
+impl<P: LinePolicy> LineFilter<P> {
+    fn new(policy: P) -> Self {
         Self {
-            inner,
             policy,
-            buf: vec![0; 256 * 1024],
-            out: Vec::new(),
-            pos: 0,
             held: Vec::new(),
             state: Line::Start,
         }
     }
+}
 
-    fn process(&mut self, mut data: &[u8]) {
+impl<P: LinePolicy> ChunkFilter for LineFilter<P> {
+    fn process(&mut self, mut data: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
         while !data.is_empty() {
             match self.state {
                 Line::Start => {
@@ -107,7 +102,7 @@ impl<R: Read, P: LinePolicy> LineFilter<R, P> {
                 Line::Pass => {
                     let end = memchr(b'\n', data).map_or(data.len(), |i| i + 1);
                     self.policy.pass(&data[..end]);
-                    self.out.extend_from_slice(&data[..end]);
+                    out.extend_from_slice(&data[..end]);
                     if data[end - 1] == b'\n' {
                         self.state = Line::Start;
                     }
@@ -120,54 +115,36 @@ impl<R: Read, P: LinePolicy> LineFilter<R, P> {
                     let complete = data[take - 1] == b'\n';
                     data = &data[take..];
                     if complete {
-                        self.policy.release(&self.held, true, &mut self.out);
+                        self.policy.release(&self.held, true, out);
                         self.state = Line::Start;
                     } else if self.held.len() > HOLD_MAX || !self.policy.keep_holding(&self.held) {
-                        self.policy.release(&self.held, false, &mut self.out);
+                        self.policy.release(&self.held, false, out);
                         self.state = Line::Pass;
                     }
                 }
             }
         }
+        Ok(())
     }
-}
 
-impl<R: Read, P: LinePolicy> Read for LineFilter<R, P> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.out.len() {
-            self.out.clear();
-            self.pos = 0;
-            let n = self.inner.read(&mut self.buf)?;
-            if n == 0 {
-                if self.state == Line::Held {
-                    self.state = Line::Pass;
-                    let held = std::mem::take(&mut self.held);
-                    self.policy.release(&held, false, &mut self.out);
-                }
-                if self.out.is_empty() {
-                    return Ok(0);
-                }
-                break;
-            }
-            let chunk = std::mem::take(&mut self.buf);
-            self.process(&chunk[..n]);
-            self.buf = chunk;
+    fn finish(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        if self.state == Line::Held {
+            self.state = Line::Pass;
+            let held = std::mem::take(&mut self.held);
+            self.policy.release(&held, false, out);
         }
-        let n = buf.len().min(self.out.len() - self.pos);
-        buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
+        Ok(())
     }
 }
 
 /// A plain pg_dump without its owner and privilege statements (`--no-owner --no-privileges`).
 pub fn pg_no_owner<R: Read + Send>(inner: R, mapped: Arc<Mapped>) -> impl Read + Send {
-    LineFilter::new(
+    Filtered::new(
         inner,
-        PgPolicy {
+        LineFilter::new(PgPolicy {
             lex: PgCounter::new(),
             mapped,
-        },
+        }),
     )
 }
 
@@ -240,7 +217,7 @@ impl LinePolicy for PgPolicy {
 
 /// A mariadb-dump/mysqldump with every `DEFINER=user@host` made `DEFINER=CURRENT_USER`.
 pub fn mysql_no_definer<R: Read + Send>(inner: R, mapped: Arc<Mapped>) -> impl Read + Send {
-    LineFilter::new(inner, MyPolicy { mapped })
+    Filtered::new(inner, LineFilter::new(MyPolicy { mapped }))
 }
 
 struct MyPolicy {
