@@ -209,24 +209,28 @@ fn mask_row(
     out: &mut Vec<u8>,
 ) -> anyhow::Result<()> {
     let body = line.strip_suffix(b"\n").unwrap_or(line);
-    let fields = body.split(|&b| b == b'\t').count();
-    if fields != plan.len() {
-        anyhow::bail!(
-            "a COPY row has {fields} fields where its header names {} columns",
-            plan.len()
-        );
-    }
-    for (i, (field, rule)) in body.split(|&b| b == b'\t').zip(plan).enumerate() {
+    let mut fields = 0;
+    for (i, field) in body.split(|&b| b == b'\t').enumerate() {
+        fields += 1;
         if i > 0 {
             out.push(b'\t');
         }
-        match rule {
-            None => out.extend_from_slice(field),
-            Some(t) => {
+        match plan.get(i) {
+            None => anyhow::bail!(
+                "a COPY row has more fields than the {} columns its header names",
+                plan.len()
+            ),
+            Some(None) => out.extend_from_slice(field),
+            Some(Some(t)) => {
                 let value = if field == b"\\N" {
                     None
+                } else if memchr(b'\\', field).is_none() {
+                    // Most values have no escape: no copy to decode them.
+                    Some(String::from_utf8_lossy(field))
                 } else {
-                    Some(String::from_utf8_lossy(&decode(field)).into_owned())
+                    Some(std::borrow::Cow::Owned(
+                        String::from_utf8_lossy(&decode(field)).into_owned(),
+                    ))
                 };
                 match t.apply(&mask.key, value.as_deref())? {
                     None => out.extend_from_slice(b"\\N"),
@@ -234,6 +238,12 @@ fn mask_row(
                 }
             }
         }
+    }
+    if fields != plan.len() {
+        anyhow::bail!(
+            "a COPY row has {fields} fields where its header names {} columns",
+            plan.len()
+        );
     }
     out.push(b'\n');
     Ok(())
@@ -287,7 +297,13 @@ fn decode(f: &[u8]) -> Vec<u8> {
 }
 
 fn encode(v: &str, out: &mut Vec<u8>) {
-    for &b in v.as_bytes() {
+    let bytes = v.as_bytes();
+    // Most masked values need no escape at all.
+    if !bytes.iter().any(|&b| b == b'\\' || b < 0x20) {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    for &b in bytes {
         match b {
             b'\\' => out.extend_from_slice(b"\\\\"),
             b'\n' => out.extend_from_slice(b"\\n"),

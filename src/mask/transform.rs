@@ -285,6 +285,15 @@ fn digits(key: &Key, v: &str) -> String {
 }
 
 fn redact(v: &str, first: usize, last: usize) -> String {
+    if v.is_ascii() {
+        let n = v.len();
+        let mut out = vec![b'*'; n];
+        let head = first.min(n);
+        out[..head].copy_from_slice(&v.as_bytes()[..head]);
+        let tail = n.saturating_sub(last).max(head);
+        out[tail..].copy_from_slice(&v.as_bytes()[tail..]);
+        return String::from_utf8(out).unwrap_or_default();
+    }
     let n = v.chars().count();
     v.chars()
         .enumerate()
