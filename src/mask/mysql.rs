@@ -383,10 +383,9 @@ impl Insert {
                         self.table
                     );
                 }
-                match tuple(s, i, &self.table, &self.plan, mask)? {
+                match tuple(s, i, &self.table, &self.plan, mask, out)? {
                     None => break false,
-                    Some((end, rewritten)) => {
-                        out.extend_from_slice(&rewritten);
+                    Some(end) => {
                         i = end;
                         self.after_tuple = true;
                     }
@@ -398,15 +397,32 @@ impl Insert {
     }
 }
 
-/// The tuple at `s[start]` (a `(`), rewritten, and where it ends. None: it is not complete yet.
+/// Writes the tuple at `s[start]` (a `(`) to `out`, rewritten, and returns where it ends. None: it
+/// is not complete yet (and `out` is as it was).
 fn tuple(
     s: &[u8],
     start: usize,
     table: &str,
     plan: &[Option<Transform>],
     mask: &DbMask,
-) -> Result<Option<(usize, Vec<u8>)>> {
-    let mut out = Vec::with_capacity(256);
+    out: &mut Vec<u8>,
+) -> Result<Option<usize>> {
+    let mark = out.len();
+    let r = tuple_into(s, start, table, plan, mask, out);
+    if !matches!(r, Ok(Some(_))) {
+        out.truncate(mark);
+    }
+    r
+}
+
+fn tuple_into(
+    s: &[u8],
+    start: usize,
+    table: &str,
+    plan: &[Option<Transform>],
+    mask: &DbMask,
+    out: &mut Vec<u8>,
+) -> Result<Option<usize>> {
     out.push(b'(');
     let mut i = start + 1;
     let mut n = 0;
@@ -417,7 +433,8 @@ fn tuple(
         }
         out.extend_from_slice(&s[ws..i]);
         let vstart = i;
-        let Some(value) = scan_value(s, &mut i)? else {
+        let decode = matches!(plan.get(n), Some(Some(_)));
+        let Some(value) = scan_value(s, &mut i, decode)? else {
             return Ok(None);
         };
         match plan.get(n) {
@@ -442,7 +459,7 @@ fn tuple(
                     Some(v) if was_number && v.parse::<f64>().is_ok() => {
                         out.extend_from_slice(v.as_bytes())
                     }
-                    Some(v) => quote(&v, &mut out),
+                    Some(v) => quote(&v, out),
                 }
             }
         }
@@ -472,11 +489,12 @@ fn tuple(
             plan.len()
         );
     }
-    Ok(Some((i, out)))
+    Ok(Some(i))
 }
 
-/// Reads one value at `*i`. None: the input ends inside it.
-fn scan_value(s: &[u8], i: &mut usize) -> Result<Option<Value>> {
+/// Reads one value at `*i`; a string's text is decoded only when `decode` (a masked column).
+/// None: the input ends inside it.
+fn scan_value(s: &[u8], i: &mut usize, decode: bool) -> Result<Option<Value>> {
     let rest = &s[*i..];
     if rest.len() >= 4 && rest[..4].eq_ignore_ascii_case(b"NULL") {
         *i += 4;
@@ -503,16 +521,20 @@ fn scan_value(s: &[u8], i: &mut usize) -> Result<Option<Value>> {
             *i += 1;
             let mut v = Vec::new();
             loop {
-                let Some(&b) = s.get(*i) else {
+                // Runs of plain bytes at once: only a quote or a backslash needs a look.
+                let Some(k) = memchr::memchr2(q, b'\\', &s[*i..]) else {
                     return Ok(None);
                 };
-                *i += 1;
-                match b {
-                    b'\\' => {
-                        let Some(&c) = s.get(*i) else {
-                            return Ok(None);
-                        };
-                        *i += 1;
+                if decode {
+                    v.extend_from_slice(&s[*i..*i + k]);
+                }
+                *i += k + 1;
+                if s[*i - 1] == b'\\' {
+                    let Some(&c) = s.get(*i) else {
+                        return Ok(None);
+                    };
+                    *i += 1;
+                    if decode {
                         v.push(match c {
                             b'0' => 0,
                             b'b' => 8,
@@ -523,15 +545,16 @@ fn scan_value(s: &[u8], i: &mut usize) -> Result<Option<Value>> {
                             other => other,
                         });
                     }
-                    b if b == q => {
-                        if s.get(*i) == Some(&q) {
-                            v.push(q);
-                            *i += 1;
-                        } else {
-                            return Ok(Some(Value::Str(v)));
-                        }
+                } else if s.get(*i) == Some(&q) {
+                    if decode {
+                        v.push(q);
                     }
-                    b => v.push(b),
+                    *i += 1;
+                } else if *i == s.len() {
+                    // The closing quote may yet be doubled by what comes next.
+                    return Ok(None);
+                } else {
+                    return Ok(Some(Value::Str(v)));
                 }
             }
         }
@@ -563,7 +586,16 @@ fn scan_value(s: &[u8], i: &mut usize) -> Result<Option<Value>> {
 /// A string literal the mariadb client and server read back as `v`.
 fn quote(v: &str, out: &mut Vec<u8>) {
     out.push(b'\'');
-    for &b in v.as_bytes() {
+    let bytes = v.as_bytes();
+    if !bytes
+        .iter()
+        .any(|&b| matches!(b, 0 | b'\'' | b'\\' | b'\n' | b'\r' | 26))
+    {
+        out.extend_from_slice(bytes);
+        out.push(b'\'');
+        return;
+    }
+    for &b in bytes {
         match b {
             0 => out.extend_from_slice(b"\\0"),
             b'\'' => out.extend_from_slice(b"\\'"),
