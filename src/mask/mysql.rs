@@ -565,9 +565,13 @@ fn scan_value(s: &[u8], i: &mut usize, decode: bool) -> Result<Option<Value>> {
                 .take_while(|b| b.is_ascii_hexdigit())
                 .count();
             *i = start + n;
-            Ok(Some(Value::Hex(
-                hex::decode(&s[start..start + n]).unwrap_or_default(),
-            )))
+            // Decoded only for a masked column: an unmasked blob is copied as it is.
+            let bytes = if decode {
+                hex::decode(&s[start..start + n]).unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            Ok(Some(Value::Hex(bytes)))
         }
         Some(_) => {
             let n = s[*i..]
