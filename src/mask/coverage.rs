@@ -3,8 +3,8 @@
 //! one. Production adds columns without telling the office: the night after `customers.phone2`
 //! appears, the check names it and a strict refresh stops before its rows reach the dev server.
 //!
-//! The test is by name (split into words: `customerEmail`, `customer_email`, `e_mail`) and, where
-//! the dump says it, by type (`inet`, an `email` domain). It errs on the side of asking: a product's
+//! The test is by name (split into words: `customerEmail`, `customer_email`, `e_mail`) and by the
+//! type the dump's CREATE TABLE gives (`inet`, `macaddr`, an `email` domain). It errs on the side of asking: a product's
 //! `name` is flagged too, and `keep` is how a rule says "looked at, not personal".
 
 use std::sync::Mutex;

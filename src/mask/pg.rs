@@ -30,6 +30,10 @@ pub fn pg_mask<R: Read + Send>(inner: R, mask: Arc<DbMask>) -> impl Read + Send 
             out: Vec::new(),
             line: Vec::new(),
             state: Line::Start,
+            types: HashMap::new(),
+            head: Vec::new(),
+            head_at_start: false,
+            creating: None,
         },
     )
 }
@@ -48,7 +52,18 @@ struct PgMask {
     out: Vec<u8>,
     line: Vec<u8>,
     state: Line,
+    /// Column types from the dump's CREATE TABLE statements (table -> column -> type), for the
+    /// coverage check: an `inet` column or one of an `email` domain looks personal by its type.
+    types: HashMap<String, HashMap<String, String>>,
+    /// The first bytes of the current passing line, and whether it began a statement.
+    head: Vec<u8>,
+    head_at_start: bool,
+    /// The CREATE TABLE being read.
+    creating: Option<String>,
 }
+
+/// A CREATE TABLE line's first bytes kept: a column's name and type fit.
+const HEAD_KEEP: usize = 512;
 
 enum Line {
     Start,
@@ -70,13 +85,42 @@ impl ChunkFilter for PgMask {
 }
 
 impl PgMask {
+    /// Follows pg_dump's CREATE TABLE statements (one column per line) for the columns' types.
+    fn schema_line(&mut self) {
+        let line = String::from_utf8_lossy(&self.head).into_owned();
+        if let Some(table) = self.creating.clone() {
+            if line.starts_with(')') {
+                self.creating = None;
+            } else if let Some(col) = line.strip_prefix("    ") {
+                if let Some((name, rest)) = split_ident(col) {
+                    let ty = rest.split_whitespace().next().unwrap_or("");
+                    let ty = ty.trim_end_matches(',').to_string();
+                    self.types.entry(table).or_default().insert(name, ty);
+                }
+            }
+            return;
+        }
+        if !self.head_at_start {
+            return;
+        }
+        let rest = line
+            .strip_prefix("CREATE TABLE ")
+            .or_else(|| line.strip_prefix("CREATE UNLOGGED TABLE "));
+        if let Some(name) = rest.and_then(|r| r.strip_suffix(" (\n")) {
+            self.creating = Some(unquote_qualified(name));
+        }
+    }
+
     fn plan(&mut self, table: &str, columns: &[String]) -> io::Result<Option<Plan>> {
         if let Some(p) = self.plans.get(table) {
             return Ok(p.clone());
         }
         let name = unquote_qualified(table);
-        let cols: Vec<(String, Option<String>)> =
-            columns.iter().map(|c| (c.clone(), None)).collect();
+        let types = self.types.get(&name);
+        let cols: Vec<(String, Option<String>)> = columns
+            .iter()
+            .map(|c| (c.clone(), types.and_then(|t| t.get(c)).cloned()))
+            .collect();
         let mask = self.mask.clone();
         self.mask
             .coverage
@@ -118,6 +162,8 @@ impl PgMask {
                     },
                     None => Line::Pass,
                 };
+                self.head.clear();
+                self.head_at_start = self.lex.at_statement_start();
             }
             let end = memchr(b'\n', data).map_or(data.len(), |i| i + 1);
             let (piece, rest) = data.split_at(end);
@@ -126,6 +172,15 @@ impl PgMask {
             match &self.state {
                 Line::Start => unreachable!("decided above"),
                 Line::Pass => {
+                    // Only a statement's first line or a CREATE TABLE's lines are looked at,
+                    // never COPY data.
+                    if self.head_at_start || self.creating.is_some() {
+                        let keep = HEAD_KEEP.saturating_sub(self.head.len()).min(piece.len());
+                        self.head.extend_from_slice(&piece[..keep]);
+                        if complete {
+                            self.schema_line();
+                        }
+                    }
                     self.lex.feed(piece);
                     self.out.extend_from_slice(piece);
                 }
@@ -182,6 +237,29 @@ impl PgMask {
         }
         Ok(())
     }
+}
+
+/// A column definition's name (plain or "quoted") and the rest of the line.
+fn split_ident(s: &str) -> Option<(String, &str)> {
+    if let Some(q) = s.strip_prefix('"') {
+        let mut name = String::new();
+        let mut chars = q.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            if c == '"' {
+                if chars.peek().map(|(_, c)| *c) == Some('"') {
+                    name.push('"');
+                    chars.next();
+                } else {
+                    return Some((name, &q[i + 1..]));
+                }
+            } else {
+                name.push(c);
+            }
+        }
+        return None;
+    }
+    let end = s.find(' ')?;
+    Some((s[..end].to_string(), &s[end..]))
 }
 
 /// `public."Odd Name"` -> `public.Odd Name`: the names as the config writes them.

@@ -1,5 +1,6 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read};
+use std::sync::Arc;
 
 use rand::Rng;
 
@@ -259,4 +260,29 @@ fn masking_random_rows_keeps_every_row_and_field_and_touches_only_masked_columns
             }
         }
     }
+}
+
+#[test]
+fn postgres_coverage_sees_column_types_from_create_table() {
+    let dump = "CREATE TABLE public.t (\n    id integer NOT NULL,\n    origin inet,\n    \"Contact\" public.email,\n    note text\n);\n\n\nCOPY public.t (id, origin, \"Contact\", note) FROM stdin;\n1\t10.0.0.1\ta@b.c\tx\n\\.\n\n";
+    let mask = Arc::new(DbMask::observer("postgres/p"));
+    let mut out = Vec::new();
+    stream(
+        Engine::Postgres,
+        Box::new(Pieces(dump.as_bytes(), 5)),
+        mask.clone(),
+    )
+    .read_to_end(&mut out)
+    .unwrap();
+    assert_eq!(out, dump.as_bytes(), "an observer changes nothing");
+    let seen = mask.coverage.seen.lock().unwrap().clone();
+    let looks = |c: &str| {
+        seen.iter()
+            .find(|s| s.column == c)
+            .and_then(|s| s.looks_like)
+    };
+    assert_eq!(looks("origin"), Some("ip address"));
+    assert_eq!(looks("Contact"), Some("email"));
+    assert_eq!(looks("note"), None);
+    assert_eq!(seen.len(), 4);
 }
