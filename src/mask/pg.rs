@@ -85,6 +85,28 @@ impl ChunkFilter for PgMask {
 }
 
 impl PgMask {
+    /// At the first COPY block: pg_dump writes every CREATE TABLE before any data, so a rule for a
+    /// column no table has fails here, before a single row went on.
+    fn check_rules_against_schema(&self) -> io::Result<()> {
+        for (table, rules) in &self.mask.tables {
+            let Some(cols) = self.types.get(table) else {
+                continue;
+            };
+            for (col, _) in rules {
+                if !cols.contains_key(col) {
+                    let mut have: Vec<&str> = cols.keys().map(String::as_str).collect();
+                    have.sort_unstable();
+                    return Err(io::Error::other(format!(
+                        "masking {}:{table}: the dump's CREATE TABLE {table} has no column {col:?} (it has: {})",
+                        self.mask.source,
+                        have.join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Follows pg_dump's CREATE TABLE statements (one column per line) for the columns' types.
     fn schema_line(&mut self) {
         let line = String::from_utf8_lossy(&self.head).into_owned();
@@ -114,6 +136,9 @@ impl PgMask {
     fn plan(&mut self, table: &str, columns: &[String]) -> io::Result<Option<Plan>> {
         if let Some(p) = self.plans.get(table) {
             return Ok(p.clone());
+        }
+        if self.plans.is_empty() {
+            self.check_rules_against_schema()?;
         }
         let name = unquote_qualified(table);
         let types = self.types.get(&name);

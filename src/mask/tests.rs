@@ -286,3 +286,29 @@ fn postgres_coverage_sees_column_types_from_create_table() {
     assert_eq!(looks("note"), None);
     assert_eq!(seen.len(), 4);
 }
+
+#[test]
+fn postgres_a_rule_for_a_missing_column_fails_before_the_first_row() {
+    let dump = "CREATE TABLE public.a (\n    x text\n);\n\n\nCREATE TABLE public.b (\n    y text\n);\n\n\nCOPY public.a (x) FROM stdin;\nsecret row of a\n\\.\n\n\nCOPY public.b (y) FROM stdin;\nz\n\\.\n\n";
+    let m = masking("\"postgres/p:public.b\": { missing: email }\n", SECRET);
+    let mask = m.for_source("postgres/p").unwrap().unwrap();
+    let mut reader = stream(Engine::Postgres, Box::new(Pieces(dump.as_bytes(), 7)), mask);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 64];
+    let err = loop {
+        match reader.read(&mut buf) {
+            Ok(0) => panic!("the stream ended without an error"),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        err.to_string()
+            .contains("CREATE TABLE public.b has no column \"missing\""),
+        "{err}"
+    );
+    assert!(
+        !String::from_utf8_lossy(&out).contains("secret row"),
+        "no row went on"
+    );
+}
