@@ -56,24 +56,18 @@ pub struct Swapped {
 /// Restores the dump into the named new database (the engine module picks the name).
 pub type RestoreInto<'a> = dyn Fn(&str) -> Result<u64> + 'a;
 
-/// The role or user a server URL logs in as (the clients' default when it names none).
+/// The role or user a server URL logs in as, the way offsite's own connections read it (with the
+/// same defaults when it names none).
 pub fn role_in_url(engine: crate::snapshot::manifest::Engine, url: &str) -> String {
-    let user = url::Url::parse(url)
-        .ok()
-        .map(|u| u.username().to_string())
-        .filter(|u| !u.is_empty());
-    match (engine, user) {
-        (_, Some(u)) => percent_decode(&u),
-        (crate::snapshot::manifest::Engine::Postgres, None) => "postgres".into(),
-        (crate::snapshot::manifest::Engine::Mysql, None) => "root".into(),
+    match engine {
+        crate::snapshot::manifest::Engine::Postgres => pg::parse(url)
+            .ok()
+            .and_then(|(cfg, _)| cfg.get_user().map(str::to_string))
+            .unwrap_or_else(|| "postgres".into()),
+        crate::snapshot::manifest::Engine::Mysql => my::Conn::from_server(url, None)
+            .map(|c| c.user)
+            .unwrap_or_else(|_| "root".into()),
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("u={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_else(|| s.to_string())
 }
 
 pub fn new_name(target: &str, hex: &str) -> String {
@@ -112,6 +106,7 @@ pub(crate) fn kill_point(point: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::manifest::Engine;
 
     #[test]
     fn derived_names_are_recognized_exactly() {
@@ -130,5 +125,19 @@ mod tests {
         );
         assert_eq!(SUFFIX_LEN, 17);
         assert_eq!(MAX_TARGET_LEN, 46);
+    }
+
+    #[test]
+    fn the_role_is_read_as_the_connections_read_it() {
+        assert_eq!(
+            role_in_url(Engine::Postgres, "postgres://offsite%5Frestore@h:5432/"),
+            "offsite_restore"
+        );
+        assert_eq!(role_in_url(Engine::Postgres, "postgres://h/"), "postgres");
+        assert_eq!(
+            role_in_url(Engine::Mysql, "mysql://offsite_restore@h:3306"),
+            "offsite_restore"
+        );
+        assert_eq!(role_in_url(Engine::Mysql, "mysql://h:3306"), "root");
     }
 }

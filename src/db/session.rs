@@ -104,7 +104,8 @@ impl Session {
                     .query_first(format!("SELECT count(*) FROM {}", quote::my(table)))
                     .await
                     .with_context(|| format!("counting rows of {table}"))?;
-                Ok(n.unwrap_or(0))
+                // No row is no count: never read it as an empty table that matches.
+                n.with_context(|| format!("counting rows of {table}: the server returned no row"))
             }
         }
     }

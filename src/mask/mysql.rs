@@ -57,6 +57,8 @@ struct MyMask {
 }
 
 const INSERT: &[u8] = b"INSERT INTO `";
+/// What mysqldump writes instead with --insert-ignore and --replace.
+const INSERT_KINDS: [&[u8]; 3] = [INSERT, b"INSERT IGNORE INTO `", b"REPLACE INTO `"];
 const CREATE: &[u8] = b"CREATE TABLE `";
 
 impl ChunkFilter for MyMask {
@@ -67,7 +69,7 @@ impl ChunkFilter for MyMask {
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
-        if !self.line.starts_with(INSERT) {
+        if !INSERT_KINDS.iter().any(|k| self.line.starts_with(k)) {
             // A last line without a newline.
             out.append(&mut self.line);
         }
@@ -153,7 +155,7 @@ impl MyMask {
             self.out.extend_from_slice(line);
             return Ok(true);
         }
-        if let Some(rest) = line.strip_prefix(INSERT) {
+        if let Some(rest) = INSERT_KINDS.iter().find_map(|k| line.strip_prefix(*k)) {
             let Some((table, after)) = ident(rest) else {
                 self.out.extend_from_slice(line);
                 return Ok(true);
@@ -190,6 +192,13 @@ impl MyMask {
             return Ok(());
         };
         if ins.step(&self.mask, &mut self.out)? {
+            // Only the line's end may follow: a second statement there would go on unmasked.
+            if !ins.buf.iter().all(u8::is_ascii_whitespace) {
+                bail!(
+                    "INSERT INTO `{}`: more text follows its `;` on the same line",
+                    ins.table
+                );
+            }
             self.out.extend_from_slice(&ins.buf);
             self.insert = None;
         }
@@ -197,7 +206,7 @@ impl MyMask {
     }
 
     fn check_end(&mut self) -> io::Result<()> {
-        if self.insert.is_some() || self.line.starts_with(INSERT) {
+        if self.insert.is_some() || INSERT_KINDS.iter().any(|k| self.line.starts_with(k)) {
             return Err(io::Error::other(format!(
                 "masking {}: the dump ends inside an INSERT",
                 self.mask.source
@@ -223,7 +232,7 @@ impl MyMask {
 
 /// Whether a line starting with `h` may still be an INSERT or a CREATE TABLE.
 fn could_matter(h: &[u8]) -> bool {
-    [INSERT, CREATE].iter().any(|p| {
+    INSERT_KINDS.iter().chain([&CREATE]).any(|p| {
         let n = h.len().min(p.len());
         h[..n] == p[..n]
     })

@@ -107,6 +107,25 @@ impl PgMask {
         Ok(())
     }
 
+    /// Rows written as INSERT statements (`pg_dump --inserts`) are not masked: an INSERT into a
+    /// table with rules fails the stream before its first byte goes on.
+    fn refuse_insert(&self) -> io::Result<()> {
+        let Some(rest) = self.head.strip_prefix(b"INSERT INTO ") else {
+            return Ok(());
+        };
+        let Some(end) = insert_target_end(rest) else {
+            return Ok(());
+        };
+        let name = unquote_qualified(&String::from_utf8_lossy(&rest[..end]));
+        if self.mask.tables.contains_key(&name) {
+            return Err(io::Error::other(format!(
+                "masking {}:{name}: the dump writes its rows as INSERT statements (pg_dump --inserts), which masking does not rewrite; dump with COPY (pg_dump's default)",
+                self.mask.source
+            )));
+        }
+        Ok(())
+    }
+
     /// Follows pg_dump's CREATE TABLE statements (one column per line) for the columns' types.
     fn schema_line(&mut self) {
         let line = String::from_utf8_lossy(&self.head).into_owned();
@@ -202,6 +221,9 @@ impl PgMask {
                     if self.head_at_start || self.creating.is_some() {
                         let keep = HEAD_KEEP.saturating_sub(self.head.len()).min(piece.len());
                         self.head.extend_from_slice(&piece[..keep]);
+                        if self.head_at_start {
+                            self.refuse_insert()?;
+                        }
                         if complete {
                             self.schema_line();
                         }
@@ -262,6 +284,20 @@ impl PgMask {
         }
         Ok(())
     }
+}
+
+/// Where the table name of `INSERT INTO name (...)`/`name VALUES` ends: at the first space or `(`
+/// outside quotes. None while it has not ended yet (a long name split across reads).
+fn insert_target_end(s: &[u8]) -> Option<usize> {
+    let mut quoted = false;
+    for (i, &b) in s.iter().enumerate() {
+        match b {
+            b'"' => quoted = !quoted,
+            b' ' | b'(' if !quoted => return Some(i),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// A column definition's name (plain or "quoted") and the rest of the line.

@@ -312,3 +312,63 @@ fn postgres_a_rule_for_a_missing_column_fails_before_the_first_row() {
         "no row went on"
     );
 }
+
+/// Reads until the stream fails; returns what went on before, and the error.
+fn read_until_error(mut r: Box<dyn Read + Send>) -> (String, io::Error) {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => panic!(
+                "the stream ended without an error: {}",
+                String::from_utf8_lossy(&out)
+            ),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) => return (String::from_utf8_lossy(&out).into_owned(), e),
+        }
+    }
+}
+
+#[test]
+fn postgres_rows_as_insert_statements_of_a_masked_table_fail_before_they_go_on() {
+    let dump = "SET x = 1;\nINSERT INTO public.other VALUES (1);\nINSERT INTO public.customers (id, email) VALUES (1, 'jane.doe@example.com');\n";
+    let m = masking(PG_RULES, SECRET);
+    for piece in [3, 64] {
+        let mask = m.for_source("postgres/shop").unwrap().unwrap();
+        let (out, err) = read_until_error(stream(
+            Engine::Postgres,
+            Box::new(Pieces(dump.as_bytes(), piece)),
+            mask,
+        ));
+        assert!(err.to_string().contains("pg_dump --inserts"), "{err}");
+        assert!(!out.contains("jane.doe"), "piece {piece}: {out}");
+        assert!(
+            out.contains("INSERT INTO public.other VALUES (1);"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn mysql_replace_and_insert_ignore_are_masked_and_a_second_statement_on_the_line_fails() {
+    let m = masking(MY_RULES, SECRET);
+    for kind in ["REPLACE INTO", "INSERT IGNORE INTO"] {
+        let dump = MY.replace("INSERT INTO `contacts`", &format!("{kind} `contacts`"));
+        let out = run(Engine::Mysql, &m, "mysql/crm", &dump, 7).unwrap();
+        assert!(out.contains(&format!("{kind} `contacts` VALUES")), "{out}");
+        assert!(!out.contains("jane.doe@example.com','+1"), "{kind}: {out}");
+    }
+    let dump = MY.replace(
+        ",0x,NULL);",
+        ",0x,NULL);INSERT INTO `contacts` VALUES (4,'jane.doe@example.com','1','a',0x,NULL);",
+    );
+    let mask = m.for_source("mysql/crm").unwrap().unwrap();
+    let dump: &'static str = Box::leak(dump.into_boxed_str());
+    let (out, err) = read_until_error(stream(
+        Engine::Mysql,
+        Box::new(Pieces(dump.as_bytes(), 7)),
+        mask,
+    ));
+    assert!(err.to_string().contains("more text follows"), "{err}");
+    assert!(!out.contains("(4,'jane.doe"), "{out}");
+}

@@ -52,16 +52,23 @@ pub fn dump_to(
     out: &mut dyn Write,
 ) -> Result<u64> {
     let (db, reader) = open_dump(store, snapshot_dir, manifest, source, keys)?;
+    mask_fits(mask.as_ref(), db)?;
     let mut reader = match mask {
-        Some(m) => {
-            crate::mask::check_tables(&m, &db.tables).map_err(|e| usage(format!("{e:#}")))?;
-            crate::mask::stream(db.engine, reader, m)
-        }
+        Some(m) => crate::mask::stream(db.engine, reader, m),
         None => reader,
     };
     let n = std::io::copy(&mut reader, out).with_context(|| format!("restoring {source}"))?;
     out.flush()?;
     Ok(n)
+}
+
+/// A mask whose rules name a table the snapshot's dump lacks is a config error, found before
+/// anything is restored.
+fn mask_fits(mask: Option<&Arc<crate::mask::DbMask>>, db: &DatabaseEntry) -> Result<()> {
+    match mask {
+        Some(m) => crate::mask::check_tables(m, &db.tables).map_err(|e| usage(format!("{e:#}"))),
+        None => Ok(()),
+    }
 }
 
 fn open_dump<'m>(
@@ -107,9 +114,7 @@ pub fn restore_db(
         return replace_db(rt, store, snapshot_dir, manifest, source, keys, target);
     }
     let (db, reader) = open_dump(store, snapshot_dir, manifest, source, keys)?;
-    if let Some(m) = &target.mask {
-        crate::mask::check_tables(m, &db.tables).map_err(|e| usage(format!("{e:#}")))?;
-    }
+    mask_fits(target.mask.as_ref(), db)?;
     restore_into_new(rt, db.engine, reader, target)
 }
 
@@ -133,9 +138,7 @@ fn replace_db(
     }
     let (db, _) = open_dump(store, snapshot_dir, manifest, source, keys)?;
     let engine = db.engine;
-    if let Some(m) = &target.mask {
-        crate::mask::check_tables(m, &db.tables).map_err(|e| usage(format!("{e:#}")))?;
-    }
+    mask_fits(target.mask.as_ref(), db)?;
     let into = |name: &str| -> Result<u64> {
         let (_, reader) = open_dump(store, snapshot_dir, manifest, source, keys)?;
         let fresh = DbTarget {

@@ -215,6 +215,42 @@ fn a_hostile_mariadb_dump_cannot_write_files_on_the_scratch_server() {
     );
 }
 
+/// `mariadb --sandbox` does not stop `LOAD DATA LOCAL INFILE`, which needs no server privilege:
+/// the client itself reads the file, here the office's secret key, into a table a refresh would
+/// hand to developers. offsite runs the client with --local-infile=0.
+#[test]
+fn a_hostile_mariadb_dump_cannot_read_the_office_machine_s_files() {
+    let src = MyDb::new("hostli");
+    src.exec("CREATE TABLE t (x INT); INSERT INTO t VALUES (1)");
+    let s = Setup::new("priv-li");
+    let key = s.path("keys/office.secret.asc");
+    let evil = format!(
+        "CREATE TABLE leak (l LONGTEXT); LOAD DATA LOCAL INFILE '{}' INTO TABLE leak;",
+        key.display()
+    );
+    let dump = hostile_dump(&s, "mariadb-dump", "-- Dump completed", &evil);
+    let sources = format!(
+        "mysql: [{{ url: '{MY_URL}', databases: [{}], dump_command: '{}' }}]\n",
+        src.name,
+        dump.display()
+    );
+    config(
+        &s,
+        &sources,
+        &format!("  scratch: {{ mysql: '{MY_RESTORE_URL}' }}\n"),
+    );
+    s.offsite_env(&["push"], &[("EVIL", &evil)]).expect(0);
+    // Without the option the LOAD succeeds and, the leak table not being in the manifest's row
+    // counts, verify would pass.
+    let failed = s.offsite(&["--json", "verify"]).expect(1);
+    let v = json(&failed);
+    let error = v[0]["Ok"]["databases"][0]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(error.contains("local infile"), "{v:#}");
+}
+
 #[test]
 fn refresh_refuses_a_superuser_target_unless_the_config_accepts_it_and_maps_ownership() {
     let src = PgDb::new("privrf");

@@ -374,12 +374,7 @@ pub fn coverage(
                 .map(|m| m.for_source(&r.source))
             {
                 // Not strict here: the check lists every column, past the first uncovered one.
-                Some(Ok(Some(m))) => Arc::new(crate::mask::DbMask {
-                    source: m.source.clone(),
-                    key: m.key.clone(),
-                    tables: m.tables.clone(),
-                    coverage: Arc::default(),
-                }),
+                Some(Ok(Some(m))) => Arc::new(m.listing()),
                 Some(Err(e)) => {
                     report.error = Some(format!("{e:#}"));
                     return report;
