@@ -69,6 +69,10 @@ pub struct Args {
     /// as refresh's `mask: true` does: the target never sees the real values.
     #[arg(long, requires = "db")]
     pub mask: bool,
+    /// Connections to load the database over (default: office.restore_jobs, or one per core and
+    /// at least 2; 1 restores as one stream, as `psql` or `mariadb` would).
+    #[arg(long, value_name = "N", requires = "into", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
     /// With --replace: replace even from a snapshot that failed verify.
     #[arg(long, requires = "replace")]
     pub force: bool,
@@ -183,6 +187,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
             // A person restoring (a disaster recovery) gets the dump's owners and privileges.
             as_role: None,
             mask,
+            load: Some(load_options(cfg.as_ref(), a.jobs)),
         };
         let n = restore_db(
             rt.handle(),
@@ -350,5 +355,27 @@ impl<W: std::io::Write> std::io::Write for ClosedPipeIsTheEnd<W> {
         self.inner.flush().inspect_err(|e| {
             self.closed |= e.kind() == std::io::ErrorKind::BrokenPipe;
         })
+    }
+}
+
+/// `--jobs`, else the office's settings, else one connection per core; the spool goes under the
+/// offsite directory when there is one, else the temporary directory.
+fn load_options(
+    cfg: Option<&offsite::config::Config>,
+    jobs: Option<u16>,
+) -> offsite::restore::parallel::LoadOptions {
+    let office = cfg.and_then(|c| c.office.as_ref());
+    offsite::restore::parallel::LoadOptions {
+        jobs: jobs
+            .map(usize::from)
+            .or(office.map(|o| o.restore_jobs))
+            .unwrap_or_else(offsite::config::default_restore_jobs),
+        spool_dir: office
+            .and_then(|o| o.offsite_dir.as_deref())
+            .map(|d| offsite::office::record::reports_dir(d).join("spool"))
+            .unwrap_or_else(std::env::temp_dir),
+        spool_limit: office
+            .map(|o| o.spool_limit)
+            .unwrap_or(offsite::config::DEFAULT_SPOOL_LIMIT),
     }
 }

@@ -115,6 +115,18 @@ pub struct TreeConfig {
     pub max_chain: Option<u32>,
 }
 
+/// A parallel restore's read-ahead on disk, by default: a big database's data, compressed.
+pub const DEFAULT_SPOOL_LIMIT: u64 = 20 << 30;
+
+/// One connection per core, and at least two: on two cores one loads while the other's client
+/// and the reader work.
+pub fn default_restore_jobs() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .max(2)
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct OfficeConfig {
     /// The local copy of every snapshot: a store with the same layout as S3.
@@ -133,6 +145,10 @@ pub struct OfficeConfig {
     pub allow_pattern: String,
     pub notify: Notify,
     pub parallel_downloads: usize,
+    /// Connections a database restore loads over (1: one stream, as `psql` would).
+    pub restore_jobs: usize,
+    /// What a parallel restore may spool to disk under offsite_dir (compressed bytes).
+    pub spool_limit: u64,
     #[serde(serialize_with = "duration::serialize")]
     pub clock_tolerance: std::time::Duration,
     pub max_snapshots_per_day: u32,
@@ -580,6 +596,19 @@ fn check_office(o: raw::RawOffice, base: &Path) -> Result<OfficeConfig> {
             })
             .unwrap_or_default(),
         parallel_downloads: o.parallel_downloads.unwrap_or(4).max(1),
+        restore_jobs: match o.restore_jobs {
+            Some(0) => {
+                return Err(usage(
+                    "office.restore_jobs: 0 connections cannot restore; give 1 (one stream) or more",
+                ))
+            }
+            Some(n) => n,
+            None => default_restore_jobs(),
+        },
+        spool_limit: match o.spool_limit {
+            Some(s) => parse_size(&s).map_err(|e| usage(format!("office.spool_limit: {e}")))?,
+            None => DEFAULT_SPOOL_LIMIT,
+        },
         clock_tolerance: match o.clock_tolerance {
             Some(s) => {
                 let d = parse_duration(&s)

@@ -156,6 +156,10 @@ pub struct RawOffice {
     pub notify: Option<RawNotify>,
     /// Objects downloaded at once by pull.
     pub parallel_downloads: Option<usize>,
+    /// Connections per database restore (verify, refresh, restore --into).
+    pub restore_jobs: Option<usize>,
+    /// Disk a restore's read-ahead may use (`20GiB`), compressed.
+    pub spool_limit: Option<String>,
     /// How far a snapshot's claimed time may be from the store's time of its commit (`1h`).
     pub clock_tolerance: Option<String>,
     /// More commits than this by one host in one (trusted) day are flagged as a flood.

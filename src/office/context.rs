@@ -61,6 +61,16 @@ impl Office {
         })
     }
 
+    /// How verify and refresh load a database: `office.restore_jobs` connections, spooling under
+    /// the offsite directory (beside the reports, outside the snapshots).
+    pub fn load_options(&self) -> crate::restore::parallel::LoadOptions {
+        crate::restore::parallel::LoadOptions {
+            jobs: self.office.restore_jobs,
+            spool_dir: super::record::reports_dir(&self.offsite_dir).join("spool"),
+            spool_limit: self.office.spool_limit,
+        }
+    }
+
     /// The hosts to work on: one named on the command line (it must be configured), or all.
     pub fn hosts(&self, only: Option<&str>) -> Result<Vec<String>> {
         match only {

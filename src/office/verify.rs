@@ -312,6 +312,7 @@ fn verify_database(
             replace: false,
             as_role: Some(mapped.clone()),
             mask: None,
+            load: Some(office.load_options()),
         };
         let restored = restore_db(
             rt,

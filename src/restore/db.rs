@@ -27,6 +27,8 @@ use crate::snapshot::manifest::{DatabaseEntry, Engine, Manifest};
 use crate::sql::ownership::{mysql_no_definer, pg_no_owner, Mapped};
 use crate::store::Store;
 
+use super::parallel::{self, ClientSpec, LoadOptions};
+
 /// Where to restore a database.
 pub struct DbTarget {
     pub server_url: String,
@@ -39,6 +41,8 @@ pub struct DbTarget {
     pub as_role: Option<Arc<Mapped>>,
     /// Mask the rows on the way ([`crate::mask`]): the server never sees the real values.
     pub mask: Option<Arc<crate::mask::DbMask>>,
+    /// Load over several connections ([`super::parallel`]); None or one job: a single stream.
+    pub load: Option<LoadOptions>,
 }
 
 /// Streams the verified plaintext of a database dump into `out` (for `--stdout`).
@@ -148,6 +152,7 @@ fn replace_db(
             replace: false,
             as_role: target.as_role.clone(),
             mask: target.mask.clone(),
+            load: target.load.clone(),
         };
         restore_into_new(rt, engine, reader, &fresh)
     };
@@ -197,10 +202,14 @@ fn restore_into_new(
         Some(m) => crate::mask::stream(engine, reader, m.clone()),
         None => reader,
     };
-    let result = match (engine, &t.as_role) {
-        (Engine::Postgres, Some(m)) => run_psql(Box::new(pg_no_owner(reader, m.clone())), t),
+    let reader: Box<dyn Read + Send> = match (engine, &t.as_role) {
+        (Engine::Postgres, Some(m)) => Box::new(pg_no_owner(reader, m.clone())),
+        (Engine::Mysql, Some(m)) => Box::new(mysql_no_definer(reader, m.clone())),
+        (_, None) => reader,
+    };
+    let result = match (engine, parallel_jobs(engine, t)) {
+        (_, Some((split, opts))) => load_parallel(engine, reader, split, opts, t),
         (Engine::Postgres, None) => run_psql(reader, t),
-        (Engine::Mysql, Some(m)) => run_mariadb(Box::new(mysql_no_definer(reader, m.clone())), t),
         (Engine::Mysql, None) => run_mariadb(reader, t),
     };
     if result.is_err() {
@@ -215,34 +224,97 @@ fn restore_into_new(
     result
 }
 
-fn run_psql(reader: Box<dyn Read + Send>, t: &DbTarget) -> Result<u64> {
+/// The parallel loader and its options, when this restore uses more than one connection.
+fn parallel_jobs(
+    engine: Engine,
+    t: &DbTarget,
+) -> Option<(Box<dyn parallel::Splitter>, &LoadOptions)> {
+    let opts = t.load.as_ref().filter(|o| o.jobs > 1)?;
+    Some((parallel::splitter(engine)?, opts))
+}
+
+fn load_parallel(
+    engine: Engine,
+    reader: Box<dyn Read + Send>,
+    split: Box<dyn parallel::Splitter>,
+    opts: &LoadOptions,
+    t: &DbTarget,
+) -> Result<u64> {
+    let mut clients = Vec::with_capacity(opts.jobs);
+    for i in 0..opts.jobs {
+        let name = format!("connection {} of {} into {}", i + 1, opts.jobs, t.database);
+        clients.push(match engine {
+            Engine::Postgres => ClientSpec {
+                name: format!("psql ({name})"),
+                cmd: psql_command(t, true)?,
+                preamble: super::psql_guard::restrict_line(),
+                defaults: None,
+            },
+            Engine::Mysql => {
+                let (cmd, defaults) = mariadb_command(t)?;
+                ClientSpec {
+                    name: format!("mariadb ({name})"),
+                    cmd,
+                    preamble: Vec::new(),
+                    defaults,
+                }
+            }
+        });
+    }
+    let mut reader: Box<dyn Read + Send> = match engine {
+        // Each connection starts with its own \restrict; pg_dump's own lines are left out.
+        Engine::Postgres => Box::new(super::psql_guard::PsqlGuard::new(reader, Vec::new())),
+        Engine::Mysql => reader,
+    };
+    parallel::load(&mut reader, split, clients, opts)
+}
+
+/// psql as every restore runs it. `tuples`: print query results bare, one per line (the parallel
+/// loader reads its sync markers there).
+fn psql_command(t: &DbTarget, tuples: bool) -> Result<Command> {
     let mut version = Command::new("psql");
     version.arg("--version");
     super::psql_guard::check_psql_version(&crate::process::output("psql", version)?)?;
-    // psql reads offsite's own \restrict first: no meta-command in the dump can run.
-    let mut reader = super::psql_guard::PsqlGuard::new(reader, super::psql_guard::restrict_line());
     let mut cmd = client_command("psql", &t.server_url, t.password.as_ref(), &t.database)?;
     cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--no-password"]);
+    if tuples {
+        cmd.args(["-A", "-t"]);
+    }
+    Ok(cmd)
+}
+
+fn run_psql(reader: Box<dyn Read + Send>, t: &DbTarget) -> Result<u64> {
+    // psql reads offsite's own \restrict first: no meta-command in the dump can run.
+    let mut reader = super::psql_guard::PsqlGuard::new(reader, super::psql_guard::restrict_line());
+    let cmd = psql_command(t, false)?;
     let name = format!("psql into {}", t.database);
     let child = Child::spawn(name.clone(), cmd, Stdio::piped())?;
     feed_child(child, &mut reader, &name)
 }
 
-fn run_mariadb(mut reader: Box<dyn Read + Send>, t: &DbTarget) -> Result<u64> {
+/// mariadb as every restore runs it, with the defaults file holding the password (it must live
+/// until the client has read it).
+fn mariadb_command(t: &DbTarget) -> Result<(Command, Option<tempfile::NamedTempFile>)> {
     let conn = Conn::from_server(&t.server_url, t.password.as_ref())?;
-    let (args, _defaults) = conn.client_args()?;
+    let (args, defaults) = conn.client_args()?;
     let mut cmd = Command::new("mariadb");
     cmd.args(&args)
         .args([
             "--default-character-set=utf8mb4",
             "--binary-mode",
             "--batch",
+            "--skip-column-names",
             // A hostile dump cannot reach the file system or run commands (`\\!`, `source`).
             "--sandbox",
             // Nor can it read the office machine's files with LOAD DATA LOCAL INFILE.
             "--local-infile=0",
         ])
         .arg(&t.database);
+    Ok((cmd, defaults))
+}
+
+fn run_mariadb(mut reader: Box<dyn Read + Send>, t: &DbTarget) -> Result<u64> {
+    let (cmd, _defaults) = mariadb_command(t)?;
     let name = format!("mariadb into {}", t.database);
     let child = Child::spawn(name.clone(), cmd, Stdio::piped())?;
     feed_child(child, &mut reader, &name)

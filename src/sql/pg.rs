@@ -125,6 +125,8 @@ pub struct PgCounter {
     /// the body), so it is never stored, and a body cannot be crafted to collide with a tag.
     base: u64,
     error: Option<String>,
+    /// Statements ended so far (each `;` that ends a non-empty statement, where psql ends it).
+    statements: u64,
 }
 
 /// 2^61 - 1, a prime: the modulus of the dollar-quote tag hash.
@@ -176,6 +178,27 @@ impl PgCounter {
             tag_len: 0,
             base: 2 + rand::random::<u64>() % (TAG_P - 3),
             error: None,
+            statements: 0,
+        }
+    }
+
+    /// How many statements have ended so far.
+    pub fn statements(&self) -> u64 {
+        self.statements
+    }
+
+    /// Inside the data lines of a `COPY ... FROM stdin` block.
+    pub fn in_copy(&self) -> bool {
+        self.st == Pg::Copy
+    }
+
+    /// In COPY data: consumes `d` up to and including the block's closing `\.` line (then the
+    /// lexer is back at a statement start) or all of it. Outside COPY data it consumes nothing.
+    pub fn feed_copy(&mut self, d: &[u8]) -> usize {
+        if self.st == Pg::Copy {
+            self.copy_data(d)
+        } else {
+            0
         }
     }
 
@@ -662,6 +685,9 @@ impl PgCounter {
         let was_stmt = !self.boundary;
         self.boundary = true;
         self.id_count = 0;
+        if was_stmt {
+            self.statements += 1;
+        }
         if !was_stmt || !self.capturing {
             return;
         }

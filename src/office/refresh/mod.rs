@@ -287,6 +287,7 @@ fn run(
             replace: false,
             as_role: Some(mapped.clone()),
             mask: mask.clone(),
+            load: Some(office.load_options()),
         };
         restore_db(
             rt,
