@@ -20,6 +20,7 @@ mod office_refresh;
 mod office_report;
 mod office_scrub;
 mod office_trust;
+mod parallel_load;
 mod push_clock;
 mod push_failures;
 mod push_restore;

@@ -45,6 +45,8 @@ pub struct Feeder {
     current: Option<Arc<Unit>>,
     buf: Vec<u8>,
     seq: u64,
+    /// Units that may run beside others, for the log.
+    parallel: u64,
 }
 
 impl Feeder {
@@ -55,6 +57,7 @@ impl Feeder {
             current: None,
             buf: Vec::with_capacity(CHUNK),
             seq: 0,
+            parallel: 0,
         }
     }
 
@@ -79,6 +82,7 @@ impl Feeder {
             Spool::new(self.budget.clone()),
         ));
         self.seq += 1;
+        self.parallel += u64::from(!unit.barrier);
         self.shared.sched.add(unit.clone());
         self.current = Some(unit);
         Ok(())
@@ -189,6 +193,7 @@ pub fn load(
     }
     let mut feeder = Feeder::new(shared.clone(), budget.clone());
     let read = read_all(reader, split.as_mut(), &mut feeder, &shared);
+    let (units, parallel) = (feeder.seq, feeder.parallel);
     let loaded_first = shared.take_error();
     if read.is_ok() {
         shared.sched.close();
@@ -204,10 +209,11 @@ pub fn load(
         return Err(e);
     }
     let n = read?;
-    tracing::debug!(
-        "parallel load: {} of SQL, spool peak {} on disk",
-        n,
-        budget.disk_peak.load(Ordering::Relaxed)
+    tracing::info!(
+        "loaded {} of SQL over {} connections: {units} units, {parallel} of them beside others; read-ahead spooled to disk: at most {}",
+        crate::config::human(n),
+        opts.jobs,
+        crate::config::human(budget.disk_peak.load(Ordering::Relaxed))
     );
     Ok(n)
 }

@@ -1,0 +1,114 @@
+//! Loading a dump over several connections (`office.restore_jobs`, `restore --jobs`) gives the
+//! database a single stream gives, and a failure on one connection fails the whole restore.
+
+use crate::common::cli::Setup;
+use crate::common::db::{fixture, PgDb, PG_URL};
+
+fn restore(
+    s: &Setup,
+    source: &str,
+    into: &str,
+    jobs: &str,
+    tmp: &std::path::Path,
+) -> (i32, String) {
+    let run = s.offsite_env(
+        &[
+            "restore", "latest", "--db", source, "--into", into, "--jobs", jobs,
+        ],
+        &[("TMPDIR", tmp.to_str().expect("utf-8 path"))],
+    );
+    (run.code, run.stderr)
+}
+
+fn spool_leftovers(tmp: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(tmp)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("restore-spool-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn postgres_parallel_and_single_stream_restores_are_the_same_database() {
+    let pg = PgDb::new("par");
+    pg.load(&fixture("postgres/shop.sql"));
+    pg.load(&fixture("postgres/parallel.sql"));
+    let s = Setup::new("par-host");
+    s.config(&format!(
+        "postgres: [{{ url: '{PG_URL}', databases: [{}] }}]\n",
+        pg.name
+    ));
+    s.offsite(&["push"]).expect(0);
+    let tmp = s.path("tmp");
+    std::fs::create_dir_all(&tmp).expect("tmp dir");
+    let source = format!("postgres/{}", pg.name);
+    let one = PgDb::named(&format!("{}_one", pg.name));
+    let four = PgDb::named(&format!("{}_four", pg.name));
+    let (code, err) = restore(&s, &source, &one.name, "1", &tmp);
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = restore(&s, &source, &four.name, "4", &tmp);
+    assert_eq!(code, 0, "{err}");
+    let want = pg.dump();
+    assert_eq!(one.dump(), want, "a single stream restores the source");
+    assert_eq!(
+        four.dump(),
+        want,
+        "four connections restore the same schema, rows, sequences and large objects"
+    );
+    // The trigger was created after the data: it did not add audit rows during the load.
+    assert_eq!(
+        four.exec("SELECT count(*) FROM public.orders_audit").trim(),
+        "3000"
+    );
+    assert_eq!(
+        four.exec("SELECT count(*) FROM pg_largeobject_metadata")
+            .trim(),
+        "2"
+    );
+    assert_eq!(
+        four.exec("SELECT nextval('public.shared_ids') > 1000")
+            .trim(),
+        "t",
+        "sequences continue where the source's stood"
+    );
+    assert!(spool_leftovers(&tmp).is_empty(), "the spool is removed");
+}
+
+#[test]
+fn postgres_a_failure_on_one_connection_fails_the_restore_and_leaves_nothing() {
+    let pg = PgDb::new("parfail");
+    pg.load(&fixture("postgres/parallel.sql"));
+    pg.exec("CREATE TABLE public.bad (id integer PRIMARY KEY, v text); INSERT INTO public.bad SELECT g, 'x' FROM generate_series(1, 100) g");
+    let s = Setup::new("parfail-host");
+    // A dump with row 1 of public.bad twice: its primary key cannot be built, while other
+    // connections load other tables.
+    let tool = s.path("dup-pg_dump");
+    std::fs::write(
+        &tool,
+        "#!/bin/bash\nset -o pipefail\nif [ \"$1\" = --version ]; then exec pg_dump --version; fi\n\
+         pg_dump \"$@\" | awk 'dup == 1 { print; dup = 2 } index($0, \"COPY public.bad \") == 1 { dup = 1 } { print }'\n",
+    )
+    .expect("writing the dump tool");
+    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    s.config(&format!(
+        "postgres: [{{ url: '{PG_URL}', databases: [{}], pg_dump: '{}' }}]\n",
+        pg.name,
+        tool.display()
+    ));
+    s.offsite(&["push"]).expect(0);
+    let tmp = s.path("tmp");
+    std::fs::create_dir_all(&tmp).expect("tmp dir");
+    let into = PgDb::named(&format!("{}_into", pg.name));
+    let (code, err) = restore(&s, &format!("postgres/{}", pg.name), &into.name, "3", &tmp);
+    assert_ne!(code, 0, "the restore fails");
+    assert!(
+        err.contains("bad_pkey") && err.contains("could not create unique index"),
+        "the error names the statement that failed: {err}"
+    );
+    assert!(!into.exists(), "the half-restored database is dropped");
+    assert!(spool_leftovers(&tmp).is_empty(), "the spool is removed");
+}
