@@ -304,6 +304,11 @@ fn mariadb_command(t: &DbTarget) -> Result<(Command, Option<tempfile::NamedTempF
             "--binary-mode",
             "--batch",
             "--skip-column-names",
+            // Each result is flushed: the parallel loader waits for its sync marker there.
+            "--unbuffered",
+            // A dump's row can be bigger than the client's 16 MiB default; the server's own
+            // max_allowed_packet is the limit that counts.
+            "--max-allowed-packet=1G",
             // A hostile dump cannot reach the file system or run commands (`\\!`, `source`).
             "--sandbox",
             // Nor can it read the office machine's files with LOAD DATA LOCAL INFILE.

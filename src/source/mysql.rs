@@ -25,6 +25,9 @@ pub const DUMP_OPTIONS: &[&str] = &[
     "--default-character-set=utf8mb4",
     "--quick",
     "--skip-dump-date",
+    // The client's own default (16 MiB, older tools 24 MiB) fails on a bigger row; the server's
+    // max_allowed_packet still bounds what it sends.
+    "--max-allowed-packet=1G",
 ];
 
 /// Schemas that belong to the server, not to the user; never part of `databases: all`.

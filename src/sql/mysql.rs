@@ -169,6 +169,10 @@ pub struct MysqlCounter {
     ins_rows: u64,
     arg: Vec<u8>,
     error: Option<String>,
+    /// Section titles seen (`-- Table structure for table `t``, after a `--` line, with the
+    /// delimiter `;`), and the last one's line.
+    titles: u64,
+    title: Vec<u8>,
 }
 
 impl Default for MysqlCounter {
@@ -208,7 +212,25 @@ impl MysqlCounter {
             ins_rows: 0,
             arg: Vec::new(),
             error: None,
+            titles: 0,
+            title: Vec::new(),
         }
+    }
+
+    /// How many section titles have ended so far.
+    pub fn titles(&self) -> u64 {
+        self.titles
+    }
+
+    /// The last section title's line (`-- Dumping data for table `t``), as far as it was kept.
+    pub fn title(&self) -> &[u8] {
+        &self.title
+    }
+
+    /// The client's statement buffer is empty, outside every comment and string, with the
+    /// delimiter `;`: what follows is a new statement the client reads as a dump tool wrote it.
+    pub fn at_statement_start(&self) -> bool {
+        self.st == My::Normal && self.boundary && self.delim == 1 && self.semis == 0
     }
 
     pub fn feed(&mut self, data: &[u8]) {
@@ -797,6 +819,11 @@ impl MysqlCounter {
         } else if self.prev_line == LineKind::DashDash && line.starts_with(b"-- ") {
             // A section title: whatever section was open has ended.
             self.close_section();
+            if self.delim == 1 && !self.line_full {
+                self.titles += 1;
+                self.title.clear();
+                self.title.extend_from_slice(&line);
+            }
             if let Some(rest) = line.strip_prefix(b"-- Dumping data for table `") {
                 if self.delim == 1 {
                     self.sec = Some(Section {

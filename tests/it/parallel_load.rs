@@ -2,7 +2,7 @@
 //! database a single stream gives, and a failure on one connection fails the whole restore.
 
 use crate::common::cli::Setup;
-use crate::common::db::{fixture, PgDb, PG_URL};
+use crate::common::db::{fixture, MyDb, PgDb, MY_URL, PG_URL};
 
 fn restore(
     s: &Setup,
@@ -108,6 +108,84 @@ fn postgres_a_failure_on_one_connection_fails_the_restore_and_leaves_nothing() {
     assert!(
         err.contains("bad_pkey") && err.contains("could not create unique index"),
         "the error names the statement that failed: {err}"
+    );
+    assert!(!into.exists(), "the half-restored database is dropped");
+    assert!(spool_leftovers(&tmp).is_empty(), "the spool is removed");
+}
+
+#[test]
+fn mariadb_parallel_and_single_stream_restores_are_the_same_database() {
+    let my = MyDb::new("par");
+    // The fixture's 50 MB row needs a server that takes it (the clients offsite runs do).
+    my.exec("SET GLOBAL max_allowed_packet = GREATEST(@@GLOBAL.max_allowed_packet, 67108864)");
+    my.load(&fixture("mysql/shop.sql"));
+    my.load(&fixture("mysql/parallel.sql"));
+    let s = Setup::new("mypar-host");
+    s.config(&format!(
+        "mysql: [{{ url: '{MY_URL}', databases: [{}] }}]\n",
+        my.name
+    ));
+    // The fixture's MyISAM table makes push warn: committed, exit code 3.
+    s.offsite(&["push"]).expect(3);
+    let tmp = s.path("tmp");
+    std::fs::create_dir_all(&tmp).expect("tmp dir");
+    let source = format!("mysql/{}", my.name);
+    let one = MyDb::named(&format!("{}_one", my.name));
+    let four = MyDb::named(&format!("{}_four", my.name));
+    let (code, err) = restore(&s, &source, &one.name, "1", &tmp);
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = restore(&s, &source, &four.name, "4", &tmp);
+    assert_eq!(code, 0, "{err}");
+    let want = my.dump();
+    assert_eq!(one.dump(), want, "a single stream restores the source");
+    assert_eq!(
+        four.dump(),
+        want,
+        "four connections restore the same tables, rows, triggers, views, routines and events"
+    );
+    assert_eq!(
+        four.exec("SELECT count(*) FROM sales_audit").trim(),
+        "3000",
+        "the trigger was created after the data"
+    );
+    assert_eq!(
+        four.exec("SELECT length(body) FROM huge_row").trim(),
+        "52428800"
+    );
+    assert!(spool_leftovers(&tmp).is_empty(), "the spool is removed");
+}
+
+#[test]
+fn mariadb_a_failure_on_one_connection_fails_the_restore_and_leaves_nothing() {
+    let my = MyDb::new("parfail");
+    my.load(&fixture("mysql/parallel.sql"));
+    my.exec("CREATE TABLE bad (id INT PRIMARY KEY, v TEXT) ENGINE = InnoDB; INSERT INTO bad SELECT seq, 'x' FROM seq_1_to_100");
+    let s = Setup::new("myparfail-host");
+    // A dump whose data for `bad` repeats row 1: the primary key refuses it while other
+    // connections load other tables.
+    let tool = s.path("dup-mariadb-dump");
+    std::fs::write(
+        &tool,
+        "#!/bin/bash\nset -o pipefail\nif [ \"$1\" = --version ]; then exec mariadb-dump --version; fi\n\
+         mariadb-dump \"$@\" | sed \"/^INSERT INTO \\`bad\\` VALUES/{n;s/^(1,'x'),/(1,'x'),(1,'x'),/}\"\n",
+    )
+    .expect("writing the dump tool");
+    std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    s.config(&format!(
+        "mysql: [{{ url: '{MY_URL}', databases: [{}], dump_command: '{}' }}]\n",
+        my.name,
+        tool.display()
+    ));
+    s.offsite(&["push"]).expect(0);
+    let tmp = s.path("tmp");
+    std::fs::create_dir_all(&tmp).expect("tmp dir");
+    let into = MyDb::named(&format!("{}_into", my.name));
+    let (code, err) = restore(&s, &format!("mysql/{}", my.name), &into.name, "3", &tmp);
+    assert_ne!(code, 0, "the restore fails");
+    assert!(
+        err.contains("while loading table bad") && err.contains("ERROR"),
+        "the error names the table and what the server said: {err}"
     );
     assert!(!into.exists(), "the half-restored database is dropped");
     assert!(spool_leftovers(&tmp).is_empty(), "the spool is removed");

@@ -82,16 +82,16 @@ impl Shared {
 
 /// Runs connection `conn` until there is no more work; a failure is recorded in `shared`.
 pub fn run(conn: usize, spec: ClientSpec, shared: Arc<Shared>) {
-    let name = spec.name.clone();
     if let Err(e) = serve(conn, spec, &shared) {
         // After another connection's failure this one only stopped: not worth reporting.
         if !shared.sched.failed() {
-            shared.fail(e.context(format!("{name} failed")));
+            shared.fail(e);
         }
     }
 }
 
 fn serve(conn: usize, spec: ClientSpec, shared: &Shared) -> Result<()> {
+    let name = spec.name.clone();
     let mut child = Child::spawn(spec.name.clone(), spec.cmd, Stdio::piped())?;
     let _defaults = spec.defaults;
     shared
@@ -111,13 +111,15 @@ fn serve(conn: usize, spec: ClientSpec, shared: &Shared) -> Result<()> {
         .name(format!("{}-out", spec.name))
         .spawn(move || scan_markers(stdout, &prefix, |seq| tx.send(seq).is_ok()))
         .context("starting a client output thread")?;
+    let mut current = None;
     let result = (|| -> Result<()> {
         stdin.write_all(&spec.preamble)?;
         let mut applied = 0;
         while let Some(unit) = shared.sched.next(conn) {
-            load(&mut stdin, &rx, unit.as_ref(), &mut applied, shared)
-                .with_context(|| format!("loading {}", unit.label))?;
+            current = Some(unit.label.clone());
+            load(&mut stdin, &rx, unit.as_ref(), &mut applied, shared)?;
             shared.sched.done(unit.seq);
+            current = None;
         }
         Ok(())
     })();
@@ -131,11 +133,14 @@ fn serve(conn: usize, spec: ClientSpec, shared: &Shared) -> Result<()> {
         Err(e) => {
             let stderr = child.kill();
             let _ = reader.join();
-            if stderr.is_empty() {
-                Err(e)
+            let what = current.map_or_else(String::new, |l| format!(" while loading {l}"));
+            // The client's own words: they name the statement and the server's error.
+            let e = if stderr.is_empty() {
+                e
             } else {
-                Err(e.context(format!("it said: {stderr}")))
-            }
+                anyhow!("{stderr}")
+            };
+            Err(e.context(format!("{name} failed{what}")))
         }
     }
 }

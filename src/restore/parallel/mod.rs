@@ -11,6 +11,7 @@
 //! their dump order, and what offsite does not recognise runs alone, in order.
 
 mod conn;
+mod my_split;
 mod pg_split;
 mod sched;
 mod spool;
@@ -154,7 +155,7 @@ pub trait Splitter {
 pub fn splitter(engine: Engine) -> Option<Box<dyn Splitter>> {
     match engine {
         Engine::Postgres => Some(Box::new(pg_split::PgSplit::new())),
-        Engine::Mysql => None,
+        Engine::Mysql => Some(Box::new(my_split::MySplit::new())),
     }
 }
 

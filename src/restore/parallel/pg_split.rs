@@ -13,7 +13,7 @@
 //! a `SET` inside a transaction, or too many `SET`s make the rest of the dump one stream: offsite
 //! never guesses.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use memchr::memchr;
 
 use super::{Feeder, Splitter};
@@ -72,6 +72,7 @@ impl PgSplit {
             self.one_stream = true;
         }
         let single = count == 1 && !self.one_stream;
+        let mut session = None;
         let keys = if !single {
             Vec::new()
         } else if copy {
@@ -93,7 +94,7 @@ impl PgSplit {
             if to.session_len() >= SESSION_MAX {
                 self.one_stream = true;
             } else {
-                to.session(self.held.clone());
+                session = Some(self.held.clone());
             }
             Vec::new()
         } else {
@@ -105,6 +106,11 @@ impl PgSplit {
             Some(_) => format!("`{}`", shorten(text)),
         };
         to.start(|| label, keys)?;
+        if let Some(stmt) = session {
+            // After the unit that holds it: the first connection runs it there, the others
+            // replay it before their next unit.
+            to.session(stmt);
+        }
         self.release(to)
     }
 }
@@ -167,7 +173,11 @@ impl Splitter for PgSplit {
         }
         self.lex
             .finish()
-            .context("the dump is not a complete plain pg_dump")
+            .context("the dump is not a complete plain pg_dump")?;
+        if !self.lex.at_statement_start() {
+            bail!("the dump ends inside a statement");
+        }
+        Ok(())
     }
 }
 

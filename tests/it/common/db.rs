@@ -77,6 +77,7 @@ pub fn mariadb(db: Option<&str>) -> Command {
         "127.0.0.1",
         "-uroot",
         "--default-character-set=utf8mb4",
+        "--max-allowed-packet=1G",
     ]);
     if let Some(d) = db {
         c.arg(d);
@@ -186,6 +187,20 @@ impl MyDb {
         run(c, &format!("mariadb {sql}"))
     }
 
+    pub fn exists(&self) -> bool {
+        let mut c = mariadb(None);
+        c.args([
+            "-N",
+            "-B",
+            "-e",
+            &format!(
+                "SELECT count(*) FROM information_schema.schemata WHERE schema_name = '{}'",
+                self.name
+            ),
+        ]);
+        run(c, "checking a database").trim() == "1"
+    }
+
     /// Schema, routines and data as mariadb-dump sees them.
     pub fn dump(&self) -> String {
         let mut c = Command::new("mariadb-dump");
@@ -195,6 +210,7 @@ impl MyDb {
             "-uroot",
             "--skip-comments",
             "--skip-dump-date",
+            "--max-allowed-packet=1G",
             "--routines",
             "--triggers",
             "--events",
