@@ -28,4 +28,5 @@ mod push_s3;
 mod s3_store;
 mod store_contract;
 mod tree_incremental;
+mod tree_parallel;
 mod tree_roundtrip;
