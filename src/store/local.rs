@@ -44,34 +44,10 @@ impl Store for LocalStore {
     }
 
     fn create(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
-        let path = self.path(key)?;
-        if path.exists() {
-            bail!(
-                "object {key} already exists in {}; refusing to overwrite it",
-                self.location()
-            );
-        }
-        let dir = path
-            .parent()
-            .context("object key has no parent directory")?;
-        fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
-        let name = path.file_name().context("object key has no file name")?;
-        let tmp = dir.join(format!(
-            ".{}{PARTIAL}{:08x}",
-            name.to_string_lossy(),
-            rand::random::<u32>()
-        ));
-        let file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .with_context(|| format!("creating temporary file {}", tmp.display()))?;
+        let (file, tmp, path) = self.temporary(key)?;
         Ok(Box::new(LocalWriter {
             file: Some(io::BufWriter::with_capacity(1 << 20, file)),
-            _pending: crate::interrupt::Pending::new(format!(
-                "the temporary file {} (hidden, never listed; remove it)",
-                tmp.display()
-            )),
+            _pending: pending(&tmp),
             tmp,
             path,
             key: key.to_string(),
@@ -83,6 +59,23 @@ impl Store for LocalStore {
         let file = File::open(&path)
             .with_context(|| format!("opening object {key} in {}", self.location()))?;
         Ok(Box::new(file))
+    }
+
+    fn open_range(&self, key: &str, offset: u64, len: u64) -> Result<Box<dyn Read + Send>> {
+        use std::io::{Seek, SeekFrom};
+        let path = self.path(key)?;
+        let mut file = File::open(&path)
+            .with_context(|| format!("opening object {key} in {}", self.location()))?;
+        let size = file.metadata()?.len();
+        if offset.checked_add(len).is_none_or(|end| end > size) {
+            bail!(
+                "object {key} in {} has {size} bytes, fewer than the range {offset}+{len} asked for",
+                self.location()
+            );
+        }
+        file.seek(SeekFrom::Start(offset))
+            .with_context(|| format!("reading object {key} in {}", self.location()))?;
+        Ok(Box::new(file.take(len)))
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
@@ -126,6 +119,53 @@ impl Store for LocalStore {
 }
 
 impl LocalStore {
+    /// A new object of `size` bytes written at offsets, by several threads at once (pull's ranged
+    /// parts), into a temporary file like [`Store::create`]'s, so that a killed writer leaves the
+    /// same kind of leftover.
+    pub fn create_placed(&self, key: &str, size: u64) -> Result<PlacedWriter> {
+        let (file, tmp, path) = self.temporary(key)?;
+        // The whole length at once: parts land anywhere, and a reader of the finished parts
+        // (pull's hasher) never meets the end of the file. Sparse until written.
+        file.set_len(size)
+            .with_context(|| format!("sizing temporary file {}", tmp.display()))?;
+        Ok(PlacedWriter {
+            file: Some(file),
+            _pending: pending(&tmp),
+            tmp,
+            path,
+            key: key.to_string(),
+        })
+    }
+
+    /// The hidden temporary file (read-write) an object `key` is written to before its commit,
+    /// its path, and the object's path. Fails if the object exists.
+    fn temporary(&self, key: &str) -> Result<(File, PathBuf, PathBuf)> {
+        let path = self.path(key)?;
+        if path.exists() {
+            bail!(
+                "object {key} already exists in {}; refusing to overwrite it",
+                self.location()
+            );
+        }
+        let dir = path
+            .parent()
+            .context("object key has no parent directory")?;
+        fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
+        let name = path.file_name().context("object key has no file name")?;
+        let tmp = dir.join(format!(
+            ".{}{PARTIAL}{:08x}",
+            name.to_string_lossy(),
+            rand::random::<u32>()
+        ));
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .with_context(|| format!("creating temporary file {}", tmp.display()))?;
+        Ok((file, tmp, path))
+    }
+
     /// Every file whose key starts with `prefix`: objects, and temporary files by the key they
     /// were to become. Walks from the deepest directory the prefix names.
     fn walk_prefix(&self, prefix: &str) -> Result<Vec<(Entry, fs::Metadata)>> {
@@ -299,28 +339,91 @@ impl ObjectWriter for LocalWriter {
             .into_inner()
             .map_err(|e| e.into_error())
             .with_context(|| format!("writing {}", self.tmp.display()))?;
-        file.sync_all()
-            .with_context(|| format!("fsync {}", self.tmp.display()))?;
-        drop(file);
-        // link(2) refuses an existing target: the no-overwrite guarantee holds even against a
-        // concurrent writer of the same key.
-        fs::hard_link(&self.tmp, &self.path).map_err(|e| {
-            if e.kind() == io::ErrorKind::AlreadyExists {
-                anyhow::anyhow!(
-                    "object {} already exists; refusing to overwrite it",
-                    self.key
-                )
-            } else {
-                anyhow::Error::new(e).context(format!("committing {}", self.path.display()))
-            }
-        })?;
-        fs::remove_file(&self.tmp).with_context(|| format!("removing {}", self.tmp.display()))?;
-        if let Some(dir) = self.path.parent() {
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .with_context(|| format!("fsync directory {}", dir.display()))?;
+        place(file, &self.tmp, &self.path, &self.key)
+    }
+}
+
+fn pending(tmp: &Path) -> crate::interrupt::Pending {
+    crate::interrupt::Pending::new(format!(
+        "the temporary file {} (hidden, never listed; remove it)",
+        tmp.display()
+    ))
+}
+
+/// Makes a finished temporary file the object: fsync, link(2) to the object's name, remove the
+/// temporary name, fsync the directory.
+fn place(file: File, tmp: &Path, path: &Path, key: &str) -> Result<()> {
+    file.sync_all()
+        .with_context(|| format!("fsync {}", tmp.display()))?;
+    drop(file);
+    // link(2) refuses an existing target: the no-overwrite guarantee holds even against a
+    // concurrent writer of the same key.
+    fs::hard_link(tmp, path).map_err(|e| {
+        if e.kind() == io::ErrorKind::AlreadyExists {
+            anyhow::anyhow!("object {key} already exists; refusing to overwrite it")
+        } else {
+            anyhow::Error::new(e).context(format!("committing {}", path.display()))
         }
-        Ok(())
+    })?;
+    fs::remove_file(tmp).with_context(|| format!("removing {}", tmp.display()))?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("fsync directory {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// A new object written at offsets ([`LocalStore::create_placed`]); `&self` methods, so parts on
+/// several threads write at once. `commit` makes it visible; dropping it removes the temporary
+/// file.
+pub struct PlacedWriter {
+    file: Option<File>,
+    _pending: crate::interrupt::Pending,
+    tmp: PathBuf,
+    path: PathBuf,
+    key: String,
+}
+
+impl PlacedWriter {
+    /// Writes all of `buf` at `offset` (pwrite).
+    pub fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        // After SIGINT/SIGTERM: fail, so that the writer is dropped and its temporary file goes.
+        crate::interrupt::check_io()?;
+        self.file()?.write_all_at(buf, offset)
+    }
+
+    /// Reads back exactly `buf.len()` bytes written at `offset` (pread).
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.file()?.read_exact_at(buf, offset)
+    }
+
+    fn file(&self) -> io::Result<&File> {
+        self.file
+            .as_ref()
+            .ok_or_else(|| io::Error::other("object writer already finished"))
+    }
+
+    /// Makes the object visible under its key. Fails if the key exists already.
+    pub fn commit(mut self) -> Result<()> {
+        crate::interrupt::check().with_context(|| format!("not committing {}", self.key))?;
+        let file = self.file.take().context("object writer already finished")?;
+        place(file, &self.tmp, &self.path, &self.key)
+    }
+}
+
+impl Drop for PlacedWriter {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            if let Err(e) = fs::remove_file(&self.tmp) {
+                tracing::warn!(
+                    "could not remove temporary file {}: {e}",
+                    self.tmp.display()
+                );
+            }
+        }
     }
 }
 
