@@ -149,6 +149,9 @@ pub struct OfficeConfig {
     pub restore_jobs: usize,
     /// What a parallel restore may spool to disk under offsite_dir (compressed bytes).
     pub spool_limit: u64,
+    /// pull downloads an object larger than four of these in ranged parts of this size, on
+    /// `parallel_downloads` connections at once.
+    pub download_part_size: u64,
     #[serde(serialize_with = "duration::serialize")]
     pub clock_tolerance: std::time::Duration,
     pub max_snapshots_per_day: u32,
@@ -226,6 +229,10 @@ pub struct Notify {
 
 pub const DEFAULT_ALLOW_PATTERN: &str = "_(dev|test|staging)$";
 pub const DEFAULT_SCRUB_DAYS: u32 = 30;
+/// S3's own advice for ranged GETs (8-16 MiB): big enough that a request's latency (tens of ms
+/// to its first byte) is small against its transfer, small enough that four connections share
+/// a 64 MiB object.
+pub const DEFAULT_DOWNLOAD_PART_SIZE: u64 = 16 << 20;
 pub const DEFAULT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(26 * 3600);
 pub const DEFAULT_CLOCK_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(3600);
 pub const DEFAULT_REFRESH_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(48 * 3600);
@@ -529,6 +536,20 @@ fn check_office(o: raw::RawOffice, base: &Path) -> Result<OfficeConfig> {
             "office.scrub_days must be at least 1: the scrub re-hashes every object of the offsite copy once in that many days",
         ));
     }
+    let download_part_size = match &o.download_part_size {
+        Some(s) => {
+            let n = parse_size(s).map_err(|e| usage(format!("office.download_part_size: {e}")))?;
+            // Below 1 MiB a part costs more in request latency than it moves; above 5 GiB no
+            // object of offsite's is big enough to be split.
+            if !(1 << 20..=5 << 30).contains(&n) {
+                return Err(usage(format!(
+                    "office.download_part_size: {s} is outside 1MiB to 5GiB (default 16MiB)"
+                )));
+            }
+            n
+        }
+        None => DEFAULT_DOWNLOAD_PART_SIZE,
+    };
     let mut refresh = Vec::new();
     for (i, r) in o.refresh.into_iter().enumerate() {
         let what = format!("office.refresh[{i}]");
@@ -609,6 +630,7 @@ fn check_office(o: raw::RawOffice, base: &Path) -> Result<OfficeConfig> {
             Some(s) => parse_size(&s).map_err(|e| usage(format!("office.spool_limit: {e}")))?,
             None => DEFAULT_SPOOL_LIMIT,
         },
+        download_part_size,
         clock_tolerance: match o.clock_tolerance {
             Some(s) => {
                 let d = parse_duration(&s)

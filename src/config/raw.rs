@@ -160,6 +160,8 @@ pub struct RawOffice {
     pub restore_jobs: Option<usize>,
     /// Disk a restore's read-ahead may use (`20GiB`), compressed.
     pub spool_limit: Option<String>,
+    /// Ranged part size for pull's big objects (`16MiB`).
+    pub download_part_size: Option<String>,
     /// How far a snapshot's claimed time may be from the store's time of its commit (`1h`).
     pub clock_tolerance: Option<String>,
     /// More commits than this by one host in one (trusted) day are flagged as a flood.

@@ -89,6 +89,25 @@ fn scrub_days_defaults_to_30_and_refuses_0() {
 }
 
 #[test]
+fn download_part_size_defaults_to_16mib_and_refuses_less_than_1mib() {
+    let c = parse("host: a\nstore: { local: s }\noffice: { offsite_dir: o }\n").unwrap();
+    assert_eq!(c.office().unwrap().download_part_size, 16 << 20);
+    let c = parse("host: a\nstore: { local: s }\noffice: { download_part_size: 8MiB }\n").unwrap();
+    assert_eq!(c.office().unwrap().download_part_size, 8 << 20);
+    for bad in ["512KiB", "6GiB", "lots"] {
+        let err = parse(&format!(
+            "host: a\nstore: {{ local: s }}\noffice: {{ download_part_size: {bad} }}\n"
+        ))
+        .unwrap_err();
+        assert!(crate::error::is_usage(&err), "{bad}");
+        assert!(
+            format!("{err:#}").contains("office.download_part_size"),
+            "{err:#}"
+        );
+    }
+}
+
+#[test]
 fn abandon_after_defaults_to_48h_and_refuses_less_than_an_hour() {
     let hours = |c: &Config| c.office().unwrap().abandon_after.as_secs() / 3600;
     let c = parse("host: a\nstore: { local: s }\noffice: { offsite_dir: o }\n").unwrap();
