@@ -8,6 +8,7 @@
 
 pub mod checks;
 pub mod context;
+pub mod fetch;
 pub mod ledger;
 pub mod notify;
 pub mod prune;

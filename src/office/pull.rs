@@ -1,28 +1,30 @@
 //! `pull`: copy new snapshots from the configured store (S3) into the offsite directory.
 //!
 //! Per snapshot: the manifest is fetched and its signature checked before any object is trusted; each
-//! object streams through a check of its sha256 against the manifest into a temporary file that is
-//! renamed into place only when the hash matched; the manifest is written last, so the offsite copy
+//! object is downloaded into a temporary file, hashed on a thread of its own (big ones in ranged
+//! parts, see [`super::fetch`]), and renamed into place only when its size and sha256 match the
+//! manifest; the manifest is written last, so the offsite copy
 //! of a snapshot is complete exactly when it has its manifest. An object already present (committed by
 //! an earlier, interrupted pull, hence checked then) is not downloaded again.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use super::context::Office;
+use super::fetch;
 use super::ledger::{Entry, Ledger};
 use super::record::{Flood, Incomplete, PullHost, PullRecord, Suspect, PULL_FORMAT};
 use crate::config::human;
-use crate::pipeline::digest::VerifyingReader;
 use crate::snapshot::list::{
     list, list_with_unfinished, load_manifest_sealed, open_manifest, SnapshotInfo,
 };
+use crate::snapshot::manifest::ObjectEntry;
 use crate::snapshot::trust::{self, Origin};
 use crate::snapshot::{Manifest, MANIFEST_NAME};
 use crate::store::{read_capped, Store};
@@ -470,18 +472,41 @@ fn pull_snapshot(
     Ok((todo.len() as u64, total, skipped))
 }
 
-/// Downloads objects on `parallel_downloads` threads; the first failure stops new downloads.
+/// Downloads the objects: each big one (see [`fetch`]) in ranged parts on `parallel_downloads`
+/// connections, one after the other, then the others `parallel_downloads` at once. The first
+/// failure stops new downloads.
 fn download_all(
     office: &Office,
     source: &dyn Store,
     dir: &str,
     manifest: &Manifest,
-    todo: &[&crate::snapshot::manifest::ObjectEntry],
+    todo: &[&ObjectEntry],
 ) -> Result<()> {
+    let plan = fetch::Plan::of(office);
+    let (big, small): (Vec<&ObjectEntry>, Vec<&ObjectEntry>) = todo
+        .iter()
+        .copied()
+        .partition(|o| plan.ranged(o.stored_size));
+    let fail = |e: String, more: usize| {
+        anyhow!(
+            "{e}{}; the snapshot {}/{} is not complete in the offsite copy",
+            if more > 0 {
+                format!(" (and {more} more)")
+            } else {
+                String::new()
+            },
+            manifest.host,
+            manifest.snapshot
+        )
+    };
+    for entry in big {
+        let key = format!("{dir}{}", entry.key);
+        fetch::download(office, source, &key, &entry.stored(), plan)
+            .map_err(|e| fail(format!("{e:#}"), 0))?;
+    }
     let next = AtomicUsize::new(0);
-    let done_bytes = AtomicU64::new(0);
     let errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let threads = office.office.parallel_downloads.min(todo.len()).max(1);
+    let threads = plan.connections.min(small.len()).max(1);
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| loop {
@@ -489,16 +514,11 @@ fn download_all(
                     return;
                 }
                 let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(entry) = todo.get(i) else { return };
+                let Some(entry) = small.get(i) else { return };
                 let key = format!("{dir}{}", entry.key);
-                match download(office, source, &key, entry) {
-                    Ok(n) => {
-                        done_bytes.fetch_add(n, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        if let Ok(mut errs) = errors.lock() {
-                            errs.push(format!("{e:#}"));
-                        }
+                if let Err(e) = fetch::download(office, source, &key, &entry.stored(), plan) {
+                    if let Ok(mut errs) = errors.lock() {
+                        errs.push(format!("{e:#}"));
                     }
                 }
             });
@@ -506,40 +526,9 @@ fn download_all(
     });
     let errors = errors.into_inner().unwrap_or_else(|p| p.into_inner());
     if let Some(first) = errors.first() {
-        return Err(anyhow!(
-            "{first}{}; the snapshot {}/{} is not complete in the offsite copy",
-            if errors.len() > 1 {
-                format!(" (and {} more)", errors.len() - 1)
-            } else {
-                String::new()
-            },
-            manifest.host,
-            manifest.snapshot
-        ));
+        return Err(fail(first.clone(), errors.len() - 1));
     }
     Ok(())
-}
-
-fn download(
-    office: &Office,
-    source: &dyn Store,
-    key: &str,
-    entry: &crate::snapshot::manifest::ObjectEntry,
-) -> Result<u64> {
-    let reader = source
-        .open(key)
-        .with_context(|| format!("downloading {key}"))?;
-    // A mismatch surfaces as a read error at the end, before the object is committed.
-    let mut checked = VerifyingReader::new(
-        reader,
-        entry.stored(),
-        format!("object {key} in {}", source.location()),
-    );
-    let mut w = office.offsite.create(key)?;
-    let n = std::io::copy(&mut checked, &mut w).with_context(|| format!("downloading {key}"))?;
-    w.commit()
-        .with_context(|| format!("storing {key} in the offsite copy"))?;
-    Ok(n)
 }
 
 /// Temporary files left by a killed pull: the local store names them `.<name>.partial-<hex>`.
