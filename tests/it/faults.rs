@@ -16,6 +16,8 @@
 //! - [`no_abort`]: a push credential that may not abort its multipart upload, and a push that fails
 //!   mid-upload.
 //! - [`stall`]: S3 stops answering mid-upload; a dump that stops writing.
+//! - [`pull_parts`]: pull's ranged parts of a big object: a part's answer with a byte flipped
+//!   (once, every time), and a pull killed with SIGKILL while the parts arrive.
 //! - [`signals`]: SIGTERM during a push to S3 and during verify, SIGINT during a push to a local
 //!   store: exit 143 / 130, nothing committed, no upload, temporary file, scratch database or
 //!   child process left, and the next run succeeds.
@@ -32,6 +34,8 @@ mod lost_response;
 mod no_abort;
 #[path = "faults/proxy.rs"]
 mod proxy;
+#[path = "faults/pull_parts.rs"]
+mod pull_parts;
 #[path = "faults/signals.rs"]
 mod signals;
 #[path = "faults/stall.rs"]

@@ -8,7 +8,7 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
@@ -27,7 +27,16 @@ pub enum Fault {
     /// Answer `500 InternalError` without passing the request on; every matching request while the
     /// proxy is armed, not only the first.
     Error500,
+    /// Forward the request unchanged, and moto's answer with one byte of its body flipped (at
+    /// [`FLIP_AT`], or the middle of a shorter body's first read): a download that arrives
+    /// changed, the length right.
+    FlipResponseByte,
+    /// [`Fault::FlipResponseByte`] on every matching request while the proxy is armed.
+    FlipEveryResponseByte,
 }
+
+/// Where in an answer's body [`Fault::FlipResponseByte`] flips a byte.
+pub const FLIP_AT: usize = 100_000;
 
 /// A request as the proxy parsed it from its head.
 #[derive(Clone, Debug)]
@@ -38,6 +47,8 @@ pub struct Request {
     /// The object key (after `/bucket/`), empty for a bucket-level request.
     pub key: String,
     pub query: String,
+    /// The `Range` header's value (`bytes=0-1048575`), if any.
+    pub range: Option<String>,
 }
 
 impl Request {
@@ -70,6 +81,10 @@ struct Rule {
     /// The key the fault hit, once it has.
     key: Mutex<Option<String>>,
     seen: Mutex<Vec<String>>,
+    /// Microseconds each forwarded piece of an answer (at most 64 KiB) waits: a slow line.
+    delay_us: AtomicU64,
+    /// Bytes of answers passed back to clients.
+    answered: AtomicU64,
 }
 
 pub struct Proxy {
@@ -97,6 +112,8 @@ impl Proxy {
             armed: AtomicBool::new(true),
             key: Mutex::new(None),
             seen: Mutex::new(Vec::new()),
+            delay_us: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
         });
         let accept = rule.clone();
         // The accept loop ends with the test process; its threads hold nothing but sockets.
@@ -130,6 +147,62 @@ impl Proxy {
     pub fn arm(&self) {
         self.rule.armed.store(true, Ordering::SeqCst);
     }
+
+    /// Every piece of an answer (at most 64 KiB) waits `delay` before it is passed on.
+    pub fn slow_down(&self, delay: std::time::Duration) {
+        let us = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        self.rule.delay_us.store(us, Ordering::SeqCst);
+    }
+
+    /// Bytes of answers (heads included) passed back to clients so far.
+    pub fn answered(&self) -> u64 {
+        self.rule.answered.load(Ordering::SeqCst)
+    }
+}
+
+/// Flips the byte at [`FLIP_AT`] (or the middle of a shorter body) of one answer's body, across
+/// the reads it arrives in.
+#[derive(Default)]
+struct FlipAnswer {
+    /// The head so far, until its end is found.
+    head: Vec<u8>,
+    /// Body bytes before the current read, and the body's byte to flip, once the head has ended.
+    body: Option<(usize, usize)>,
+}
+
+impl FlipAnswer {
+    /// Flips the byte if it is in `piece`; true once it has been flipped.
+    fn apply(&mut self, piece: &mut [u8]) -> bool {
+        let mut from = 0;
+        let (at, target) = match self.body {
+            Some(b) => b,
+            None => {
+                let before = self.head.len();
+                self.head.extend_from_slice(piece);
+                let Some(end) = find(&self.head, b"\r\n\r\n") else {
+                    return false;
+                };
+                from = end + 4 - before;
+                let head = String::from_utf8_lossy(&self.head[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if len == 0 {
+                    return true;
+                }
+                (0, FLIP_AT.min(len / 2))
+            }
+        };
+        let body = &mut piece[from..];
+        if let Some(i) = target.checked_sub(at).filter(|&i| i < body.len()) {
+            body[i] ^= 0x01;
+            return true;
+        }
+        self.body = Some((at + body.len(), target));
+        false
+    }
 }
 
 /// One client connection: this thread reads requests and passes them on, another passes answers
@@ -147,16 +220,35 @@ fn serve(client: TcpStream, rule: &Arc<Rule>) {
     // Set while the request on this connection is one the test watches.
     let watched = Arc::new(Mutex::new(None::<String>));
     let lose = Arc::new(AtomicBool::new(false));
+    // Set when the request just forwarded is one whose answer gets a byte flipped.
+    let flip_answer = Arc::new(AtomicBool::new(false));
     let back = {
         let (mut server_r, mut client_w) = (server, client);
-        let (watched, lose, rule) = (watched.clone(), lose.clone(), rule.clone());
+        let (watched, lose, rule, flip_answer) = (
+            watched.clone(),
+            lose.clone(),
+            rule.clone(),
+            flip_answer.clone(),
+        );
         thread::spawn(move || {
             let mut buf = vec![0u8; 64 * 1024];
+            let mut flipping: Option<FlipAnswer> = None;
             loop {
                 let n = match server_r.read(&mut buf) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
+                if flip_answer.swap(false, Ordering::SeqCst) {
+                    flipping = Some(FlipAnswer::default());
+                }
+                if flipping.as_mut().is_some_and(|f| f.apply(&mut buf[..n])) {
+                    flipping = None;
+                }
+                let delay = rule.delay_us.load(Ordering::SeqCst);
+                if delay > 0 {
+                    thread::sleep(std::time::Duration::from_micros(delay));
+                }
+                rule.answered.fetch_add(n as u64, Ordering::SeqCst);
                 if let Some(req) = watched.lock().unwrap().take() {
                     rule.seen
                         .lock()
@@ -182,7 +274,7 @@ fn serve(client: TcpStream, rule: &Arc<Rule>) {
     while let Some((head, req, body_len)) = conn.head(&rule.bucket) {
         let picked = (rule.pick)(&req)
             && match rule.fault {
-                Fault::Error500 => rule.armed.load(Ordering::SeqCst),
+                Fault::Error500 | Fault::FlipEveryResponseByte => rule.armed.load(Ordering::SeqCst),
                 _ => rule
                     .armed
                     .compare_exchange(true, false, Ordering::SeqCst, Ordering::SeqCst)
@@ -212,6 +304,9 @@ fn serve(client: TcpStream, rule: &Arc<Rule>) {
         match fault {
             Some(Fault::LoseResponse) => lose.store(true, Ordering::SeqCst),
             Some(Fault::WriteFirst) => put_other_bytes(&rule.upstream, &rule.bucket, &req.key),
+            Some(Fault::FlipResponseByte | Fault::FlipEveryResponseByte) => {
+                flip_answer.store(true, Ordering::SeqCst);
+            }
             _ => {}
         }
         if watch {
@@ -262,6 +357,7 @@ impl Conn<'_> {
         let mut lines = text.split("\r\n");
         let line = lines.next().unwrap_or_default().to_string();
         let mut body_len = 0;
+        let mut range = None;
         for h in lines {
             let Some((name, value)) = h.split_once(':') else {
                 continue;
@@ -269,6 +365,9 @@ impl Conn<'_> {
             let name = name.trim().to_ascii_lowercase();
             if name == "content-length" {
                 body_len = value.trim().parse().unwrap_or(0);
+            }
+            if name == "range" {
+                range = Some(value.trim().to_string());
             }
             assert!(
                 !(name == "transfer-encoding" && value.contains("chunked")),
@@ -290,6 +389,7 @@ impl Conn<'_> {
             method,
             key,
             query: query.to_string(),
+            range,
         };
         Some((head, req, body_len))
     }
