@@ -252,7 +252,7 @@ fn ranged(
         let hasher = std::thread::Builder::new()
             .name("offsite-sha256".into())
             .spawn_scoped(scope, || hash_in_order(&out, &progress, expected.size))
-            .context("starting the sha256 thread");
+            .context("starting the sha256 thread")?;
         for _ in 0..plan.connections.min(count) {
             scope.spawn(|| loop {
                 if progress.stop.load(Ordering::SeqCst) {
@@ -277,7 +277,6 @@ fn ranged(
                 }
             });
         }
-        let hasher = hasher?;
         hasher
             .join()
             .map_err(|_| anyhow!("the sha256 thread of {key} panicked"))
@@ -327,6 +326,11 @@ fn fetch_part(
             .context("writing to the offsite copy")?;
         done += n as u64;
         progress.advance(part, done);
+    }
+    // The end of the answer is read too: the HTTP client puts a connection back in its pool only
+    // once it has seen its body end, and a new connection per part is a TLS handshake per part.
+    if r.read(&mut buf[..1])? != 0 {
+        anyhow::bail!("the answer is longer than the {len} bytes asked for");
     }
     Ok(())
 }
