@@ -89,9 +89,9 @@ fn scrub_days_defaults_to_30_and_refuses_0() {
 }
 
 #[test]
-fn download_part_size_defaults_to_16mib_and_refuses_less_than_1mib() {
+fn download_part_size_defaults_to_64mib_and_refuses_less_than_1mib() {
     let c = parse("host: a\nstore: { local: s }\noffice: { offsite_dir: o }\n").unwrap();
-    assert_eq!(c.office().unwrap().download_part_size, 16 << 20);
+    assert_eq!(c.office().unwrap().download_part_size, 64 << 20);
     let c = parse("host: a\nstore: { local: s }\noffice: { download_part_size: 8MiB }\n").unwrap();
     assert_eq!(c.office().unwrap().download_part_size, 8 << 20);
     for bad in ["512KiB", "6GiB", "lots"] {
