@@ -84,6 +84,39 @@ fn an_object_is_visible_only_once_committed_and_reads_back_exactly() {
     }
 }
 
+/// What pull downloads a big object in: any range reads back exactly those bytes, and a range past
+/// the end is an error, not a short read.
+#[test]
+fn a_range_reads_back_exactly_its_bytes_and_one_past_the_end_fails() {
+    let s = stores("contract-range");
+    let data = big();
+    let n = data.len() as u64;
+    for (name, store) in &s.all {
+        let store = store.as_store();
+        put(store, "h/s1/big", &data).expect("put");
+        for (offset, len) in [
+            (0, 1),
+            (0, n),
+            (1, 4095),
+            (PART_SIZE - 7, 4096 + 7),
+            (n - 1, 1),
+        ] {
+            let mut got = Vec::new();
+            store
+                .open_range("h/s1/big", offset, len)
+                .and_then(|mut r| Ok(r.read_to_end(&mut got)?))
+                .unwrap_or_else(|e| panic!("{name}: range {offset}+{len}: {e:#}"));
+            let (a, b) = (offset as usize, (offset + len) as usize);
+            assert!(got == data[a..b], "{name}: range {offset}+{len}");
+        }
+        let past = store.open_range("h/s1/big", n - 10, 20).and_then(|mut r| {
+            let mut got = Vec::new();
+            Ok(r.read_to_end(&mut got)?)
+        });
+        assert!(past.is_err(), "{name}: a range past the end: {past:?}");
+    }
+}
+
 #[test]
 fn an_existing_key_is_never_overwritten_even_by_a_racing_writer() {
     let s = stores("contract-once");
