@@ -452,26 +452,22 @@ impl PlacedWriter {
 impl Drop for PlacedWriter {
     fn drop(&mut self) {
         if self.file.take().is_some() {
-            if let Err(e) = fs::remove_file(&self.tmp) {
-                tracing::warn!(
-                    "could not remove temporary file {}: {e}",
-                    self.tmp.display()
-                );
-            }
+            discard(&self.tmp);
         }
+    }
+}
+
+/// An aborted write's temporary file must not linger. Nothing else to do if removal fails.
+fn discard(tmp: &Path) {
+    if let Err(e) = fs::remove_file(tmp) {
+        tracing::warn!("could not remove temporary file {}: {e}", tmp.display());
     }
 }
 
 impl Drop for LocalWriter {
     fn drop(&mut self) {
         if self.file.take().is_some() {
-            // Aborted: the temporary file must not linger. Nothing else to do if removal fails.
-            if let Err(e) = fs::remove_file(&self.tmp) {
-                tracing::warn!(
-                    "could not remove temporary file {}: {e}",
-                    self.tmp.display()
-                );
-            }
+            discard(&self.tmp);
         }
     }
 }

@@ -237,6 +237,13 @@ fn parse_title(line: &[u8]) -> (Title, Option<String>) {
 
 /// A backtick-quoted name's body up to its closing backtick, which must end the text.
 fn unquote(rest: &[u8]) -> Option<String> {
+    let (name, used) = backtick_name(rest)?;
+    (used == rest.len()).then_some(name)
+}
+
+/// The name at the start of `rest` (after its opening backtick), with doubled backticks made single,
+/// and how many bytes it took with its closing backtick; None when it is not closed or not UTF-8.
+fn backtick_name(rest: &[u8]) -> Option<(String, usize)> {
     let mut name = Vec::new();
     let mut i = 0;
     while i < rest.len() {
@@ -246,7 +253,7 @@ fn unquote(rest: &[u8]) -> Option<String> {
                 i += 2;
                 continue;
             }
-            return (i + 1 == rest.len()).then(|| String::from_utf8(name).ok())?;
+            return String::from_utf8(name).ok().map(|n| (n, i + 1));
         }
         name.push(rest[i]);
         i += 1;
@@ -260,24 +267,13 @@ fn references(text: &[u8]) -> Vec<String> {
     let mut rest = text;
     while let Some(i) = memmem::find(rest, b"REFERENCES `") {
         rest = &rest[i + 12..];
-        let mut name = Vec::new();
-        let mut j = 0;
-        while j < rest.len() {
-            if rest[j] == b'`' {
-                if rest.get(j + 1) == Some(&b'`') {
-                    name.push(b'`');
-                    j += 2;
-                    continue;
-                }
-                break;
+        match backtick_name(rest) {
+            Some((name, used)) => {
+                out.push(name);
+                rest = &rest[used..];
             }
-            name.push(rest[j]);
-            j += 1;
+            None => break,
         }
-        if let Ok(n) = String::from_utf8(name) {
-            out.push(n);
-        }
-        rest = &rest[j.min(rest.len())..];
     }
     out
 }

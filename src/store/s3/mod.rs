@@ -31,6 +31,7 @@ use aws_config::{BehaviorVersion, Region};
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::Credentials;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::get_object::GetObjectOutput;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketLocationConstraint, CreateBucketConfiguration, ObjectLockMode};
 use aws_sdk_s3::Client;
@@ -148,6 +149,29 @@ struct Shared {
 impl Shared {
     fn block_on<F: Future>(&self, f: F) -> F::Output {
         tokio::task::block_in_place(|| self.handle.block_on(f))
+    }
+
+    /// GetObject of `key`, or of bytes `start..end` of it; the error says which, and where.
+    fn get(&self, key: &str, range: Option<(u64, u64)>) -> Result<(String, GetObjectOutput)> {
+        check_key(key)?;
+        let full_key = self.full_key(key);
+        let req = self.client.get_object().bucket(&self.bucket).key(&full_key);
+        let req = match range {
+            Some((start, end)) => req.range(format!("bytes={start}-{}", end - 1)),
+            None => req,
+        };
+        let out = self.block_on(req.send()).map_err(|e| {
+            if e.code() == Some("NoSuchKey") || http_status(&e) == Some(404) {
+                anyhow!("object {key} not found in {}", self.location())
+            } else {
+                let what = match range {
+                    Some((start, end)) => format!("bytes {start}-{} of {key}", end - 1),
+                    None => key.to_string(),
+                };
+                anyhow!("opening {what} in {}: {}", self.location(), describe(&e))
+            }
+        })?;
+        Ok((full_key, out))
     }
 
     fn full_key(&self, key: &str) -> String {
@@ -335,66 +359,24 @@ impl Store for S3Store {
     }
 
     fn open(&self, key: &str) -> Result<Box<dyn Read + Send>> {
-        check_key(key)?;
-        let s = &self.shared;
-        let full_key = s.full_key(key);
-        let out = s
-            .block_on(
-                s.client
-                    .get_object()
-                    .bucket(&s.bucket)
-                    .key(&full_key)
-                    .send(),
-            )
-            .map_err(|e| {
-                if e.code() == Some("NoSuchKey") || http_status(&e) == Some(404) {
-                    anyhow!("object {key} not found in {}", s.location())
-                } else {
-                    anyhow!("opening {key} in {}: {}", s.location(), describe(&e))
-                }
-            })?;
-        Ok(Box::new(S3Reader {
-            shared: s.clone(),
-            key: key.to_string(),
+        let (full_key, out) = self.shared.get(key, None)?;
+        Ok(Box::new(S3Reader::new(
+            &self.shared,
+            key,
             full_key,
-            etag: out.e_tag,
-            body: out.body,
-            chunk: Bytes::new(),
-            pos: 0,
-            end: None,
-            broken: None,
-            resumes: 0,
-        }))
+            out,
+            0,
+            None,
+        )))
     }
 
     fn open_range(&self, key: &str, offset: u64, len: u64) -> Result<Box<dyn Read + Send>> {
-        check_key(key)?;
-        let s = &self.shared;
         let Some(end) = offset.checked_add(len).filter(|_| len > 0) else {
+            check_key(key)?;
             return Ok(Box::new(io::empty()));
         };
-        let full_key = s.full_key(key);
-        let out = s
-            .block_on(
-                s.client
-                    .get_object()
-                    .bucket(&s.bucket)
-                    .key(&full_key)
-                    .range(format!("bytes={offset}-{}", end - 1))
-                    .send(),
-            )
-            .map_err(|e| {
-                if e.code() == Some("NoSuchKey") || http_status(&e) == Some(404) {
-                    anyhow!("object {key} not found in {}", s.location())
-                } else {
-                    anyhow!(
-                        "opening bytes {offset}-{} of {key} in {}: {}",
-                        end - 1,
-                        s.location(),
-                        describe(&e)
-                    )
-                }
-            })?;
+        let s = &self.shared;
+        let (full_key, out) = s.get(key, Some((offset, end)))?;
         // A server that ignores Range answers 200 with the whole object: its bytes would land at
         // the wrong offsets. Only the range asked for is accepted.
         let want = format!("bytes {offset}-{}/", end - 1);
@@ -413,18 +395,14 @@ impl Store for S3Store {
                     .map_or_else(|| "the whole object".to_string(), |r| format!("the range {r}"))
             );
         }
-        Ok(Box::new(S3Reader {
-            shared: s.clone(),
-            key: key.to_string(),
+        Ok(Box::new(S3Reader::new(
+            s,
+            key,
             full_key,
-            etag: out.e_tag,
-            body: out.body,
-            chunk: Bytes::new(),
-            pos: offset,
-            end: Some(end),
-            broken: None,
-            resumes: 0,
-        }))
+            out,
+            offset,
+            Some(end),
+        )))
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
@@ -507,6 +485,28 @@ struct S3Reader {
 const MAX_RESUMES: u32 = 3;
 
 impl S3Reader {
+    fn new(
+        shared: &Arc<Shared>,
+        key: &str,
+        full_key: String,
+        out: GetObjectOutput,
+        pos: u64,
+        end: Option<u64>,
+    ) -> Self {
+        Self {
+            shared: shared.clone(),
+            key: key.to_string(),
+            full_key,
+            etag: out.e_tag,
+            body: out.body,
+            chunk: Bytes::new(),
+            pos,
+            end,
+            broken: None,
+            resumes: 0,
+        }
+    }
+
     fn resume(&mut self, cause: impl fmt::Display) -> io::Result<()> {
         let range = match self.end {
             Some(end) => format!("bytes={}-{}", self.pos, end - 1),
