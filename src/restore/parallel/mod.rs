@@ -68,6 +68,16 @@ impl Feeder {
         if keys.is_empty() && self.current.as_ref().is_some_and(|u| u.barrier) {
             return Ok(());
         }
+        self.begin(label(), keys, false)
+    }
+
+    /// Starts a unit that holds `keys` shared with the units around it that do too (the parts of
+    /// one table's data).
+    pub fn start_shared(&mut self, label: String, keys: Vec<String>) -> Result<()> {
+        self.begin(label, keys, true)
+    }
+
+    fn begin(&mut self, label: String, keys: Vec<String>, shared: bool) -> Result<()> {
         self.close()?;
         let session = self
             .shared
@@ -75,13 +85,15 @@ impl Feeder {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .len();
-        let unit = Arc::new(Unit::new(
+        let mut unit = Unit::new(
             self.seq,
-            label(),
+            label,
             keys,
             session,
             Spool::new(self.budget.clone()),
-        ));
+        );
+        unit.shared = shared && !unit.barrier;
+        let unit = Arc::new(unit);
         self.seq += 1;
         self.parallel += u64::from(!unit.barrier);
         self.shared.sched.add(unit.clone());

@@ -41,7 +41,24 @@ pub struct PgSplit {
     in_transaction: bool,
     /// Everything from here on is a barrier.
     one_stream: bool,
+    /// The COPY block being read, when it may be cut into parts: its header, its table, the
+    /// bytes of its current part, and the part's number.
+    copy: Option<CopyParts>,
+    part_size: usize,
 }
+
+/// A big table's data is cut into parts, each a COPY of its own with the block's header, that
+/// load on several connections at once (they hold the table shared): otherwise the biggest table
+/// is the restore's critical path. Rows are lines, so a part ends at a line end.
+struct CopyParts {
+    header: Vec<u8>,
+    table: String,
+    bytes: usize,
+    part: u32,
+}
+
+/// A COPY block is cut into parts of about this size.
+const COPY_PART: usize = 32 * 1024 * 1024;
 
 impl PgSplit {
     pub fn new() -> Self {
@@ -52,6 +69,8 @@ impl PgSplit {
             stmts_at_start: 0,
             in_transaction: false,
             one_stream: false,
+            copy: None,
+            part_size: COPY_PART,
         }
     }
 
@@ -105,7 +124,20 @@ impl PgSplit {
             Some(table) if copy => format!("the data of {table}"),
             Some(_) => format!("`{}`", shorten(text)),
         };
-        to.start(|| label, keys)?;
+        self.copy = match keys.first() {
+            Some(table) if copy => Some(CopyParts {
+                header: text.to_vec(),
+                table: table.clone(),
+                bytes: 0,
+                part: 1,
+            }),
+            _ => None,
+        };
+        if self.copy.is_some() {
+            to.start_shared(label, keys)?;
+        } else {
+            to.start(|| label, keys)?;
+        }
         if let Some(stmt) = session {
             // After the unit that holds it: the first connection runs it there, the others
             // replay it before their next unit.
@@ -119,12 +151,34 @@ impl Splitter for PgSplit {
     fn feed(&mut self, mut data: &[u8], to: &mut Feeder) -> Result<()> {
         while !data.is_empty() {
             if self.lex.in_copy() {
-                let n = self.lex.feed_copy(data);
+                // Past a part's size, one line at a time, to end the part at a row's end.
+                let due = self
+                    .copy
+                    .as_ref()
+                    .is_some_and(|c| c.bytes >= self.part_size);
+                let take = match memchr(b'\n', data) {
+                    Some(i) if due => i + 1,
+                    _ => data.len(),
+                };
+                let n = self.lex.feed_copy(&data[..take]);
                 to.data(&data[..n])?;
                 data = &data[n..];
                 if !self.lex.in_copy() {
                     self.state = State::Pending;
                     self.stmts_at_start = self.lex.statements();
+                    self.copy = None;
+                } else if let Some(c) = self.copy.as_mut() {
+                    c.bytes += n;
+                    if c.bytes >= self.part_size && self.lex.copy_line_start().is_some() {
+                        c.bytes = 0;
+                        c.part += 1;
+                        to.data(b"\\.\n")?;
+                        to.start_shared(
+                            format!("the data of {} (part {})", c.table, c.part),
+                            vec![c.table.clone()],
+                        )?;
+                        to.data(&c.header)?;
+                    }
                 }
                 continue;
             }
@@ -395,6 +449,70 @@ mod tests {
         assert!(!is_session(b"SETUP;"));
         assert!(starts_transaction(b"BEGIN;"));
         assert!(ends_transaction(b"COMMIT;"));
+    }
+
+    /// The units a dump is cut into: keys, shared, body.
+    fn units(dump: &[u8], part_size: usize) -> Vec<(Vec<String>, bool, String)> {
+        use super::super::conn::Shared;
+        use super::super::spool::Budget;
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let budget = Arc::new(Budget::new(dir.path().into(), 1 << 30, 1 << 30));
+        let shared = Arc::new(Shared::new(budget.clone()));
+        let mut feeder = Feeder::new(shared.clone(), budget);
+        let mut split = PgSplit::new();
+        split.part_size = part_size;
+        for piece in dump.chunks(7) {
+            split.feed(piece, &mut feeder).unwrap();
+        }
+        split.finish(&mut feeder).unwrap();
+        feeder.close().unwrap();
+        shared.sched.close();
+        let mut out = Vec::new();
+        while let Some(u) = shared.sched.next(0) {
+            let mut body = Vec::new();
+            while let Some(c) = u.body.next().unwrap() {
+                body.extend(c);
+            }
+            out.push((u.keys.clone(), u.shared, String::from_utf8(body).unwrap()));
+            shared.sched.done(u.seq);
+        }
+        out
+    }
+
+    #[test]
+    fn a_big_copy_block_is_cut_into_parts_at_row_ends() {
+        let dump = "SET search_path = '';\nCREATE TABLE public.t (a text);\n\n--\n-- Data\n--\n\n\
+                    COPY public.t (a) FROM stdin;\nrow one\nrow\\ntwo\nrow three\nrow four\n\\.\n\n\
+                    CREATE INDEX t_a ON public.t USING btree (a);\n";
+        let got = units(dump.as_bytes(), 10);
+        let parts: Vec<&str> = got
+            .iter()
+            .filter(|(_, shared, _)| *shared)
+            .map(|(k, _, body)| {
+                assert_eq!(k, &vec!["public.t".to_string()]);
+                body.as_str()
+            })
+            .collect();
+        assert!(parts.len() >= 2, "{got:?}");
+        let mut rows = Vec::new();
+        for body in &parts {
+            let copy = &body[body.find("COPY ").unwrap()..];
+            let data = copy
+                .strip_prefix("COPY public.t (a) FROM stdin;\n")
+                .unwrap_or_else(|| panic!("{body:?}"));
+            let data = data.trim_end_matches('\n');
+            let data = data
+                .strip_suffix("\\.")
+                .unwrap_or_else(|| panic!("{body:?}"));
+            rows.extend(data.lines().map(str::to_string));
+        }
+        assert_eq!(rows, ["row one", "row\\ntwo", "row three", "row four"]);
+        assert_eq!(got.first().unwrap().0, Vec::<String>::new());
+        let last = got.last().unwrap();
+        assert!(!last.1 && last.2.contains("CREATE INDEX t_a"), "{got:?}");
+        // Without a part size reached, one unit holds the block.
+        assert_eq!(units(dump.as_bytes(), 1 << 20).len(), 3);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! connection, after everything before it and before everything after it: where offsite cannot
 //! classify, the restore is the single stream it would be without parallelism.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
@@ -22,6 +22,9 @@ pub struct Unit {
     pub label: String,
     /// Tables (and sequences) it touches; none: a barrier.
     pub keys: Vec<String>,
+    /// Holds its keys shared: units that all hold a table shared (the parts of one big COPY block)
+    /// run at once; any other unit on that table waits for them, and they for it.
+    pub shared: bool,
     pub barrier: bool,
     /// Session statements (SET ...) in effect where it starts: the first this many of the log.
     pub session: usize,
@@ -37,6 +40,7 @@ impl Unit {
             label,
             barrier: keys.is_empty(),
             keys,
+            shared: false,
             session,
             session_end: AtomicUsize::new(session),
             body,
@@ -58,7 +62,7 @@ struct State {
     /// Not finished, in dump order.
     queue: VecDeque<Entry>,
     /// Keys of the running units.
-    running: Vec<(u64, Vec<String>)>,
+    running: Vec<(u64, Vec<String>, bool)>,
     /// The reader has added its last unit.
     closed: bool,
     failed: bool,
@@ -114,7 +118,7 @@ impl Sched {
                 let e = &mut s.queue[i];
                 e.started = true;
                 let unit = e.unit.clone();
-                s.running.push((unit.seq, unit.keys.clone()));
+                s.running.push((unit.seq, unit.keys.clone(), unit.shared));
                 return Some(unit);
             }
             if s.closed && s.queue.iter().all(|e| e.started) {
@@ -127,7 +131,7 @@ impl Sched {
     pub fn done(&self, seq: u64) {
         let mut s = self.lock();
         s.queue.retain(|e| e.unit.seq != seq);
-        s.running.retain(|(q, _)| *q != seq);
+        s.running.retain(|(q, _, _)| *q != seq);
         drop(s);
         self.changed.notify_all();
     }
@@ -135,8 +139,9 @@ impl Sched {
 
 /// The first unit, in dump order, that may start now on `conn`.
 fn pick(s: &State, conn: usize) -> Option<usize> {
-    // Keys of earlier units that have not started: a later unit naming one must wait.
-    let mut ahead: HashSet<&str> = HashSet::new();
+    // Keys of earlier units that have not started (and whether all of them hold it shared): a
+    // later unit naming one must wait, unless both hold it shared.
+    let mut ahead: HashMap<&str, bool> = HashMap::new();
     for (i, e) in s.queue.iter().enumerate() {
         if e.started {
             if e.unit.barrier {
@@ -144,18 +149,26 @@ fn pick(s: &State, conn: usize) -> Option<usize> {
             }
             continue;
         }
-        if e.unit.barrier {
+        let u = &e.unit;
+        if u.barrier {
             let alone = i == 0 && s.running.is_empty();
             return (alone && conn == 0).then_some(i);
         }
-        let busy =
-            e.unit.keys.iter().any(|k| {
-                ahead.contains(k.as_str()) || s.running.iter().any(|(_, r)| r.contains(k))
-            });
+        let clash = |k: &String, shared: bool| !(u.shared && shared) && u.keys.contains(k);
+        let busy = u
+            .keys
+            .iter()
+            .any(|k| ahead.get(k.as_str()).is_some_and(|&sh| !(u.shared && sh)))
+            || s.running
+                .iter()
+                .any(|(_, keys, shared)| keys.iter().any(|k| clash(k, *shared)));
         if !busy {
             return Some(i);
         }
-        ahead.extend(e.unit.keys.iter().map(String::as_str));
+        for k in &u.keys {
+            let sh = ahead.entry(k.as_str()).or_insert(true);
+            *sh &= u.shared;
+        }
     }
     None
 }
@@ -213,6 +226,32 @@ mod tests {
         assert_eq!(s.next(1).unwrap().seq, 6);
         s.done(6);
         assert!(s.next(0).is_none());
+    }
+
+    #[test]
+    fn parts_of_one_table_run_at_once_and_its_index_waits_for_all() {
+        let part = |seq: u64| {
+            let mut u = Arc::try_unwrap(unit(seq, &["a"], false)).ok().unwrap();
+            u.shared = true;
+            Arc::new(u)
+        };
+        let s = Sched::default();
+        s.add(part(0));
+        s.add(part(1));
+        s.add(unit(2, &["a"], false));
+        s.add(part(3));
+        s.close();
+        assert_eq!(s.next(0).unwrap().seq, 0);
+        assert_eq!(s.next(1).unwrap().seq, 1);
+        // The index waits for both parts, and the part after it for the index.
+        assert_eq!(pick(&s.lock(), 2), None);
+        s.done(0);
+        assert_eq!(pick(&s.lock(), 2), None);
+        s.done(1);
+        assert_eq!(s.next(2).unwrap().seq, 2);
+        assert_eq!(pick(&s.lock(), 0), None);
+        s.done(2);
+        assert_eq!(s.next(0).unwrap().seq, 3);
     }
 
     #[test]
