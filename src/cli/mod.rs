@@ -2,6 +2,7 @@
 //! the library, which never sees clap.
 
 mod accept;
+mod audit;
 mod config_cmd;
 mod keygen;
 mod mask;
@@ -90,6 +91,9 @@ pub enum Command {
         #[command(subcommand)]
         command: config_cmd::Command,
     },
+    /// Prove what the push credential can do to the bucket: it must not delete, overwrite or
+    /// reconfigure anything (run on the production host; exit 1 names what to fix).
+    Audit(audit::Args),
     /// Write one snapshot of every configured source (run nightly from cron or a systemd timer).
     Push(push::Args),
     /// List the snapshots of a store: complete (committed by a manifest) or incomplete.
@@ -124,6 +128,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::Keygen(a) => keygen::run(&cli, a),
         Command::Config { command } => config_cmd::run(&cli, command),
+        Command::Audit(a) => audit::run(&cli, a),
         Command::Push(a) => push::run(&cli, a),
         Command::Snapshots(a) => snapshots::run(&cli, a),
         Command::Restore(a) => restore::run(&cli, a),

@@ -236,6 +236,13 @@ fn print_human(r: &Report, abandon_after: std::time::Duration) {
             for n in &h.notes {
                 println!("  {}: {n}", h.host);
             }
+            if !h.audit_canaries_removed.is_empty() {
+                println!(
+                    "  {}: removed {} offsite audit canary object(s): this credential can delete",
+                    h.host,
+                    h.audit_canaries_removed.len()
+                );
+            }
         }
         let verb = if r.dry_run { "would delete" } else { "deleted" };
         println!(

@@ -17,7 +17,7 @@ pub mod local;
 pub mod open;
 pub mod s3;
 
-pub use open::{open, open_admin};
+pub use open::{open, open_admin, open_s3};
 
 use std::io::{Read, Write};
 

@@ -51,3 +51,12 @@ fn s3(s: &S3Settings, handle: &tokio::runtime::Handle) -> Result<S3Store> {
         handle.clone(),
     )
 }
+
+/// The configured S3 store as itself, for what only S3 has (`offsite audit`); `None` for a local
+/// directory.
+pub fn open_s3(cfg: &Config, handle: &tokio::runtime::Handle) -> Result<Option<S3Store>> {
+    Ok(match &cfg.store {
+        StoreConfig::Local(_) => None,
+        StoreConfig::S3(s) => Some(s3(s, handle)?),
+    })
+}

@@ -7,6 +7,8 @@
 
 mod common;
 
+mod audit;
+
 mod counters_hostile;
 mod db_tls;
 mod db_tls_mysql;

@@ -582,3 +582,50 @@ fn a_failing_s3_listing_deletes_nothing_anywhere() {
     assert!(s3["error"].as_str().unwrap().contains("listing"), "{s3}");
     assert_eq!(local_ids(&s.path("offsite")), ids(&snaps));
 }
+
+#[test]
+fn old_audit_canaries_are_removed_and_never_counted_as_snapshots() {
+    let s = Setup::new(HOST);
+    s.config(&office_yaml("{ keep_last: 2 }"));
+    let snaps = three_a_day();
+    for (id, _) in snaps.iter().rev().take(3) {
+        write_local(&s.path("store"), id, true);
+        write_local(&s.path("offsite"), id, true);
+    }
+    // What `offsite audit` on the host leaves (push cannot delete it): one from three days ago,
+    // one from an audit that may still be running.
+    let audit = s.path("store").join(HOST).join(".audit");
+    std::fs::create_dir_all(&audit).unwrap();
+    for (name, age_h) in [("20261120T120000Z-old", 72), ("20261123T110000Z-new", 1)] {
+        std::fs::write(audit.join(name), b"offsite audit canary").unwrap();
+        let f = std::fs::File::options()
+            .write(true)
+            .open(audit.join(name))
+            .unwrap();
+        f.set_modified(std::time::SystemTime::from(
+            NOW - time::Duration::hours(age_h),
+        ))
+        .unwrap();
+    }
+    let v = json(&prune(&s, &["--json"]).expect(0));
+    let local = v["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "local")
+        .unwrap();
+    assert_eq!(
+        local["hosts"][0]["audit_canaries_removed"],
+        serde_json::json!([format!("{HOST}/.audit/20261120T120000Z-old")]),
+        "{v}"
+    );
+    // One snapshot went by the policy; the canaries were never snapshots to keep or delete.
+    assert_eq!(planned_deletes(&v, "local").len(), 1, "{v}");
+    assert!(!audit.join("20261120T120000Z-old").exists());
+    assert!(audit.join("20261123T110000Z-new").exists());
+    let left: Vec<_> = local_ids(&s.path("store"))
+        .into_iter()
+        .filter(|id| id != ".audit")
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+}

@@ -360,6 +360,10 @@ pub struct HostPlan {
     /// Unfinished writes older than `office.abandon_after` (rule 3), removed after the deletions.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unfinished: Vec<Leftover>,
+    /// `offsite audit` canaries (`<host>/.audit/...`) older than `office.abandon_after` that this
+    /// run removed: push cannot delete its own, so the office does, and so shows it can.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub audit_canaries_removed: Vec<String>,
 }
 
 /// An unfinished write prune removes: a temporary file, an S3 multipart upload.
@@ -554,6 +558,7 @@ pub fn plan_host(
         delete,
         notes: Vec::new(),
         unfinished: Vec::new(),
+        audit_canaries_removed: Vec::new(),
     }
 }
 
@@ -585,6 +590,7 @@ pub fn plan_quarantined(host: &str, snaps: &[SnapshotInfo], now: OffsetDateTime)
         delete,
         notes: Vec::new(),
         unfinished: Vec::new(),
+        audit_canaries_removed: Vec::new(),
     }
 }
 
@@ -1044,6 +1050,9 @@ pub fn prune(targets: &[Target], hosts: &[String], offsite_dir: &Path, opts: &Op
                     }
                 }
             }
+            if !opts.dry_run && !abort && !stopped && crate::interrupt::received().is_none() {
+                remove_audit_canaries(t.store.as_ref(), plan, now, opts.abandon_after);
+            }
         }
     }
 
@@ -1053,6 +1062,36 @@ pub fn prune(targets: &[Target], hosts: &[String], offsite_dir: &Path, opts: &Op
             .iter()
             .all(|s| s.ok && s.hosts.iter().all(|h| h.error.is_none()));
     report
+}
+
+/// Removes the host's `offsite audit` canaries older than `grace` (an audit may be running). A
+/// canary that cannot be removed yet (its Object Lock holds) is a note, not a failure.
+fn remove_audit_canaries(
+    store: &dyn AdminStore,
+    plan: &mut HostPlan,
+    now: OffsetDateTime,
+    grace: time::Duration,
+) {
+    let prefix = format!("{}/.audit/", plan.host);
+    let canaries = match store.as_store().list(&prefix) {
+        Ok(c) => c,
+        Err(e) => {
+            plan.notes
+                .push(format!("listing the audit canaries: {e:#}"));
+            return;
+        }
+    };
+    for c in canaries {
+        if c.modified.is_none_or(|m| now - m < grace) {
+            continue;
+        }
+        match store.delete(&c.key) {
+            Ok(()) => plan.audit_canaries_removed.push(c.key),
+            Err(e) => plan
+                .notes
+                .push(format!("the audit canary {} stays for now: {e:#}", c.key)),
+        }
+    }
 }
 
 /// Deletes one snapshot, manifest first. Returns how many objects went, and the first failure.

@@ -12,6 +12,7 @@
 //! concurrent writer and needs no read-then-write check.
 
 mod admin;
+pub mod audit;
 mod clock;
 mod stall;
 mod unfinished;
