@@ -236,6 +236,25 @@ fn print_human(r: &Report, abandon_after: std::time::Duration) {
             for n in &h.notes {
                 println!("  {}: {n}", h.host);
             }
+            for l in &h.locks {
+                use offsite::office::prune::lock::LockStatus;
+                let state = match l.status {
+                    LockStatus::Planned => "would extend the lock".to_string(),
+                    LockStatus::Extended => {
+                        format!("lock extended ({} object(s))", l.extended_objects)
+                    }
+                    LockStatus::Held => "locked long enough already".to_string(),
+                    LockStatus::Failed => format!(
+                        "lock NOT extended: {}",
+                        l.error.as_deref().unwrap_or("failed")
+                    ),
+                    LockStatus::Skipped => "lock not extended (skipped)".to_string(),
+                };
+                println!(
+                    "  {}/{}  {state}: until {} ({})",
+                    h.host, l.snapshot, l.until, l.rule
+                );
+            }
             if !h.audit_canaries_removed.is_empty() {
                 println!(
                     "  {}: removed {} offsite audit canary object(s): this credential can delete",

@@ -49,6 +49,9 @@ struct Row {
     /// Incomplete: hours since the store last saw it written to.
     #[serde(skip_serializing_if = "Option::is_none")]
     idle_hours: Option<f64>,
+    /// The manifest's Object Lock retain-until (a store with `object_lock` configured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    locked_until: Option<String>,
     /// With `--all`: its unfinished writes.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     unfinished: Vec<WriteRow>,
@@ -128,6 +131,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
             }),
             trees: Vec::new(),
             idle_hours: (!s.complete).then(|| hours(s.last_write)).flatten(),
+            locked_until: None,
             unfinished: if a.all {
                 writes_of(&writes, &s.host, &s.id)
                     .map(|w| WriteRow {
@@ -142,6 +146,18 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
                 Vec::new()
             },
         };
+        if s.complete {
+            let manifest = format!("{}{}", s.dir(), offsite::snapshot::MANIFEST_NAME);
+            match store.lock_until(&manifest) {
+                Ok(until) => {
+                    row.locked_until = until.and_then(|t| {
+                        t.format(&time::format_description::well_known::Rfc3339)
+                            .ok()
+                    })
+                }
+                Err(e) => eprintln!("warning: {e:#}"),
+            }
+        }
         if can_open && s.complete {
             match read_keys(cfg.as_ref(), &s.host, a.key.as_deref(), a.signer.as_deref())
                 .and_then(|k| load_manifest(store.as_ref(), &s, &k.decryption, &k.signers))
@@ -217,6 +233,14 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
                 .map(|s| if s == "valid" { "valid" } else { "INVALID" })
                 .unwrap_or("-"),
             r.sources.join(", ")
+        );
+    }
+    for r in rows.iter().filter(|r| r.locked_until.is_some()) {
+        println!(
+            "{}/{}: locked until {}",
+            r.info.host,
+            r.info.id,
+            r.locked_until.as_deref().unwrap_or_default()
         );
     }
     let unfinished: usize = rows.iter().map(|r| r.info.unfinished_writes).sum();

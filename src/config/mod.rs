@@ -207,6 +207,30 @@ pub struct Retention {
     pub keep_yearly: u32,
     #[serde(serialize_with = "duration::serialize_opt")]
     pub keep_within: Option<std::time::Duration>,
+    /// S3 Object Lock that follows the policy (`office.retention.lock`): per rule, how long after
+    /// its trusted time a snapshot that rule keeps stays locked. prune extends, never shortens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock: Option<RetentionLock>,
+}
+
+/// How long each rule's snapshots stay locked, from the snapshot's trusted time; `None`: that
+/// rule locks nothing beyond what push set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RetentionLock {
+    #[serde(serialize_with = "duration::serialize_opt")]
+    pub last: Option<std::time::Duration>,
+    #[serde(serialize_with = "duration::serialize_opt")]
+    pub hourly: Option<std::time::Duration>,
+    #[serde(serialize_with = "duration::serialize_opt")]
+    pub daily: Option<std::time::Duration>,
+    #[serde(serialize_with = "duration::serialize_opt")]
+    pub weekly: Option<std::time::Duration>,
+    #[serde(serialize_with = "duration::serialize_opt")]
+    pub monthly: Option<std::time::Duration>,
+    #[serde(serialize_with = "duration::serialize_opt")]
+    pub yearly: Option<std::time::Duration>,
+    #[serde(serialize_with = "duration::serialize_opt")]
+    pub within: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -445,6 +469,22 @@ fn check(raw: RawConfig, path: &Path, base: &Path) -> Result<Config> {
     }
 
     let office = raw.office.map(|o| check_office(o, base)).transpose()?;
+    if let Some(o) = &office {
+        if o.offsite_retention
+            .as_ref()
+            .is_some_and(|r| r.lock.is_some())
+        {
+            return Err(usage(
+                "office.offsite_retention.lock: the offsite copy is a directory, which has no Object Lock; put lock: under office.retention (the S3 store's policy)",
+            ));
+        }
+        let locked_store = matches!(&store, StoreConfig::S3(s) if s.object_lock.is_some());
+        if o.retention.as_ref().is_some_and(|r| r.lock.is_some()) && !locked_store {
+            return Err(usage(
+                "office.retention.lock needs an S3 store whose bucket has Object Lock: set store.s3.object_lock: { mode: compliance, days: N } (the mode prune extends locks in)",
+            ));
+        }
+    }
 
     Ok(Config {
         path: path.to_path_buf(),
@@ -708,13 +748,35 @@ fn retention(r: raw::RawRetention, what: &str) -> Result<Retention> {
         keep_monthly: r.keep_monthly.unwrap_or(0),
         keep_yearly: r.keep_yearly.unwrap_or(0),
         keep_within,
+        lock: r.lock.map(|l| retention_lock(l, what)).transpose()?,
     };
-    if ret == Retention::default() {
+    let rules_only = Retention {
+        lock: None,
+        ..ret.clone()
+    };
+    if rules_only == Retention::default() {
         return Err(usage(format!(
             "{what} keeps nothing: set at least one of keep_last, keep_daily, keep_weekly, keep_monthly, keep_within"
         )));
     }
     Ok(ret)
+}
+
+fn retention_lock(l: raw::RawRetentionLock, what: &str) -> Result<RetentionLock> {
+    let d = |v: Option<String>, key: &str| {
+        v.map(|s| parse_duration(&s))
+            .transpose()
+            .map_err(|e| usage(format!("{what}.lock.{key}: {e}")))
+    };
+    Ok(RetentionLock {
+        last: d(l.last, "last")?,
+        hourly: d(l.hourly, "hourly")?,
+        daily: d(l.daily, "daily")?,
+        weekly: d(l.weekly, "weekly")?,
+        monthly: d(l.monthly, "monthly")?,
+        yearly: d(l.yearly, "yearly")?,
+        within: d(l.within, "within")?,
+    })
 }
 
 /// `postgres/NAME` or `mysql/NAME`.

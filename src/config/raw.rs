@@ -225,6 +225,21 @@ pub struct RawRetention {
     pub keep_yearly: Option<u32>,
     /// Keep everything younger than this (`14d`).
     pub keep_within: Option<String>,
+    /// S3 Object Lock per rule: how long after its time a snapshot a rule keeps stays locked.
+    pub lock: Option<RawRetentionLock>,
+}
+
+/// `lock: { daily: 14d, weekly: 8w, monthly: 13M, yearly: 7y }`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetentionLock {
+    pub last: Option<String>,
+    pub hourly: Option<String>,
+    pub daily: Option<String>,
+    pub weekly: Option<String>,
+    pub monthly: Option<String>,
+    pub yearly: Option<String>,
+    pub within: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -83,6 +83,13 @@ pub trait ObjectWriter: Write + Send + Sync {
 
 /// Read, list and create-only write access to a store.
 pub trait Store: Send + Sync {
+    /// The object's Object Lock retain-until time, if it has one. Stores without Object Lock
+    /// (a directory, a bucket the config gives no `object_lock`) have none.
+    fn lock_until(&self, key: &str) -> Result<Option<OffsetDateTime>> {
+        check_key(key)?;
+        Ok(None)
+    }
+
     /// Where this store is, for messages: `/var/backups/offsite` or `s3://bucket/prefix`.
     fn location(&self) -> String;
     /// Starts writing a new object. The key must not exist (checked again at commit).
@@ -136,6 +143,15 @@ pub trait AdminStore: Store {
     /// gone already is not an error.
     fn discard(&self, write: &Unfinished) -> Result<()>;
     fn as_store(&self) -> &dyn Store;
+    /// Extends the object's lock to `until`, in the configured mode. Callers never shorten a lock
+    /// (S3 refuses that for compliance mode anyway).
+    fn extend_lock(&self, key: &str, until: OffsetDateTime) -> Result<()> {
+        let _ = until;
+        anyhow::bail!(
+            "{}: cannot lock {key}: this store has no Object Lock",
+            self.as_store().location()
+        )
+    }
 }
 
 /// A reader that must give exactly `left` more bytes: one that ends early is an error, not a short

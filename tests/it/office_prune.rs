@@ -629,3 +629,209 @@ fn old_audit_canaries_are_removed_and_never_counted_as_snapshots() {
         .collect();
     assert_eq!(left.len(), 2, "{left:?}");
 }
+
+/// Puts a complete dummy snapshot whose objects push locked (compliance) until `until`.
+fn put_s3_locked(client: &aws_sdk_s3::Client, bucket: &str, id: &str, until: OffsetDateTime) {
+    for k in [OBJECT, MANIFEST] {
+        runtime()
+            .block_on(
+                client
+                    .put_object()
+                    .bucket(bucket)
+                    .key(format!("prod/{HOST}/{id}/{k}"))
+                    .object_lock_mode(aws_sdk_s3::types::ObjectLockMode::Compliance)
+                    .object_lock_retain_until_date(aws_smithy_types::DateTime::from_secs(
+                        until.unix_timestamp(),
+                    ))
+                    .body(aws_sdk_s3::primitives::ByteStream::from_static(b"bytes"))
+                    .send(),
+            )
+            .expect("put_object");
+    }
+}
+
+fn lock_of(client: &aws_sdk_s3::Client, bucket: &str, id: &str, k: &str) -> OffsetDateTime {
+    let out = runtime()
+        .block_on(
+            client
+                .head_object()
+                .bucket(bucket)
+                .key(format!("prod/{HOST}/{id}/{k}"))
+                .send(),
+        )
+        .expect("head_object");
+    let secs = out
+        .object_lock_retain_until_date()
+        .expect("a retain-until date")
+        .secs();
+    OffsetDateTime::from_unix_timestamp(secs).unwrap()
+}
+
+#[test]
+fn object_lock_follows_the_rule_that_keeps_each_snapshot() {
+    let bucket = "offsite-prune-lock";
+    let moto = PrivateMoto::start_with_clock(NOW - time::Duration::days(90));
+    let client = raw_client(&moto.endpoint, ACCESS_KEY, SECRET_KEY);
+    runtime()
+        .block_on(
+            client
+                .create_bucket()
+                .bucket(bucket)
+                .object_lock_enabled_for_bucket(true)
+                .send(),
+        )
+        .expect("create a bucket with Object Lock");
+    let s = Setup::new(HOST);
+    let store = format!(
+        "store:\n  s3: {{ bucket: {bucket}, prefix: prod, region: us-east-1, endpoint: '{}', path_style: true, access_key_id: '{ACCESS_KEY}', secret_access_key: '{SECRET_KEY}', object_lock: {{ mode: compliance, days: 10 }} }}",
+        moto.endpoint
+    );
+    let write_config = |lock: &str| {
+        s.config_with_store(
+            &store,
+            &office_yaml(&format!(
+                "{{ keep_daily: 7, keep_monthly: 3, lock: {lock} }}"
+            )),
+        );
+    };
+    write_config("{ daily: 14d, monthly: 100d }");
+    // Pushes at 02:00 on these days (the last of each month is the monthly one), each locked by
+    // push for 10 days.
+    let days = [(9, 30), (10, 15), (10, 31), (11, 10)]
+        .into_iter()
+        .chain((14..=23).map(|d| (11, d)));
+    let mut snaps = Vec::new();
+    for (m, d) in days {
+        let t = time::Date::from_calendar_date(2026, time::Month::try_from(m).unwrap(), d)
+            .unwrap()
+            .with_hms(2, 0, 0)
+            .unwrap()
+            .assume_utc();
+        let id = id_at(t, snaps.len());
+        moto.set_clock(t);
+        put_s3_locked(&client, bucket, &id, t + time::Duration::days(10));
+        write_local(&s.path("offsite"), &id, true);
+        snaps.push((id, t));
+    }
+    moto.set_clock(NOW);
+    let id_of = |y: i32, m: time::Month, d: u8| {
+        let want = time::Date::from_calendar_date(y, m, d).unwrap();
+        snaps
+            .iter()
+            .find(|(_, t)| t.date() == want)
+            .map(|(id, t)| (id.clone(), *t))
+            .unwrap()
+    };
+    use time::Month::{November, October, September};
+
+    let run = prune(&s, &["--json"]).expect(0);
+    let v = json(&run);
+    let s3 = v["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "s3")
+        .unwrap();
+    let host = &s3["hosts"][0];
+
+    // Monthly snapshots: locked 100 days from their own time; daily ones 14 days.
+    for (id, t) in [
+        id_of(2026, September, 30),
+        id_of(2026, October, 31),
+        id_of(2026, November, 23),
+    ] {
+        for k in [OBJECT, MANIFEST] {
+            assert_eq!(
+                lock_of(&client, bucket, &id, k),
+                t + time::Duration::days(100),
+                "{id} {k}"
+            );
+        }
+    }
+    let (daily, t) = id_of(2026, November, 18);
+    assert_eq!(
+        lock_of(&client, bucket, &daily, OBJECT),
+        t + time::Duration::days(14)
+    );
+    let l = host["locks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["snapshot"] == daily)
+        .unwrap();
+    assert_eq!(l["rule"], "keep_daily");
+    assert_eq!(l["status"], "extended");
+
+    // The policy drops Nov 14 to 16, but push's 10-day lock still holds them: kept for a later
+    // run, and the store refuses a delete of them outright.
+    let (held, _) = id_of(2026, November, 16);
+    assert!(s3_ids(&client, bucket).contains(&held));
+    let notes = host["notes"].to_string();
+    assert!(
+        notes.contains(&held) && notes.contains("locked until"),
+        "{notes}"
+    );
+    let versions = runtime()
+        .block_on(
+            client
+                .list_object_versions()
+                .bucket(bucket)
+                .prefix(format!("prod/{HOST}/{held}/{MANIFEST}"))
+                .send(),
+        )
+        .unwrap();
+    let version = versions.versions()[0].version_id().unwrap().to_string();
+    let refused = runtime().block_on(
+        client
+            .delete_object()
+            .bucket(bucket)
+            .key(format!("prod/{HOST}/{held}/{MANIFEST}"))
+            .version_id(version)
+            .send(),
+    );
+    assert!(refused.is_err(), "a locked version must not be deletable");
+    // What the policy dropped and no lock holds is gone, every version of it.
+    let (gone, _) = id_of(2026, November, 10);
+    assert!(!s3_ids(&client, bucket).contains(&gone));
+    let left = runtime()
+        .block_on(
+            client
+                .list_object_versions()
+                .bucket(bucket)
+                .prefix(format!("prod/{HOST}/{gone}/"))
+                .send(),
+        )
+        .unwrap();
+    assert!(left.versions().is_empty() && left.delete_markers().is_empty());
+
+    // A shorter lock in the config never shortens what is locked.
+    write_config("{ daily: 2d, monthly: 30d }");
+    let v = json(&prune(&s, &["--json"]).expect(0));
+    let (monthly, t) = id_of(2026, October, 31);
+    assert_eq!(
+        lock_of(&client, bucket, &monthly, OBJECT),
+        t + time::Duration::days(100)
+    );
+    let s3 = v["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "s3")
+        .unwrap();
+    for l in s3["hosts"][0]["locks"].as_array().unwrap() {
+        assert_eq!(l["status"], "held", "{l}");
+    }
+    // `snapshots` shows each snapshot's lock.
+    let listed = s.offsite(&["snapshots", "--json"]);
+    let rows: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == monthly)
+        .unwrap();
+    let want = (t + time::Duration::days(100))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    assert_eq!(row["locked_until"], want.as_str(), "{row}");
+}

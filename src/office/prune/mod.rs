@@ -61,6 +61,7 @@
 //! Not done here on purpose: verify records of deleted snapshots stay (they are the report's
 //! history); hosts not in `office.hosts` are never touched.
 
+pub mod lock;
 pub mod policy;
 
 use std::path::Path;
@@ -178,7 +179,11 @@ pub fn targets(office: &Office, handle: &tokio::runtime::Handle) -> Result<Vec<T
         out.push(Target {
             name: "offsite".into(),
             store: office.offsite.clone(),
-            retention: r.clone(),
+            // A directory has no Object Lock: the lock tiers are the S3 store's.
+            retention: Retention {
+                lock: None,
+                ..r.clone()
+            },
             retention_key: key,
             origin: Origin::Copy,
         });
@@ -364,6 +369,9 @@ pub struct HostPlan {
     /// run removed: push cannot delete its own, so the office does, and so shows it can.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub audit_canaries_removed: Vec<String>,
+    /// `office.retention.lock`: the kept snapshots whose Object Lock the policy extends.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub locks: Vec<lock::LockPlan>,
 }
 
 /// An unfinished write prune removes: a temporary file, an S3 multipart upload.
@@ -559,6 +567,7 @@ pub fn plan_host(
         notes: Vec::new(),
         unfinished: Vec::new(),
         audit_canaries_removed: Vec::new(),
+        locks: Vec::new(),
     }
 }
 
@@ -591,6 +600,7 @@ pub fn plan_quarantined(host: &str, snaps: &[SnapshotInfo], now: OffsetDateTime)
         notes: Vec::new(),
         unfinished: Vec::new(),
         audit_canaries_removed: Vec::new(),
+        locks: Vec::new(),
     }
 }
 
@@ -961,6 +971,9 @@ pub fn prune(targets: &[Target], hosts: &[String], offsite_dir: &Path, opts: &Op
                 let complete = l[hi].iter().filter(|s| countable(s)).count();
                 limit_deletions(&mut plan, complete, opts.max_fraction);
             }
+            if let Some(lk) = &t.retention.lock {
+                plan.locks = lock::plan_locks(&plan, &l[hi], lk);
+            }
             plan.unfinished = stale_writes(
                 &writes[ti][hi],
                 &l[hi],
@@ -990,6 +1003,23 @@ pub fn prune(targets: &[Target], hosts: &[String], offsite_dir: &Path, opts: &Op
                 {
                     d.status = Status::Skipped;
                     continue;
+                }
+                // A snapshot still under Object Lock cannot be deleted yet: a later run will.
+                let manifest = format!(
+                    "{}{MANIFEST_NAME}",
+                    crate::snapshot::dir(&plan.host, &d.snapshot)
+                );
+                match t.store.lock_until(&manifest) {
+                    Ok(Some(until)) if until > now => {
+                        d.status = Status::Skipped;
+                        plan.notes.push(format!(
+                            "{} is locked until {} (Object Lock): a run after that deletes it",
+                            d.snapshot,
+                            until.format(&Rfc3339).unwrap_or_default()
+                        ));
+                        continue;
+                    }
+                    _ => {}
                 }
                 let (n, res) = delete_snapshot(t.store.as_ref(), &plan.host, d);
                 d.deleted_objects = n;
@@ -1048,6 +1078,39 @@ pub fn prune(targets: &[Target], hosts: &[String], offsite_dir: &Path, opts: &Op
                         store.error.get_or_insert(msg);
                         stopped = true;
                     }
+                }
+            }
+            for l in &mut plan.locks {
+                if opts.dry_run {
+                    continue;
+                }
+                if abort || plan.error.is_some() || crate::interrupt::received().is_some() {
+                    l.status = lock::LockStatus::Skipped;
+                    continue;
+                }
+                lock::apply(t.store.as_ref(), &plan.host, l);
+                match l.status {
+                    lock::LockStatus::Extended => tracing::info!(
+                        "locked {}/{} in {} until {} ({}): {} object(s) extended",
+                        plan.host,
+                        l.snapshot,
+                        store.location,
+                        l.until,
+                        l.rule,
+                        l.extended_objects
+                    ),
+                    lock::LockStatus::Failed => {
+                        let msg = format!(
+                            "extending the lock of {}/{}: {}",
+                            plan.host,
+                            l.snapshot,
+                            l.error.as_deref().unwrap_or("failed")
+                        );
+                        tracing::error!("{msg}");
+                        store.ok = false;
+                        store.error.get_or_insert(msg);
+                    }
+                    _ => {}
                 }
             }
             if !opts.dry_run && !abort && !stopped && crate::interrupt::received().is_none() {

@@ -462,6 +462,32 @@ impl Store for S3Store {
     fn unfinished_kind(&self) -> &'static str {
         "multipart upload"
     }
+
+    fn lock_until(&self, key: &str) -> Result<Option<OffsetDateTime>> {
+        check_key(key)?;
+        let s = &self.shared;
+        if s.object_lock.is_none() {
+            return Ok(None);
+        }
+        // HeadObject carries the retention (to a caller allowed s3:GetObjectRetention), and
+        // more S3-compatible servers answer it than GetObjectRetention.
+        let req = s
+            .client
+            .head_object()
+            .bucket(&s.bucket)
+            .key(s.full_key(key))
+            .send();
+        match s.block_on(req) {
+            Ok(out) => Ok(out
+                .object_lock_retain_until_date()
+                .and_then(|d| OffsetDateTime::from_unix_timestamp(d.secs()).ok())),
+            Err(e) => Err(anyhow!(
+                "reading the Object Lock of {key} in {}: {}",
+                self.location(),
+                describe(&e)
+            )),
+        }
+    }
 }
 
 /// Streams a GetObject body chunk by chunk; never holds more than one network chunk.
