@@ -17,6 +17,7 @@ mod report;
 mod restore;
 mod signals;
 mod snapshots;
+mod status;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -113,6 +114,9 @@ pub enum Command {
     Refresh(refresh::Args),
     /// Office: pull, verify, scrub, report, prune, refresh, then notify. For the nightly office timer.
     Office(office::Args),
+    /// Office: one screen for the person on call: per host, last push, last verify and its age,
+    /// snapshots and size, lock-until, warnings (exit 1 when anything is stale or failing).
+    Status(status::Args),
     /// Office: lift a snapshot's quarantine once a person has checked that it is genuine.
     Accept(accept::Args),
     /// Mask a plain dump on stdin with office.masking's rules, to stdout: `pg_dump | offsite mask | psql`.
@@ -138,6 +142,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Prune(a) => prune::run(&cli, a),
         Command::Refresh(a) => refresh::run(&cli, a),
         Command::Office(a) => office::run(&cli, a),
+        Command::Status(a) => status::run(&cli, a),
         Command::Accept(a) => accept::run(&cli, a),
         Command::Mask(a) => mask::run(&cli, a),
         Command::Masking { command } => masking::run(&cli, command),

@@ -28,6 +28,7 @@ mod push_failures;
 mod push_restore;
 mod push_s3;
 mod s3_store;
+mod status;
 mod store_contract;
 mod tree_incremental;
 mod tree_parallel;
