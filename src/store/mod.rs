@@ -133,6 +133,13 @@ pub trait Store: Send + Sync {
     fn unfinished_kind(&self) -> &'static str {
         "unfinished write"
     }
+    /// Keys under `prefix` whose newest version is a delete marker (a versioned bucket): someone
+    /// with delete rights hid an object, whose bytes are still there as an older version. Stores
+    /// without versions have none.
+    fn delete_markers(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        let _ = prefix;
+        Ok(Vec::new())
+    }
 }
 
 /// A store that can also delete: only office-side retention opens one ([`open_admin`]).

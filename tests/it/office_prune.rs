@@ -821,6 +821,30 @@ fn object_lock_follows_the_rule_that_keeps_each_snapshot() {
     for l in s3["hosts"][0]["locks"].as_array().unwrap() {
         assert_eq!(l["status"], "held", "{l}");
     }
+    // Someone with delete rights hides an object of a kept snapshot behind a delete marker (the
+    // locked version stays): prune reports it.
+    let hidden = format!("{HOST}/{daily}/{OBJECT}");
+    runtime()
+        .block_on(
+            client
+                .delete_object()
+                .bucket(bucket)
+                .key(format!("prod/{hidden}"))
+                .send(),
+        )
+        .expect("a delete marker");
+    let v = json(&prune(&s, &["--json", "--dry-run"]).expect(0));
+    let s3 = v["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "s3")
+        .unwrap();
+    assert_eq!(
+        s3["hosts"][0]["delete_markers"],
+        serde_json::json!([hidden]),
+        "{v}"
+    );
     // `snapshots` shows each snapshot's lock.
     let listed = s.offsite(&["snapshots", "--json"]);
     let rows: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();

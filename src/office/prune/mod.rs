@@ -369,6 +369,10 @@ pub struct HostPlan {
     /// run removed: push cannot delete its own, so the office does, and so shows it can.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub audit_canaries_removed: Vec<String>,
+    /// Keys whose newest version is a delete marker prune did not leave (it deletes versions by
+    /// id): someone else deleted them; the bytes are still there as older versions.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub delete_markers: Vec<String>,
     /// `office.retention.lock`: the kept snapshots whose Object Lock the policy extends.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub locks: Vec<lock::LockPlan>,
@@ -568,6 +572,7 @@ pub fn plan_host(
         unfinished: Vec::new(),
         audit_canaries_removed: Vec::new(),
         locks: Vec::new(),
+        delete_markers: Vec::new(),
     }
 }
 
@@ -601,6 +606,7 @@ pub fn plan_quarantined(host: &str, snaps: &[SnapshotInfo], now: OffsetDateTime)
         unfinished: Vec::new(),
         audit_canaries_removed: Vec::new(),
         locks: Vec::new(),
+        delete_markers: Vec::new(),
     }
 }
 
@@ -973,6 +979,20 @@ pub fn prune(targets: &[Target], hosts: &[String], offsite_dir: &Path, opts: &Op
             }
             if let Some(lk) = &t.retention.lock {
                 plan.locks = lock::plan_locks(&plan, &l[hi], lk);
+            }
+            match t.store.delete_markers(&format!("{host}/")) {
+                Ok(m) if !m.is_empty() => {
+                    plan.notes.push(format!(
+                        "{} object(s) hidden by delete markers that prune did not write (a credential that can delete was used; the bytes are still there as older versions): {}",
+                        m.len(),
+                        m.iter().map(|o| o.key.as_str()).take(5).collect::<Vec<_>>().join(", ")
+                    ));
+                    plan.delete_markers = m.into_iter().map(|o| o.key).collect();
+                }
+                Ok(_) => {}
+                Err(e) => plan
+                    .notes
+                    .push(format!("delete markers not checked: {e:#}")),
             }
             plan.unfinished = stale_writes(
                 &writes[ti][hi],
