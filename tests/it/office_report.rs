@@ -583,6 +583,60 @@ fn html_renders_in_headless_chromium() {
     assert!(green > 200, "{green} green pixels: no PASS pill?");
 }
 
+/// A signer with a long unbroken fingerprint stays inside its cell of the fact grid: Chromium lays
+/// the page out at a narrow and a wide width, and a script measures every fact's value against its
+/// cell and every cell against its neighbour.
+#[test]
+fn a_long_signer_fingerprint_stays_in_its_fact_cell() {
+    let o = OfficeSetup::new(&["web1"]);
+    let fingerprint = "0123456789ABCDEF".repeat(5);
+    let mut r = healthy_web1(0);
+    r.signer = format!("offsite-web1-signing-key<{fingerprint}>");
+    o.save(&r);
+    o.offsite(&["report"]).expect(0);
+    let html = read(&o.reports_dir().join("report.html"));
+    assert!(html.contains(&fingerprint), "the signer is not in the report");
+    assert!(html.contains(".fact{min-width:0}"), "the grid items may not shrink");
+    assert!(html.contains("overflow-wrap:anywhere"), "long values do not break");
+
+    // The report has no script of its own (and must not get one); a copy gets the measuring one.
+    let probe = r#"<script>
+var bad = [];
+var facts = Array.from(document.querySelectorAll('.fact'));
+facts.forEach(function (f, i) {
+  var c = f.getBoundingClientRect();
+  var v = f.querySelector('.v');
+  var r = v.getBoundingClientRect();
+  if (v.scrollWidth > v.clientWidth + 1 || r.right > c.right + 1) bad.push('value ' + i + ' overflows its cell');
+  var n = facts[i + 1];
+  if (n && n.parentNode === f.parentNode) {
+    var m = n.getBoundingClientRect();
+    if (Math.abs(m.top - c.top) < 1 && c.right > m.left + 1) bad.push('cell ' + i + ' overlaps the next');
+  }
+});
+document.body.setAttribute('data-probe', facts.length + ' facts; ' + (bad.join(', ') || 'ok'));
+</script></body>"#;
+    let page = o.setup.path("probe.html");
+    std::fs::write(&page, html.replace("</body>", probe)).expect("writing the probe page");
+    for width in ["700,1400", "1200,1400"] {
+        let size = format!("--window-size={width}");
+        let out = run_chromium(
+            &o.setup.path(&format!("profile-{width}")),
+            &["--dump-dom", &size],
+            &page,
+            |o| !o.stdout.is_empty(),
+        );
+        let dom = String::from_utf8_lossy(&out.stdout);
+        let probe = dom
+            .split("data-probe=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap_or_else(|| panic!("the probe did not run at {width}: {dom}"));
+        assert!(probe.ends_with("facts; ok"), "at {width}: {probe}");
+        assert!(!probe.starts_with("0 facts"), "at {width}: {probe}");
+    }
+}
+
 /// Just enough PNG decoding to look at a screenshot: 8-bit RGB or RGBA, non-interlaced, every
 /// filter type. flate2 is already a dependency; a PNG crate for one test is not worth it.
 mod png {
