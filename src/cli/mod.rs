@@ -4,6 +4,7 @@
 mod accept;
 mod audit;
 mod config_cmd;
+pub mod help;
 mod keygen;
 mod mask;
 mod masking;
@@ -126,6 +127,10 @@ pub enum Command {
         #[command(subcommand)]
         command: masking::Command,
     },
+    /// Print a shell completion script to stdout (bash, zsh, fish, elvish, powershell).
+    Completions(help::CompletionsArgs),
+    /// Print the man page offsite(1) to stdout, or write every page into a folder with --dir.
+    Man(help::ManArgs),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -146,7 +151,16 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Accept(a) => accept::run(&cli, a),
         Command::Mask(a) => mask::run(&cli, a),
         Command::Masking { command } => masking::run(&cli, command),
+        Command::Completions(a) => help::completions(a),
+        Command::Man(a) => help::man(a),
     }
+}
+
+/// Parses the command line against [`help::command`], the definition with the examples.
+pub fn parse() -> Cli {
+    use clap::FromArgMatches;
+    let matches = help::command().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 impl Cli {

@@ -13,6 +13,7 @@ mod counters_hostile;
 mod db_tls;
 mod db_tls_mysql;
 mod faults;
+mod help;
 mod mask;
 mod office_e2e;
 mod office_privilege;
