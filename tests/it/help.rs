@@ -63,8 +63,18 @@ fn every_subcommand_help_shows_an_example() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let subs = all_subcommands(tmp.path());
     let names: Vec<String> = subs.iter().map(|p| p.join(" ")).collect();
-    for must in ["push", "office", "config check", "masking check", "completions", "man"] {
-        assert!(names.contains(&must.to_string()), "{must} not walked: {names:?}");
+    for must in [
+        "push",
+        "office",
+        "config check",
+        "masking check",
+        "completions",
+        "man",
+    ] {
+        assert!(
+            names.contains(&must.to_string()),
+            "{must} not walked: {names:?}"
+        );
     }
     for path in &subs {
         let name = path.join(" ");
@@ -81,7 +91,10 @@ fn every_subcommand_help_shows_an_example() {
             .lines()
             .take_while(|l| l.starts_with("  "))
             .any(|l| l.contains("offsite ") && l.contains(&format!(" {name}")));
-        assert!(runs_it, "no example of `offsite {name}` runs it:\n{examples}");
+        assert!(
+            runs_it,
+            "no example of `offsite {name}` runs it:\n{examples}"
+        );
     }
 }
 
@@ -141,7 +154,10 @@ printf '%s\n' "${{COMPREPLY[@]}}""#,
     for shell in ["zsh", "fish"] {
         let (code, script, err) = offsite(&["completions", shell], tmp.path());
         assert_eq!(code, 0, "{shell}: {err}");
-        assert!(script.contains("offsite") && script.contains("push"), "{shell}");
+        assert!(
+            script.contains("offsite") && script.contains("push"),
+            "{shell}"
+        );
     }
     let (code, _, err) = offsite(&["completions", "tcsh"], tmp.path());
     assert_eq!(code, 2, "an unknown shell is a usage error: {err}");
@@ -199,7 +215,8 @@ fn man_pages_render_and_name_every_subcommand() {
     assert!(top.len() > 15, "{top:?}");
     for sub in &top {
         assert!(
-            text.contains(&format!("offsite-{sub}(1)")) || text.contains(&format!("\n       {sub}")),
+            text.contains(&format!("offsite-{sub}(1)"))
+                || text.contains(&format!("\n       {sub}")),
             "offsite(1) does not name {sub}:\n{text}"
         );
     }
@@ -210,10 +227,17 @@ fn man_pages_render_and_name_every_subcommand() {
     assert!(dir.join("offsite.1").is_file());
     for sub in &top {
         let page = dir.join(format!("offsite-{sub}.1"));
-        assert!(page.is_file(), "{} missing; listed:\n{listed}", page.display());
+        assert!(
+            page.is_file(),
+            "{} missing; listed:\n{listed}",
+            page.display()
+        );
         assert!(listed.contains(&page.display().to_string()), "{listed}");
     }
     let push = render(&dir.join("offsite-push.1"));
-    assert!(push.contains("--full") && push.contains("offsite push --full --wait"), "{push}");
+    assert!(
+        push.contains("--full") && push.contains("offsite push --full --wait"),
+        "{push}"
+    );
     assert!(dir.join("offsite-config-check.1").is_file());
 }

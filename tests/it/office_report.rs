@@ -595,9 +595,18 @@ fn a_long_signer_fingerprint_stays_in_its_fact_cell() {
     o.save(&r);
     o.offsite(&["report"]).expect(0);
     let html = read(&o.reports_dir().join("report.html"));
-    assert!(html.contains(&fingerprint), "the signer is not in the report");
-    assert!(html.contains(".fact{min-width:0}"), "the grid items may not shrink");
-    assert!(html.contains("overflow-wrap:anywhere"), "long values do not break");
+    assert!(
+        html.contains(&fingerprint),
+        "the signer is not in the report"
+    );
+    assert!(
+        html.contains(".fact{min-width:0}"),
+        "the grid items may not shrink"
+    );
+    assert!(
+        html.contains("overflow-wrap:anywhere"),
+        "long values do not break"
+    );
 
     // The report has no script of its own (and must not get one); a copy gets the measuring one.
     let probe = r#"<script>
