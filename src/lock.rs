@@ -1,5 +1,5 @@
 //! Run locks: one process at a time per job, for push (per host) and for the office (per offsite
-//! directory).
+//! directory, or per host of it: a shared lock on the directory's file plus the host's own).
 //!
 //! A lock is an exclusive `flock(2)` on a lock file, not the file's existence. The kernel releases
 //! it when the holder's last descriptor closes, so also when the holder is killed outright: a lock
@@ -90,6 +90,36 @@ pub fn lock_waiting(path: &Path) -> Result<Held> {
             Err(e) => return Err(anyhow!("waiting for the lock {}: {e}", path.display())),
         }
     }
+}
+
+/// A shared lock this process holds: any number of processes may hold one at once, and none of
+/// them while another holds the exclusive lock of the same file. Its holders write nothing into
+/// the file: it keeps the last exclusive holder's pid, which only that holder may rewrite.
+#[derive(Debug)]
+pub struct SharedHeld {
+    _file: File,
+}
+
+/// Takes a shared lock on `path` if no process holds it exclusively; `Ok(None)` if one does.
+pub fn try_lock_shared(path: &Path) -> Result<Option<SharedHeld>> {
+    let file = open(path)?;
+    match flock(&file, libc::LOCK_SH | libc::LOCK_NB) {
+        Ok(()) => Ok(Some(SharedHeld { _file: file })),
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(None),
+        Err(e) => Err(anyhow!("locking {} (shared): {e}", path.display())),
+    }
+}
+
+/// Whether some process holds the lock at `path` exclusively. Looks with a shared lock, dropped
+/// at once, so the file is never written; a missing file is no lock.
+pub fn held_exclusively(path: &Path) -> bool {
+    let Ok(file) = OpenOptions::new().read(true).open(path) else {
+        return false;
+    };
+    matches!(
+        flock(&file, libc::LOCK_SH | libc::LOCK_NB),
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK)
+    )
 }
 
 /// How often [`lock_waiting`] tries again.
@@ -206,6 +236,28 @@ mod tests {
         );
         drop(first);
         assert!(try_lock(&path).unwrap().is_some());
+    }
+
+    #[test]
+    fn shared_locks_coexist_and_exclude_the_exclusive_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        assert!(!held_exclusively(&path), "a missing file is no lock");
+        let a = try_lock_shared(&path).unwrap().expect("free");
+        let b = try_lock_shared(&path)
+            .unwrap()
+            .expect("shared with the first");
+        assert!(
+            try_lock(&path).unwrap().is_none(),
+            "shared holders exclude it"
+        );
+        assert!(!held_exclusively(&path));
+        drop((a, b));
+        let x = try_lock(&path).unwrap().expect("free again");
+        assert!(held_exclusively(&path));
+        assert!(try_lock_shared(&path).unwrap().is_none());
+        drop(x);
+        assert!(try_lock_shared(&path).unwrap().is_some());
     }
 
     #[test]

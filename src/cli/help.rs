@@ -76,6 +76,7 @@ offsite refresh --only shop_dev",
     (
         "office",
         "offsite -c /etc/offsite/config.yaml office
+offsite office --host web1
 offsite office --no-prune --no-refresh",
     ),
     (

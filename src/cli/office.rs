@@ -13,8 +13,17 @@ are configured), then notify (when configured).
 A step's failure does not stop the steps after it, except that refresh only ever uses snapshots that
 verify passed. The exit code is the worst of the steps': 0 all good, 1 something failed,
 2 a usage/config error or a refresh refused by a guard. SIGINT/SIGTERM stops the step under way
-cleanly (scratch databases dropped, nothing recorded half) and no later step runs: exit 130/143.")]
+cleanly (scratch databases dropped, nothing recorded half) and no later step runs: exit 130/143.
+
+With --host NAME every step works on that host only (refresh: the entries from it), and the report,
+still of every host, fails only for it: a scheduler can run one office per host, side by side. Each
+such run locks its host; a run for every host and a second run for the same host are refused
+(exit 1, naming the one running). An unknown NAME is a usage error (exit 2).")]
 pub struct Args {
+    /// Only this host (one of office.hosts): pull, verify, scrub, prune and refresh it alone,
+    /// while runs for other hosts may go on at the same time.
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
     /// Do not apply retention, even if configured.
     #[arg(long)]
     pub no_prune: bool,
@@ -25,8 +34,10 @@ pub struct Args {
 
 pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     let office = Office::load(cli.load_config()?)?;
-    // One lock for the whole run: no other office command may interleave with it.
-    let _lock = office.lock()?;
+    // One lock for the whole run: no other office command may interleave with it. For one host,
+    // only other runs over that host (or over every host) are kept out.
+    let host = a.host.as_deref();
+    let _lock = office.lock_for(host)?;
     super::signals::install("office")?;
     offsite::office::scratch::drop_on_interrupt(office.offsite_dir.clone());
     let rt = runtime()?;
@@ -62,13 +73,20 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     eprintln!("== pull");
     step(
         "pull",
-        pull::run_with(cli, &office, &rt, &pull::Args { host: None }),
+        pull::run_with(
+            cli,
+            &office,
+            &rt,
+            &pull::Args {
+                host: a.host.clone(),
+            },
+        ),
     );
     interrupted("pull")?;
     eprintln!("== verify");
     let verify_args = verify::Args {
         snapshot: "latest".into(),
-        host: None,
+        host: a.host.clone(),
         from_s3: false,
         keep_scratch: false,
         scrub: false,
@@ -85,13 +103,14 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     eprintln!("== report");
     step(
         "report",
-        report::run_with(
+        report::run_judging(
             cli,
             &office.cfg,
             &report::Args {
                 out: None,
                 host: None,
             },
+            host,
         ),
     );
     interrupted("report")?;
@@ -106,7 +125,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
                 &rt,
                 &prune::Args {
                     dry_run: false,
-                    host: None,
+                    host: a.host.clone(),
                     force: false,
                     quarantined: false,
                     yes: false,
@@ -115,11 +134,11 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         );
         interrupted("prune")?;
     }
-    if !a.no_refresh && !o.refresh.is_empty() {
+    if !a.no_refresh && o.refresh.iter().any(|r| host.is_none_or(|h| r.host == h)) {
         eprintln!("== refresh");
         step(
             "refresh",
-            refresh::run_with(cli, &office, &rt, &refresh::Args { only: None }),
+            refresh::run_with(cli, &office, &rt, &refresh::Args { only: None }, host),
         );
         interrupted("refresh")?;
     }
@@ -133,6 +152,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
             .unwrap_or(serde_json::Value::Null);
         let summary = serde_json::json!({
             "event": "offsite-office",
+            "host": host,
             "ok": worst == 0,
             "exit_code": worst,
             "steps": steps.iter().map(|(n, c)| serde_json::json!({ "step": n, "exit_code": c })).collect::<Vec<_>>(),

@@ -64,7 +64,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     let _lock = if a.dry_run {
         None
     } else {
-        Some(office.lock()?)
+        Some(office.lock_for(a.host.as_deref())?)
     };
     run_with(cli, &office, &rt, a)
 }

@@ -15,7 +15,8 @@ pub struct Args {
 
 pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     let office = Office::load(cli.load_config()?)?;
-    let _lock = office.lock()?;
+    // With --host, only that host is locked: pulls of other hosts may run meanwhile.
+    let _lock = office.lock_for(a.host.as_deref())?;
     super::signals::install("pull")?;
     let rt = runtime()?;
     run_with(cli, &office, &rt, a)

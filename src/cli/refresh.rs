@@ -5,7 +5,7 @@ use anyhow::Result;
 use super::{runtime, Cli};
 use offsite::config::human;
 use offsite::office::context::Office;
-use offsite::office::refresh::{refresh, EntryReport, Status};
+use offsite::office::refresh::{refresh_hosts, EntryReport, Status};
 
 #[derive(clap::Args)]
 #[command(after_help = "\
@@ -29,17 +29,19 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     let _lock = office.lock()?;
     super::signals::install("refresh")?;
     let rt = runtime()?;
-    run_with(cli, &office, &rt, a)
+    run_with(cli, &office, &rt, a, None)
 }
 
-/// The work of `refresh`, for a caller that holds the office lock.
+/// The work of `refresh` (of the entries from `host` only, when given), for a caller that holds
+/// the office lock.
 pub fn run_with(
     cli: &Cli,
     office: &Office,
     rt: &tokio::runtime::Runtime,
     a: &Args,
+    host: Option<&str>,
 ) -> Result<ExitCode> {
-    let report = refresh(office, rt.handle(), a.only.as_deref(), super::now()?)?;
+    let report = refresh_hosts(office, rt.handle(), a.only.as_deref(), host, super::now()?)?;
     if let Some(sig) = offsite::interrupt::received() {
         for e in &report.entries {
             eprintln!("{}", describe(e));

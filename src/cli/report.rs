@@ -43,6 +43,18 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
 
 /// The work of `report` on a loaded config.
 pub fn run_with(cli: &Cli, cfg: &offsite::config::Config, a: &Args) -> Result<ExitCode> {
+    run_judging(cli, cfg, a, None)
+}
+
+/// The work of `report`; with `judged`, the report still covers the hosts `a` asks for, but the
+/// exit code and the FAIL lines are only about `judged` (`office --host`: a run for one host
+/// writes the whole report, and fails only for its own host).
+pub fn run_judging(
+    cli: &Cli,
+    cfg: &offsite::config::Config,
+    a: &Args,
+    judged: Option<&str>,
+) -> Result<ExitCode> {
     let office = cfg.office()?;
     // No key is loaded: the report reads only what verify and pull recorded.
     let offsite_dir = office.offsite_dir.clone().ok_or_else(|| {
@@ -90,7 +102,11 @@ pub fn run_with(cli: &Cli, cfg: &offsite::config::Config, a: &Args) -> Result<Ex
         for p in [&written.json, &written.markdown, &written.html] {
             println!("{}", p.display());
         }
-        for h in r.hosts.iter().filter(|h| !h.ok) {
+        for h in r
+            .hosts
+            .iter()
+            .filter(|h| !h.ok && judged.is_none_or(|j| h.host == j))
+        {
             let why = match (&h.status, &h.latest) {
                 (Status::Unverified, _) | (_, None) => "no verification recorded".to_string(),
                 (_, Some(v)) => format!("snapshot {} failed verification", v.snapshot),
@@ -104,7 +120,11 @@ pub fn run_with(cli: &Cli, cfg: &offsite::config::Config, a: &Args) -> Result<Ex
             eprintln!("report: {headline}");
         }
     }
-    Ok(if r.ok {
+    let ok = match judged {
+        Some(j) => r.hosts.iter().filter(|h| h.host == j).all(|h| h.ok),
+        None => r.ok,
+    };
+    Ok(if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_FAILED)

@@ -29,7 +29,8 @@ pub struct Args {
 
 pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     let office = Office::load(cli.load_config()?)?;
-    let _lock = office.lock()?;
+    // With --host, only that host is locked: other hosts may be verified meanwhile.
+    let _lock = office.lock_for(a.host.as_deref())?;
     super::signals::install("verify")?;
     offsite::office::scratch::drop_on_interrupt(office.offsite_dir.clone());
     let rt = runtime()?;

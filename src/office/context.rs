@@ -2,7 +2,7 @@
 //! offsite directory as a store, the office key, and the certificate of every accepted host.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Result;
@@ -87,16 +87,90 @@ impl Office {
     /// dropped): two office runs on one copy would delete each other's partial downloads and scratch
     /// databases. Fails at once, rather than queueing behind a run that may take hours.
     pub fn lock(&self) -> Result<OfficeLock> {
-        let path = self.offsite_dir.join(".offsite.lock");
+        let path = self.lock_path();
         match crate::lock::try_lock(&path)? {
-            Some(held) => Ok(held),
+            Some(held) => Ok(OfficeLock::Whole(held)),
+            None => Err(self.busy(&path)),
+        }
+    }
+
+    /// The lock for a run over `host` only, or over every host ([`Office::lock`]) when `None`.
+    ///
+    /// A run for one host holds the directory's lock shared and its host's lock exclusively: runs
+    /// for different hosts go on side by side, while a run for every host, or a second run for
+    /// the same host, is refused. What such runs share is made safe for that: each host has its
+    /// own ledger, verify records and snapshots; scratch databases and spool folders get random
+    /// names and a stale-scratch cleanup drops only what a dead process registered; the pull
+    /// record and the scrub state are merged, under a lock of their own, with the other hosts'.
+    pub fn lock_for(&self, host: Option<&str>) -> Result<OfficeLock> {
+        let Some(host) = host else {
+            return self.lock();
+        };
+        self.hosts(Some(host))?;
+        let path = self.lock_path();
+        let Some(shared) = crate::lock::try_lock_shared(&path)? else {
+            return Err(self.busy(&path));
+        };
+        let host_path = self.host_lock_path(host);
+        match crate::lock::try_lock(&host_path)? {
+            Some(held) => Ok(OfficeLock::Host {
+                _dir: shared,
+                _host: held,
+            }),
             None => Err(anyhow::anyhow!(
-                "another offsite office command is running on {} ({}); it holds {}: wait for it to finish",
+                "another offsite office command for host {host} is running on {} ({}); it holds {}: wait for it to finish",
                 self.offsite_dir.display(),
-                crate::lock::holder(&path),
-                path.display()
+                crate::lock::holder(&host_path),
+                host_path.display()
             )),
         }
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        self.offsite_dir.join(".offsite.lock")
+    }
+
+    /// `.offsite.<host>.lock` beside the directory's lock, the host's name kept to safe characters.
+    fn host_lock_path(&self, host: &str) -> PathBuf {
+        let safe: String = host
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.offsite_dir.join(format!(".offsite.{safe}.lock"))
+    }
+
+    /// Why the directory's lock at `path` is not free: a run over every host (its pid is in the
+    /// file), or runs for single hosts (each one's pid is in its host's file).
+    fn busy(&self, path: &Path) -> anyhow::Error {
+        let hosts: Vec<String> = self
+            .signers
+            .keys()
+            .filter_map(|h| {
+                let p = self.host_lock_path(h);
+                crate::lock::held_exclusively(&p)
+                    .then(|| format!("{h}: {}", crate::lock::holder(&p)))
+            })
+            .collect();
+        if !hosts.is_empty() && !crate::lock::held_exclusively(path) {
+            return anyhow::anyhow!(
+                "offsite office commands for single hosts are running on {} ({}); they hold {} shared: wait for them to finish",
+                self.offsite_dir.display(),
+                hosts.join("; "),
+                path.display()
+            );
+        }
+        anyhow::anyhow!(
+            "another offsite office command is running on {} ({}); it holds {}: wait for it to finish",
+            self.offsite_dir.display(),
+            crate::lock::holder(path),
+            path.display()
+        )
     }
 
     /// Assesses listings of `origin` with what the ledger recorded of every configured host.
@@ -122,5 +196,15 @@ impl Office {
     }
 }
 
-/// Held while an office command works on the offsite directory; released on drop (or process exit).
-pub type OfficeLock = crate::lock::Held;
+/// Held while an office command works on the offsite directory, or on one host of it; released on
+/// drop (or process exit).
+#[derive(Debug)]
+pub enum OfficeLock {
+    /// Every host: the directory's lock, exclusively.
+    Whole(crate::lock::Held),
+    /// One host: the directory's lock shared, and the host's own.
+    Host {
+        _dir: crate::lock::SharedHeld,
+        _host: crate::lock::Held,
+    },
+}

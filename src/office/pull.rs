@@ -70,7 +70,11 @@ pub fn pull(
         seconds: started.elapsed().as_secs_f64(),
         hosts,
     };
-    record.save(&office.offsite_dir)?;
+    if only_host.is_some() {
+        record.save_merged(&office.offsite_dir)?;
+    } else {
+        record.save(&office.offsite_dir)?;
+    }
     Ok(record)
 }
 

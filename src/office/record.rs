@@ -385,17 +385,54 @@ impl PullHost {
 
 impl PullRecord {
     pub fn save(&self, offsite_dir: &Path) -> Result<PathBuf> {
-        let dir = reports_dir(offsite_dir).join("pull");
-        let data = serde_json::to_vec_pretty(self)?;
+        self.save_run(offsite_dir)?;
+        self.save_latest(offsite_dir)
+    }
+
+    /// This run's own file, named by its time.
+    fn save_run(&self, offsite_dir: &Path) -> Result<()> {
         let stamp: String = self
             .ran_at
             .chars()
             .filter(|c| c.is_ascii_alphanumeric())
             .collect();
-        write_atomic(&dir.join(format!("{stamp}.json")), &data)?;
-        let latest = dir.join("latest.json");
-        write_atomic(&latest, &data)?;
+        write_atomic(
+            &reports_dir(offsite_dir)
+                .join("pull")
+                .join(format!("{stamp}.json")),
+            &serde_json::to_vec_pretty(self)?,
+        )
+    }
+
+    fn save_latest(&self, offsite_dir: &Path) -> Result<PathBuf> {
+        let latest = reports_dir(offsite_dir).join("pull").join("latest.json");
+        write_atomic(&latest, &serde_json::to_vec_pretty(self)?)?;
         Ok(latest)
+    }
+
+    /// Saves the record of a pull of some hosts only (`--host`): `latest.json` keeps the other
+    /// hosts' entries from the pulls that last saw them, so the report still has every host's,
+    /// and pulls of different hosts running side by side do not drop each other's. The read and
+    /// the write happen under a lock of their own.
+    pub fn save_merged(&self, offsite_dir: &Path) -> Result<PathBuf> {
+        let dir = reports_dir(offsite_dir).join("pull");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        self.save_run(offsite_dir)?;
+        let _merging = crate::lock::lock_waiting(&dir.join(".latest.lock"))?;
+        let mut merged = self.clone();
+        if let Some(before) = Self::load_latest(offsite_dir)? {
+            let ours: std::collections::HashSet<&str> =
+                self.hosts.iter().map(|h| h.host.as_str()).collect();
+            merged.hosts.extend(
+                before
+                    .hosts
+                    .into_iter()
+                    .filter(|h| !ours.contains(h.host.as_str())),
+            );
+            merged.hosts.sort_by(|a, b| a.host.cmp(&b.host));
+            merged.ok = merged.hosts.iter().all(|h| h.ok);
+        }
+        merged.save_latest(offsite_dir)
     }
 
     pub fn load_latest(offsite_dir: &Path) -> Result<Option<Self>> {

@@ -133,10 +133,25 @@ impl ScrubState {
         }
     }
 
-    fn save(&self, offsite_dir: &Path) -> Result<()> {
+    /// Saves what this run knows of `hosts`, and what the file says of every other host: a scrub
+    /// of other hosts may be running beside this one (`office --host`) and saving too. The read
+    /// and the write happen under a lock of their own.
+    fn save(&self, offsite_dir: &Path, hosts: &[String]) -> Result<()> {
+        let dir = scrub_dir(offsite_dir);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let _merging = crate::lock::lock_waiting(&dir.join(".state.lock"))?;
+        let ours = |key: &str| hosts.iter().any(|h| key.starts_with(&format!("{h}/")));
+        let mut merged = Self::load(offsite_dir);
+        merged.checked.retain(|k, _| !ours(k));
+        merged.checked.extend(
+            self.checked
+                .iter()
+                .filter(|(k, _)| ours(k))
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
         write_atomic(
-            &scrub_dir(offsite_dir).join("state.json"),
-            &serde_json::to_vec_pretty(self)?,
+            &dir.join("state.json"),
+            &serde_json::to_vec_pretty(&merged)?,
         )
     }
 }
@@ -233,7 +248,7 @@ pub fn scrub(
         // A long run that is killed keeps most of what it checked.
         unsaved += c.entry.stored_size;
         if unsaved >= SAVE_EVERY {
-            state.save(&office.offsite_dir)?;
+            state.save(&office.offsite_dir, &hosts)?;
             unsaved = 0;
         }
         let local = check_local(office, c);
@@ -271,7 +286,7 @@ pub fn scrub(
             }),
         }
     }
-    state.save(&office.offsite_dir)?;
+    state.save(&office.offsite_dir, &hosts)?;
     if let Some(sig) = crate::interrupt::received() {
         anyhow::bail!(
             "scrub interrupted by {sig}: the objects checked so far are recorded, no scrub result written"

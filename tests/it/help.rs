@@ -149,6 +149,7 @@ printf '%s\n' "${{COMPREPLY[@]}}""#,
     got.sort();
     assert_eq!(got, ["pull", "push"]);
     let got = complete("offsite office --");
+    assert!(got.contains(&"--host".to_string()), "{got:?}");
     assert!(got.contains(&"--no-prune".to_string()), "{got:?}");
 
     for shell in ["zsh", "fish"] {

@@ -16,6 +16,7 @@ mod faults;
 mod help;
 mod mask;
 mod office_e2e;
+mod office_hosts;
 mod office_privilege;
 mod office_prune;
 mod office_pull_verify;

@@ -125,6 +125,18 @@ pub fn refresh(
     only: Option<&str>,
     now: time::OffsetDateTime,
 ) -> Result<RefreshReport> {
+    refresh_hosts(office, rt, only, None, now)
+}
+
+/// [`refresh`], of the entries whose snapshots come from `host` only, when given (`office
+/// --host`, which skips the step for a host without entries).
+pub fn refresh_hosts(
+    office: &Office,
+    rt: &tokio::runtime::Handle,
+    only: Option<&str>,
+    host: Option<&str>,
+    now: time::OffsetDateTime,
+) -> Result<RefreshReport> {
     let all = &office.office.refresh;
     if all.is_empty() {
         return Err(usage(format!(
@@ -136,6 +148,8 @@ pub fn refresh(
         .iter()
         .filter(|r| only.is_none_or(|o| r.database == o))
         .collect();
+    let from_host = |r: &&Refresh| host.is_none_or(|h| r.host == h);
+    let selected: Vec<&Refresh> = selected.into_iter().filter(from_host).collect();
     if selected.is_empty() {
         let names: Vec<&str> = all.iter().map(|r| r.database.as_str()).collect();
         return Err(usage(format!(
