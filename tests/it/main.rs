@@ -8,7 +8,7 @@
 mod common;
 
 mod audit;
-
+mod contrib;
 mod counters_hostile;
 mod db_tls;
 mod db_tls_mysql;
