@@ -17,7 +17,8 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("OFFSITE_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
-        .with_writer(std::io::stderr)
+        // stderr, and a copy of the last lines for the pings (notify.ping).
+        .with_writer(offsite::logtail::Tee)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();

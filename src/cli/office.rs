@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use super::{prune, pull, refresh, report, runtime, verify, Cli};
+use offsite::logtail::say;
 use offsite::office::context::Office;
 
 #[derive(clap::Args)]
@@ -33,7 +34,30 @@ pub struct Args {
 }
 
 pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
-    let office = Office::load(cli.load_config()?)?;
+    let cfg = cli.load_config()?;
+    let ping = offsite::ping::Ping::new(cfg.office()?.notify.ping.as_deref(), "office.notify.ping");
+    let metrics_file = cfg.metrics_file.clone();
+    ping.start();
+    let result = run_steps(cli, cfg, a);
+    let ok = matches!(&result, Ok(c) if *c == ExitCode::SUCCESS);
+    if let Some(path) = &metrics_file {
+        let finished = time::OffsetDateTime::now_utc();
+        if let Err(e) = offsite::metrics::office::record_run(path, ok, finished) {
+            tracing::warn!("{e:#}");
+        }
+    }
+    let mut body = offsite::logtail::tail();
+    match &result {
+        Ok(_) => {}
+        Err(e) => body.push_str(&format!("error: {e:#}\n")),
+    }
+    ping.finish(ok, &body);
+    result
+}
+
+/// The steps, each reported on stderr (and in the log tail the pings carry).
+fn run_steps(cli: &Cli, cfg: offsite::config::Config, a: &Args) -> Result<ExitCode> {
+    let office = Office::load(cfg)?;
     // One lock for the whole run: no other office command may interleave with it. For one host,
     // only other runs over that host (or over every host) are kept out.
     let host = a.host.as_deref();
@@ -58,7 +82,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
             Ok(c) if c == ExitCode::SUCCESS => 0,
             Ok(c) => code_of(c),
             Err(e) => {
-                eprintln!("{name}: error: {e:#}");
+                say(&format!("{name}: error: {e:#}"));
                 if offsite::error::is_usage(&e) {
                     2
                 } else {
@@ -66,11 +90,14 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
                 }
             }
         };
-        eprintln!("== {name}: {}", if code == 0 { "ok" } else { "FAILED" });
+        say(&format!(
+            "== {name}: {}",
+            if code == 0 { "ok" } else { "FAILED" }
+        ));
         steps.push((name, code));
     };
 
-    eprintln!("== pull");
+    say("== pull");
     step(
         "pull",
         pull::run_with(
@@ -83,7 +110,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         ),
     );
     interrupted("pull")?;
-    eprintln!("== verify");
+    say("== verify");
     let verify_args = verify::Args {
         snapshot: "latest".into(),
         host: a.host.clone(),
@@ -93,14 +120,14 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     };
     step("verify", verify::run_with(cli, &office, &rt, &verify_args));
     interrupted("verify")?;
-    eprintln!("== scrub");
+    say("== scrub");
     let scrub_args = verify::Args {
         scrub: true,
         ..verify_args
     };
     step("scrub", verify::run_with(cli, &office, &rt, &scrub_args));
     interrupted("scrub")?;
-    eprintln!("== report");
+    say("== report");
     step(
         "report",
         report::run_judging(
@@ -116,7 +143,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     interrupted("report")?;
     let o = &office.office;
     if !a.no_prune && (o.retention.is_some() || o.offsite_retention.is_some()) {
-        eprintln!("== prune");
+        say("== prune");
         step(
             "prune",
             prune::run_with(
@@ -135,7 +162,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         interrupted("prune")?;
     }
     if !a.no_refresh && o.refresh.iter().any(|r| host.is_none_or(|h| r.host == h)) {
-        eprintln!("== refresh");
+        say("== refresh");
         step(
             "refresh",
             refresh::run_with(cli, &office, &rt, &refresh::Args { only: None }, host),
@@ -164,12 +191,12 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
             },
         });
         if let Err(e) = offsite::office::notify::notify(&o.notify, &summary, &report_json) {
-            eprintln!("notify: error: {e:#}");
+            say(&format!("notify: error: {e:#}"));
             steps.push(("notify", 1));
         }
     }
     let worst = steps.iter().map(|(_, c)| *c).max().unwrap_or(0);
-    eprintln!(
+    say(&format!(
         "office: {} (report: {})",
         if worst == 0 {
             "all steps ok".to_string()
@@ -177,7 +204,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
             format!("exit code {worst}")
         },
         report_json.with_file_name("report.html").display()
-    );
+    ));
     Ok(ExitCode::from(worst))
 }
 

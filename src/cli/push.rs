@@ -4,6 +4,7 @@ use anyhow::Result;
 
 use super::{now, runtime, Cli, EXIT_WARNINGS};
 use offsite::config::human;
+use offsite::logtail::say;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -20,16 +21,52 @@ pub struct Args {
 
 pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     let cfg = cli.load_config()?;
+    let ping = offsite::ping::Ping::new(cfg.notify.ping.as_deref(), "notify.ping");
+    ping.start();
+    let result = run_push(cli, &cfg, a);
+    let finished = time::OffsetDateTime::now_utc();
+    if let Some(path) = &cfg.metrics_file {
+        let committed = result.as_ref().ok().map(|(s, _)| s);
+        if let Err(e) = offsite::metrics::push::record(path, &cfg.host, committed, finished) {
+            // The snapshot is what counts; the monitoring sees a stale file and alerts.
+            tracing::warn!("{e:#}");
+        }
+    }
+    match result {
+        Ok((_, code)) => {
+            ping.finish(true, &offsite::logtail::tail());
+            Ok(code)
+        }
+        Err(e) => {
+            ping.finish(
+                false,
+                &format!(
+                    "{}error: {e:#}\npush of {} failed: no snapshot was committed\n",
+                    offsite::logtail::tail(),
+                    cfg.host
+                ),
+            );
+            Err(e)
+        }
+    }
+}
+
+/// The push itself, and what it prints; the summary of the committed snapshot.
+fn run_push(
+    cli: &Cli,
+    cfg: &offsite::config::Config,
+    a: &Args,
+) -> Result<(offsite::push::PushSummary, ExitCode)> {
     super::signals::install(&format!("push of {}", cfg.host))?;
     let rt = runtime()?;
-    let store = offsite::store::open(&cfg, rt.handle())?;
+    let store = offsite::store::open(cfg, rt.handle())?;
     let progress = super::progress::for_stderr(!cli.quiet && !cli.json);
     let opts = offsite::push::PushOptions {
         full: a.full,
         now: now()?,
         wait: a.wait,
     };
-    let s = offsite::push::push(&cfg, store, rt.handle(), progress.as_ref(), &opts)?;
+    let s = offsite::push::push(cfg, store, rt.handle(), progress.as_ref(), &opts)?;
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {
@@ -38,7 +75,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         } else {
             0.0
         };
-        eprintln!(
+        say(&format!(
             "snapshot {}/{} committed to {}: {} sources, {} read, {} stored (ratio {:.1}), {:.1}s",
             s.host,
             s.snapshot,
@@ -48,14 +85,15 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
             human(s.stored_bytes),
             ratio,
             s.seconds
-        );
+        ));
         for w in &s.warnings {
-            eprintln!("warning: {w}");
+            say(&format!("warning: {w}"));
         }
     }
-    Ok(if s.warnings.is_empty() {
+    let code = if s.warnings.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_WARNINGS)
-    })
+    };
+    Ok((s, code))
 }

@@ -83,6 +83,12 @@ pub fn run_judging(
     let out = a.out.clone().unwrap_or_else(|| reports_dir(&offsite_dir));
     let r = report::load(&offsite_dir, &hosts, office.max_age, now()?)?;
     let written = report::write(&r, &out)?;
+    if let Some(path) = &cfg.metrics_file {
+        // Monitoring reads the same records; a file it cannot have goes stale, and that alerts.
+        if let Err(e) = offsite::metrics::office::record_report(path, &offsite_dir, &r) {
+            tracing::warn!("{e:#}");
+        }
+    }
     let headline = report::headline(&r);
 
     if cli.json {

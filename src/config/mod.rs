@@ -45,6 +45,25 @@ pub struct Config {
     pub mysql: Vec<DbServer>,
     pub trees: Vec<TreeConfig>,
     pub office: Option<OfficeConfig>,
+    /// Prometheus text file that push and the office commands update (see `metrics`).
+    pub metrics_file: Option<PathBuf>,
+    /// push's pings.
+    pub notify: PushNotify,
+}
+
+/// Top-level `notify:`, push's: a healthchecks.io-style ping URL.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PushNotify {
+    #[serde(serialize_with = "serialize_ping")]
+    pub ping: Option<String>,
+}
+
+/// A ping URL may carry a token: `config check` shows only its scheme and host.
+fn serialize_ping<S: serde::Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match url {
+        Some(u) => s.serialize_some(&crate::ping::redacted(u)),
+        None => s.serialize_none(),
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -249,6 +268,8 @@ pub struct Refresh {
 pub struct Notify {
     pub webhook: Option<String>,
     pub command: Option<String>,
+    #[serde(serialize_with = "serialize_ping")]
+    pub ping: Option<String>,
 }
 
 pub const DEFAULT_ALLOW_PATTERN: &str = "_(dev|test|staging)$";
@@ -501,6 +522,16 @@ fn check(raw: RawConfig, path: &Path, base: &Path) -> Result<Config> {
         mysql,
         trees,
         office,
+        metrics_file: raw.metrics_file.map(|f| resolve(base, &f)),
+        notify: PushNotify {
+            ping: match raw.notify.and_then(|n| n.ping) {
+                Some(u) => {
+                    crate::ping::check_url("notify.ping", &u)?;
+                    Some(u)
+                }
+                None => None,
+            },
+        },
     })
 }
 
@@ -651,13 +682,19 @@ fn check_office(o: raw::RawOffice, base: &Path) -> Result<OfficeConfig> {
         refresh,
         production_servers: o.production_servers,
         allow_pattern,
-        notify: o
-            .notify
-            .map(|n| Notify {
-                webhook: n.webhook,
-                command: n.command,
-            })
-            .unwrap_or_default(),
+        notify: match o.notify {
+            Some(n) => {
+                if let Some(u) = &n.ping {
+                    crate::ping::check_url("office.notify.ping", u)?;
+                }
+                Notify {
+                    webhook: n.webhook,
+                    command: n.command,
+                    ping: n.ping,
+                }
+            }
+            None => Notify::default(),
+        },
         parallel_downloads: o.parallel_downloads.unwrap_or(4).max(1),
         restore_jobs: match o.restore_jobs {
             Some(0) => {

@@ -23,6 +23,17 @@ pub struct RawConfig {
     #[serde(default)]
     pub trees: Vec<RawTree>,
     pub office: Option<RawOffice>,
+    /// Prometheus text file (node_exporter's textfile collector) that push and the office update.
+    pub metrics_file: Option<String>,
+    /// push's pings.
+    pub notify: Option<RawPushNotify>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPushNotify {
+    /// healthchecks.io-style URL: `/start`, success, `/fail`.
+    pub ping: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -274,4 +285,6 @@ pub struct RawNotify {
     pub webhook: Option<String>,
     /// Run with the report's JSON path as its only argument.
     pub command: Option<String>,
+    /// healthchecks.io-style URL: `/start`, success, `/fail`.
+    pub ping: Option<String>,
 }

@@ -151,3 +151,30 @@ fn stall_timeouts_default_and_parse() {
         "{err:#}"
     );
 }
+
+#[test]
+fn metrics_file_resolves_and_ping_urls_are_checked_and_never_printed() {
+    let c = parse(
+        "host: a\nstore: { local: s }\nmetrics_file: textfile/offsite.prom\nnotify: { ping: 'https://hc.example/ping/tok3n' }\noffice: { notify: { ping: 'https://hc.example/ping/0ffice-tok3n' } }\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.metrics_file.as_deref(),
+        Some(Path::new("/etc/offsite/textfile/offsite.prom"))
+    );
+    assert_eq!(
+        c.notify.ping.as_deref(),
+        Some("https://hc.example/ping/tok3n")
+    );
+    let printed = serde_json::to_string(&c).unwrap();
+    assert!(!printed.contains("tok3n"), "{printed}");
+    assert!(printed.contains("https://hc.example/***"), "{printed}");
+
+    let err =
+        parse("host: a\nstore: { local: s }\nnotify: { ping: 'hc.example/x' }\n").unwrap_err();
+    assert!(crate::error::is_usage(&err));
+    assert!(format!("{err:#}").contains("notify.ping"), "{err:#}");
+    let err = parse("host: a\nstore: { local: s }\noffice: { notify: { ping: 'ftp://h/x' } }\n")
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("office.notify.ping"), "{err:#}");
+}

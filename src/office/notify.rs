@@ -52,9 +52,7 @@ fn post(url: &str, body: &serde_json::Value) -> Result<()> {
         .build()
         .into();
     // The URL may carry a token: name only its scheme and host in errors.
-    let shown = url::Url::parse(url)
-        .map(|u| format!("{}://{}", u.scheme(), u.host_str().unwrap_or("?")))
-        .unwrap_or_else(|_| "the webhook".into());
+    let shown = crate::ping::redacted(url);
     agent
         .post(url)
         .send_json(body)

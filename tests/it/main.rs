@@ -15,6 +15,7 @@ mod db_tls_mysql;
 mod faults;
 mod help;
 mod mask;
+mod monitoring;
 mod office_e2e;
 mod office_hosts;
 mod office_privilege;
