@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use offsite::metrics::Metrics;
@@ -352,5 +352,31 @@ fn an_office_run_writes_verify_metrics_and_pings() {
     assert_eq!(
         value(&m, "offsite_verify_last_success_timestamp_seconds", &labels),
         verified
+    );
+}
+
+#[test]
+fn the_readme_alert_rules_pass_promtool() {
+    let rules = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/contrib/prometheus/offsite-rules.yml"
+    );
+    let out = Command::new("promtool")
+        .args(["check", "rules", rules])
+        .stdin(Stdio::null())
+        .output()
+        .expect("promtool (scripts/services installs it)");
+    assert!(
+        out.status.success(),
+        "promtool check rules: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The README shows the same rules, word for word.
+    let readme = include_str!("../../README.md");
+    let text = std::fs::read_to_string(rules).unwrap();
+    assert!(
+        readme.contains(&text),
+        "README.md's Monitoring section must quote contrib/prometheus/offsite-rules.yml as it is"
     );
 }
