@@ -136,7 +136,7 @@ fn the_readme_push_policy_passes_and_a_deleting_credential_fails() {
     assert!(
         table
             .stdout
-            .contains("cannot delete, overwrite or reconfigure"),
+            .contains("cannot delete or reconfigure anything"),
         "{}",
         table.stdout
     );
