@@ -23,11 +23,25 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
     let cfg = cli.load_config()?;
     let ping = offsite::ping::Ping::new(cfg.notify.ping.as_deref(), "notify.ping");
     ping.start();
+    let started = time::OffsetDateTime::now_utc();
     let result = run_push(cli, &cfg, a);
     let finished = time::OffsetDateTime::now_utc();
     if let Some(path) = &cfg.metrics_file {
         let committed = result.as_ref().ok().map(|(s, _)| s);
-        if let Err(e) = offsite::metrics::push::record(path, &cfg.host, committed, finished) {
+        // Every object is locked from when it was written; the first was written after `started`.
+        let locked_until = match &cfg.store {
+            offsite::config::StoreConfig::S3(s) => s
+                .object_lock
+                .as_ref()
+                .map(|(_, days)| started + time::Duration::days(i64::from(*days))),
+            offsite::config::StoreConfig::Local(_) => None,
+        };
+        let run = offsite::metrics::push::Run {
+            committed,
+            finished,
+            locked_until,
+        };
+        if let Err(e) = offsite::metrics::push::record(path, &cfg.host, &run) {
             // The snapshot is what counts; the monitoring sees a stale file and alerts.
             tracing::warn!("{e:#}");
         }

@@ -119,7 +119,11 @@ fn systemd_units_verify_and_are_hardened() {
         } else {
             "/srv/offsite"
         };
-        assert_eq!(rw, [want], "{u}: writes only its state_dir / offsite_dir");
+        assert_eq!(
+            rw,
+            [want, "-/var/lib/node_exporter/textfile"],
+            "{u}: writes only its state_dir / offsite_dir, and the metrics folder if there is one"
+        );
         let exec = settings(&text, "ExecStart");
         assert_eq!(exec.len(), 1, "{u}");
         let args: Vec<String> = exec[0]
