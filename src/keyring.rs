@@ -2,11 +2,13 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use anyhow::Result;
 use sequoia_openpgp::Cert;
 
 use crate::config::Config;
+use crate::crypto::expiry::{refuse_expired, KeyExpiry, KeyRole};
 use crate::crypto::keys::{has_secret, load_certs};
 use crate::crypto::{DecryptionKeys, Encryption, Signing};
 use crate::error::usage;
@@ -32,14 +34,20 @@ pub fn push_keys(cfg: &Config) -> Result<PushKeys> {
             cfg.path.display()
         ))
     })?;
-    if let Some(key) = cfg.office.as_ref().and_then(|o| o.decryption_key.as_ref()) {
+    if let Some(keys) = cfg
+        .office
+        .as_ref()
+        .map(|o| &o.decryption_key)
+        .filter(|k| !k.is_empty())
+    {
         return Err(usage(format!(
             "{} names office.decryption_key ({}): the key that reads every backup must never be on a production host. \
              Keep the office: section in the office's own config; push needs only encryption.recipients and signing_key",
             cfg.path.display(),
-            key.display()
+            keys.display()
         )));
     }
+    let now = SystemTime::now();
     let mut recipients = Vec::new();
     for path in &enc.recipients {
         for cert in load_certs(path)? {
@@ -50,6 +58,7 @@ pub fn push_keys(cfg: &Config) -> Result<PushKeys> {
                     cert.fingerprint()
                 )));
             }
+            refuse_expired(&KeyExpiry::of(KeyRole::Recipient, path.clone(), &cert), now)?;
             recipients.push(cert);
         }
     }
@@ -73,6 +82,10 @@ pub fn push_keys(cfg: &Config) -> Result<PushKeys> {
             )))
         }
     };
+    refuse_expired(
+        &KeyExpiry::of(KeyRole::SigningKey, signing_path.clone(), signer),
+        now,
+    )?;
     Ok(PushKeys {
         encryption: Encryption::new(recipients)?,
         signing: Signing::from_cert(signer)?,
@@ -112,18 +125,18 @@ pub fn read_keys(
     signer: Option<&Path>,
 ) -> Result<ReadKeys> {
     let office = cfg.and_then(|c| c.office.as_ref());
-    let key_path: PathBuf = match (key, office.and_then(|o| o.decryption_key.clone())) {
-        (Some(k), _) => k.to_path_buf(),
-        (None, Some(k)) => k,
-        (None, None) => {
+    let key_paths: Vec<PathBuf> = match (key, office.map(|o| &o.decryption_key)) {
+        (Some(k), _) => vec![k.to_path_buf()],
+        (None, Some(k)) if !k.is_empty() => k.to_vec(),
+        (None, _) => {
             return Err(usage(
                 "no decryption key: pass --key FILE (the office .secret.asc) or set office.decryption_key in the config",
             ))
         }
     };
-    let signer_path: PathBuf = match (signer, office.and_then(|o| o.hosts.get(host).cloned())) {
-        (Some(s), _) => s.to_path_buf(),
-        (None, Some(s)) => s,
+    let signer_paths: Vec<PathBuf> = match (signer, office.and_then(|o| o.hosts.get(host))) {
+        (Some(s), _) => vec![s.to_path_buf()],
+        (None, Some(s)) => s.to_vec(),
         (None, None) => {
             return Err(usage(format!(
                 "no certificate to check host {host}'s signature: pass --signer FILE or list the host under office.hosts"
@@ -131,7 +144,67 @@ pub fn read_keys(
         }
     };
     Ok(ReadKeys {
-        decryption: DecryptionKeys::new(load_certs(&key_path)?)?,
-        signers: load_certs(&signer_path)?,
+        decryption: decryption_keys(&key_paths)?,
+        signers: certs_of(&signer_paths)?,
     })
+}
+
+/// The office's secret keys from every file of `office.decryption_key`, in order.
+pub fn decryption_keys(paths: &[PathBuf]) -> Result<DecryptionKeys> {
+    DecryptionKeys::new(certs_of(paths)?)
+}
+
+/// Every certificate of every file.
+pub fn certs_of(paths: &[PathBuf]) -> Result<Vec<Cert>> {
+    let mut out = Vec::new();
+    for p in paths {
+        out.extend(load_certs(p)?);
+    }
+    Ok(out)
+}
+
+/// Every key the config names, and when it expires: push's recipients and signing key, the office's
+/// decryption keys and each host's certificates. A file that cannot be read is left out (the command
+/// that uses it says why); config check, push and the office report warn from this list.
+pub fn key_expiries(cfg: &Config) -> Vec<KeyExpiry> {
+    let mut files: Vec<(KeyRole, &PathBuf)> = Vec::new();
+    if let Some(enc) = &cfg.encryption {
+        files.extend(enc.recipients.iter().map(|p| (KeyRole::Recipient, p)));
+        files.extend(enc.signing_key.iter().map(|p| (KeyRole::SigningKey, p)));
+    }
+    if let Some(o) = &cfg.office {
+        files.extend(o.decryption_key.iter().map(|p| (KeyRole::DecryptionKey, p)));
+        for (host, paths) in &o.hosts {
+            files.extend(paths.iter().map(|p| (KeyRole::HostCert(host.clone()), p)));
+        }
+    }
+    let mut out = Vec::new();
+    for (role, path) in files {
+        match load_certs(path) {
+            Ok(certs) => out.extend(
+                certs
+                    .iter()
+                    .map(|c| KeyExpiry::of(role.clone(), path.clone(), c)),
+            ),
+            Err(e) => tracing::debug!("{}: {e:#}", role.entry()),
+        }
+    }
+    out
+}
+
+/// One line per key of the config that expired or expires within 30 days (see
+/// [`crate::crypto::expiry::warnings`]).
+pub fn expiry_warnings(cfg: &Config) -> Vec<String> {
+    crate::crypto::expiry::warnings(&key_expiries(cfg), SystemTime::now())
+}
+
+/// push's warnings: its recipients and signing key that expire within 30 days. Expired ones are not
+/// warnings but push's error ([`push_keys`]); the office's keys are none of push's business.
+pub fn push_expiry_warnings(cfg: &Config) -> Vec<String> {
+    let now = SystemTime::now();
+    let mine: Vec<KeyExpiry> = key_expiries(cfg)
+        .into_iter()
+        .filter(|k| matches!(k.role, KeyRole::Recipient | KeyRole::SigningKey) && !k.expired(now))
+        .collect();
+    crate::crypto::expiry::warnings(&mine, now)
 }

@@ -6,7 +6,8 @@ use super::Cli;
 
 #[derive(clap::Subcommand)]
 pub enum Command {
-    /// Validate the config and print the resolved version (secrets shown as ***).
+    /// Validate the config and print the resolved version (secrets shown as ***). Warns on stderr
+    /// about every key it names that expired or expires within 30 days.
     Check,
 }
 
@@ -19,6 +20,10 @@ pub fn run(cli: &Cli, c: &Command) -> Result<ExitCode> {
             } else {
                 println!("# {}: OK", cfg.path.display());
                 print!("{}", serde_norway::to_string(&cfg)?);
+            }
+            // Keys that expire soon are worth knowing now; the config itself is fine (exit 0).
+            for w in offsite::keyring::expiry_warnings(&cfg) {
+                eprintln!("warning: {w}");
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -80,6 +80,11 @@ fn run_push(
         now: now()?,
         wait: a.wait,
     };
+    // A key that expires soon still works: said first, so a failure further on does not hide it.
+    // An expired one makes push fail (exit 2) before anything is written.
+    for w in offsite::keyring::push_expiry_warnings(cfg) {
+        say(&format!("warning: {w}"));
+    }
     let s = offsite::push::push(cfg, store, rt.handle(), progress.as_ref(), &opts)?;
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&s)?);

@@ -5,6 +5,7 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::{now, Cli, EXIT_FAILED};
+use offsite::crypto::expiry::KeyRole;
 use offsite::error::usage;
 use offsite::office::record::reports_dir;
 use offsite::office::report::{self, model::Status};
@@ -81,7 +82,17 @@ pub fn run_judging(
         None => configured,
     };
     let out = a.out.clone().unwrap_or_else(|| reports_dir(&offsite_dir));
-    let r = report::load(&offsite_dir, &hosts, office.max_age, now()?)?;
+    let mut r = report::load(&offsite_dir, &hosts, office.max_age, now()?)?;
+    // The office's keys and the reported hosts' certificates (push's own keys are push's to warn of).
+    let keys: Vec<_> = offsite::keyring::key_expiries(cfg)
+        .into_iter()
+        .filter(|k| match &k.role {
+            KeyRole::DecryptionKey => true,
+            KeyRole::HostCert(h) => hosts.contains(h),
+            _ => false,
+        })
+        .collect();
+    report::add_key_warnings(&mut r, &keys, std::time::SystemTime::now());
     let written = report::write(&r, &out)?;
     if let Some(path) = &cfg.metrics_file {
         // Monitoring reads the same records; a file it cannot have goes stale, and that alerts.

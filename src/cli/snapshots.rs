@@ -116,8 +116,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
         || cfg
             .as_ref()
             .and_then(|c| c.office.as_ref())
-            .and_then(|o| o.decryption_key.as_ref())
-            .is_some();
+            .is_some_and(|o| !o.decryption_key.is_empty());
     let mut rows = Vec::new();
     for s in snaps {
         let mut row = Row {

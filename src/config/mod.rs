@@ -3,6 +3,7 @@
 //! downstream sees the raw form.
 
 pub mod duration;
+pub mod key_paths;
 pub mod raw;
 pub mod secret;
 pub mod size;
@@ -14,6 +15,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 pub use duration::{human_duration, parse_duration};
+pub use key_paths::KeyPaths;
 pub use secret::{Secret, SecretSpec};
 pub use size::{human, parse_size};
 
@@ -150,9 +152,12 @@ pub fn default_restore_jobs() -> usize {
 pub struct OfficeConfig {
     /// The local copy of every snapshot: a store with the same layout as S3.
     pub offsite_dir: Option<PathBuf>,
-    pub decryption_key: Option<PathBuf>,
-    /// Hosts whose snapshots the office accepts, with their signing certificates.
-    pub hosts: BTreeMap<String, PathBuf>,
+    /// The office's secret keys, newest first (empty: not set). Every one is tried on each snapshot,
+    /// so a rotated office key still reads what was encrypted to the old one.
+    pub decryption_key: KeyPaths,
+    /// Hosts whose snapshots the office accepts, with their signing certificates (after a host key
+    /// rotation, the new one and the old ones).
+    pub hosts: BTreeMap<String, KeyPaths>,
     pub scratch: Scratch,
     pub checks: Vec<Check>,
     #[serde(serialize_with = "duration::serialize")]
@@ -660,14 +665,28 @@ fn check_office(o: raw::RawOffice, base: &Path) -> Result<OfficeConfig> {
             )));
         }
     }
+    let key_paths = |r: Option<key_paths::RawKeyPaths>, what: &str| -> Result<KeyPaths> {
+        let Some(r) = r else {
+            return Ok(KeyPaths::default());
+        };
+        let v = r.into_vec();
+        if v.is_empty() {
+            return Err(usage(format!(
+                "{what}: an empty list names no key; give a file, or a list of files (newest first)"
+            )));
+        }
+        Ok(KeyPaths(v.iter().map(|p| resolve(base, p)).collect()))
+    };
+    let decryption_key = key_paths(o.decryption_key, "office.decryption_key")?;
+    let mut hosts = BTreeMap::new();
+    for (h, c) in o.hosts {
+        let paths = key_paths(Some(c), &format!("office.hosts.{h}"))?;
+        hosts.insert(h, paths);
+    }
     Ok(OfficeConfig {
         offsite_dir: o.offsite_dir.map(|d| resolve(base, &d)),
-        decryption_key: o.decryption_key.map(|k| resolve(base, &k)),
-        hosts: o
-            .hosts
-            .into_iter()
-            .map(|(h, c)| (h, resolve(base, &c)))
-            .collect(),
+        decryption_key,
+        hosts,
         scratch,
         checks,
         max_age,

@@ -145,9 +145,11 @@ pub struct RawTree {
 #[serde(deny_unknown_fields)]
 pub struct RawOffice {
     pub offsite_dir: Option<String>,
-    pub decryption_key: Option<String>,
+    /// One secret key file, or a list: after a rotation, the new office key and the old ones.
+    pub decryption_key: Option<super::key_paths::RawKeyPaths>,
+    /// Each host's certificate file, or a list: after a host key rotation, the new and the old.
     #[serde(default)]
-    pub hosts: BTreeMap<String, String>,
+    pub hosts: BTreeMap<String, super::key_paths::RawKeyPaths>,
     pub scratch: Option<RawScratch>,
     pub masking: Option<RawMasking>,
     #[serde(default)]

@@ -6,7 +6,8 @@ use std::sync::Mutex;
 use anyhow::{anyhow, bail, Context, Result};
 use openpgp::packet::{PKESK, SKESK};
 use openpgp::parse::stream::{
-    DecryptionHelper, DecryptorBuilder, MessageLayer, MessageStructure, VerificationHelper,
+    DecryptionHelper, DecryptorBuilder, MessageLayer, MessageStructure, VerificationError,
+    VerificationHelper,
 };
 use openpgp::parse::Parse;
 use openpgp::types::SymmetricAlgorithm;
@@ -60,6 +61,53 @@ struct Helper {
     signers: Vec<Cert>,
     require_signature: bool,
     signed_by: std::sync::Arc<Mutex<Option<String>>>,
+    /// Why each signature that did not count was refused, for the error.
+    rejected: Vec<String>,
+}
+
+/// Why a signature does not count, with its time: a key checked at the signature's creation time
+/// (sequoia's rule) refuses a signature made after the key expired and accepts one made before.
+fn rejected(e: &VerificationError) -> String {
+    let made = |sig: &openpgp::packet::Signature| {
+        sig.signature_creation_time()
+            .map(super::expiry::date)
+            .unwrap_or_else(|| "at an unknown time".into())
+    };
+    match e {
+        VerificationError::BadKey { sig, ka, error } => {
+            let expired = super::expiry::cert_expiry(ka.cert(), true)
+                .filter(|t| sig.signature_creation_time().is_some_and(|s| s >= *t));
+            match expired {
+                Some(t) => format!(
+                    "the signature made {} by key {} does not count: the key expired on {}, before \
+                     it was made (signatures made while it was valid stay valid)",
+                    made(sig),
+                    ka.cert().fingerprint(),
+                    super::expiry::date(t)
+                ),
+                None => format!(
+                    "the signature made {} by key {} does not count: {error}",
+                    made(sig),
+                    ka.cert().fingerprint()
+                ),
+            }
+        }
+        VerificationError::UnboundKey { sig, cert, error } => format!(
+            "the signature made {} by certificate {} does not count: {error}",
+            made(sig),
+            cert.fingerprint()
+        ),
+        VerificationError::MissingKey { sig } => format!(
+            "the signature made {} is by a key that is not among the host's certificates ({})",
+            made(sig),
+            sig.get_issuers()
+                .iter()
+                .map(|h| h.to_hex())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => other.to_string(),
+    }
 }
 
 impl VerificationHelper for Helper {
@@ -80,6 +128,12 @@ impl VerificationHelper for Helper {
                             *g = Some(fpr);
                         }
                     }
+                    self.rejected.extend(
+                        results
+                            .iter()
+                            .filter_map(|r| r.as_ref().err())
+                            .map(rejected),
+                    );
                 }
             }
         }
@@ -88,7 +142,13 @@ impl VerificationHelper for Helper {
         }
         let signed = self.signed_by.lock().map(|g| g.is_some()).unwrap_or(false);
         if self.require_signature && !signed {
-            return Err(anyhow!("no valid signature from an expected signer"));
+            if self.rejected.is_empty() {
+                return Err(anyhow!("no valid signature from an expected signer"));
+            }
+            return Err(anyhow!(
+                "no valid signature from an expected signer: {}",
+                self.rejected.join("; ")
+            ));
         }
         Ok(())
     }
@@ -130,9 +190,18 @@ impl DecryptionHelper for Helper {
                 }
             }
         }
+        let recipients: Vec<String> = pkesks
+            .iter()
+            .map(|p| match p.recipient() {
+                Some(h) => h.to_hex(),
+                None => "an anonymous recipient".into(),
+            })
+            .collect();
         Err(anyhow!(
-            "none of the decryption keys ({}) is a recipient of this data",
-            self.keys.fingerprints().join(", ")
+            "none of the decryption keys ({}) can decrypt this: it is encrypted to key id(s) {}; \
+             if that is an older office key, list its .secret.asc in office.decryption_key too",
+            self.keys.fingerprints().join(", "),
+            recipients.join(", ")
         ))
     }
 }
@@ -148,6 +217,7 @@ pub fn decrypt_reader(
         signers: Vec::new(),
         require_signature: false,
         signed_by: Default::default(),
+        rejected: Vec::new(),
     };
     let dec = DecryptorBuilder::from_reader(SyncRead(Mutex::new(reader)))
         .context("reading the OpenPGP message")?
@@ -174,6 +244,7 @@ pub fn open_signed(
         signers: signers.to_vec(),
         require_signature: true,
         signed_by: signed_by.clone(),
+        rejected: Vec::new(),
     };
     let mut dec = DecryptorBuilder::from_bytes(data)?
         .with_policy(policy(), None, helper)

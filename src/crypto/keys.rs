@@ -3,6 +3,7 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use openpgp::cert::prelude::*;
@@ -19,11 +20,25 @@ pub struct KeyFiles {
     pub secret: PathBuf,
     pub cert: PathBuf,
     pub fingerprint: String,
+    /// When the key stops being valid for new encryptions and signatures (`None`: never).
+    pub expires: Option<SystemTime>,
 }
 
 /// Generates a v4 key (Ed25519 primary for signing, Cv25519 subkey for encryption) that GnuPG 2.2 can
-/// import, and writes `NAME.secret.asc` (mode 0600, created exclusively) and `NAME.cert.asc`.
+/// import, and writes `NAME.secret.asc` (mode 0600, created exclusively) and `NAME.cert.asc`. The key
+/// never expires.
 pub fn generate(name: &str, out: &Path) -> Result<KeyFiles> {
+    generate_with(name, out, SystemTime::now(), None)
+}
+
+/// [`generate`] with a creation time and a validity period: the key and its subkey expire `validity`
+/// after `created` (`None`: never). Tests make keys that expired already by creating them in the past.
+pub fn generate_with(
+    name: &str,
+    out: &Path,
+    created: SystemTime,
+    validity: Option<Duration>,
+) -> Result<KeyFiles> {
     if name.is_empty()
         || !name
             .chars()
@@ -33,11 +48,30 @@ pub fn generate(name: &str, out: &Path) -> Result<KeyFiles> {
             "key name {name:?} must be letters, digits, '-', '_' or '.'; it becomes a file name"
         )));
     }
+    if let Some(v) = validity {
+        // A v4 key's expiry is 32-bit seconds after its creation; zero would mean "never".
+        if v.as_secs() == 0 || v.as_secs() > u64::from(u32::MAX) {
+            return Err(usage(format!(
+                "a key's validity must be between 1 second and 136 years, not {}",
+                crate::config::duration::human_duration(v)
+            )));
+        }
+    }
+    // OpenPGP keeps whole seconds: round here so that `expires` is exactly what the key says.
+    let created = UNIX_EPOCH
+        + Duration::from_secs(
+            created
+                .duration_since(UNIX_EPOCH)
+                .map_err(|_| usage("a key cannot be created before 1970"))?
+                .as_secs(),
+        );
     let (cert, _revocation) = CertBuilder::general_purpose(Some(format!("offsite {name}")))
         .set_profile(openpgp::Profile::RFC4880)?
         .set_cipher_suite(CipherSuite::Cv25519)
         .set_features(Features::empty().set_seipdv1())?
-        .set_validity_period(None)
+        .set_creation_time(created)
+        // The subkey inherits the primary's period: both expire together, as gpg shows them.
+        .set_validity_period(validity)
         .generate()
         .context("generating the key")?;
     fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
@@ -57,6 +91,7 @@ pub fn generate(name: &str, out: &Path) -> Result<KeyFiles> {
         secret,
         cert: cert_path,
         fingerprint: cert.fingerprint().to_hex(),
+        expires: validity.map(|v| created + v),
     })
 }
 

@@ -6,6 +6,7 @@
 
 pub mod decrypt;
 pub mod encrypt;
+pub mod expiry;
 pub mod keys;
 
 pub use decrypt::{decrypt_reader, open_signed, DecryptionKeys};

@@ -9,9 +9,9 @@ use anyhow::Result;
 use sequoia_openpgp::Cert;
 
 use crate::config::{Config, OfficeConfig};
-use crate::crypto::keys::load_certs;
 use crate::crypto::DecryptionKeys;
 use crate::error::usage;
+use crate::keyring::{certs_of, decryption_keys};
 use crate::store::local::LocalStore;
 
 pub struct Office {
@@ -33,22 +33,22 @@ impl Office {
                 cfg.path.display()
             ))
         })?;
-        let key = office.decryption_key.clone().ok_or_else(|| {
-            usage(format!(
-                "{}: office.decryption_key is required (the office .secret.asc)",
+        if office.decryption_key.is_empty() {
+            return Err(usage(format!(
+                "{}: office.decryption_key is required (the office .secret.asc, or a list of them)",
                 cfg.path.display()
-            ))
-        })?;
+            )));
+        }
         if office.hosts.is_empty() {
             return Err(usage(format!(
                 "{}: office.hosts is empty: list each host whose snapshots you accept, with its .cert.asc",
                 cfg.path.display()
             )));
         }
-        let decryption = DecryptionKeys::new(load_certs(&key)?)?;
+        let decryption = decryption_keys(&office.decryption_key)?;
         let mut signers = BTreeMap::new();
-        for (host, cert) in &office.hosts {
-            signers.insert(host.clone(), load_certs(cert)?);
+        for (host, certs) in &office.hosts {
+            signers.insert(host.clone(), certs_of(certs)?);
         }
         let offsite = Arc::new(LocalStore::new(&offsite_dir)?);
         Ok(Self {

@@ -94,6 +94,14 @@ fn pull_host(
     let mut out = PullHost::new(host);
     let mut errors = Vec::new();
     let expected = expected_fingerprints(office)?;
+    // The office's own keys read what they receive: a snapshot encrypted to a rotated-in office
+    // key (listed in office.decryption_key) is no leak.
+    let own: Vec<String> = office
+        .decryption
+        .fingerprints()
+        .iter()
+        .map(|f| f.to_ascii_uppercase())
+        .collect();
 
     // Record what is new before anything is trusted: the store's time of each manifest, the
     // signature, and whether the claims fit. A manifest opened here is kept for the download.
@@ -152,7 +160,7 @@ fn pull_host(
             tracing::warn!("{host}/{}: QUARANTINED: {q}", snap.id);
         }
         if entry.valid() && !known_good {
-            if let Some(w) = unexpected_recipients(&entry, &ledger, &expected) {
+            if let Some(w) = unexpected_recipients(&entry, &ledger, &expected, &own) {
                 tracing::warn!("{host}/{}: {w}", snap.id);
                 out.recipients.push(Suspect::new(snap, &w));
             }
@@ -305,8 +313,13 @@ fn ledger_entry(
 /// Recipients a snapshot names beyond what is expected: `office.expected_recipients` when set,
 /// else the recipients of the host's previous good snapshot. An object encrypted to one more key
 /// is readable by whoever holds it: a hacked host adding its own key, or a setup nobody told the
-/// office about.
-fn unexpected_recipients(entry: &Entry, ledger: &Ledger, expected: &[String]) -> Option<String> {
+/// office about. The office's own decryption keys (`own`) are always allowed.
+fn unexpected_recipients(
+    entry: &Entry,
+    ledger: &Ledger,
+    expected: &[String],
+    own: &[String],
+) -> Option<String> {
     let (allowed, from): (Vec<String>, &str) = if expected.is_empty() {
         let prev = ledger.last_good_recipients(entry.trusted())?;
         (prev.to_vec(), "the host's previous good snapshot")
@@ -316,7 +329,7 @@ fn unexpected_recipients(entry: &Entry, ledger: &Ledger, expected: &[String]) ->
     let extra: Vec<&str> = entry
         .recipients
         .iter()
-        .filter(|r| !allowed.contains(r))
+        .filter(|r| !allowed.contains(r) && !own.contains(r))
         .map(String::as_str)
         .collect();
     (!extra.is_empty()).then(|| {

@@ -52,6 +52,30 @@ pub fn load(
     })
 }
 
+/// Adds warnings about keys (the office's decryption keys, under host `office`, and each host's
+/// signing certificates) that expired or expire within 30 days of `now`. They change no verdict.
+pub fn add_key_warnings(
+    r: &mut Report,
+    keys: &[crate::crypto::expiry::KeyExpiry],
+    now: std::time::SystemTime,
+) {
+    use crate::crypto::expiry::{warned, KeyRole};
+    for (k, message) in warned(keys, now) {
+        let host = match &k.role {
+            KeyRole::HostCert(h) => h.clone(),
+            _ => "office".to_string(),
+        };
+        r.warnings.push(model::Warning {
+            kind: model::WarningKind::KeyExpiry,
+            host,
+            database: None,
+            table: None,
+            message,
+        });
+    }
+    r.summary.warnings = r.warnings.len();
+}
+
 pub struct Written {
     pub json: PathBuf,
     pub markdown: PathBuf,

@@ -264,6 +264,8 @@ pub enum WarningKind {
     Repaired,
     /// Passed through from the verify record (non-InnoDB tables, dump-tool warnings...).
     Record,
+    /// An office decryption key or a host's signing certificate expired or expires within 30 days.
+    KeyExpiry,
 }
 
 impl WarningKind {
@@ -281,6 +283,7 @@ impl WarningKind {
             WarningKind::Lost => "LOST",
             WarningKind::Repaired => "repaired",
             WarningKind::Record => "recorded",
+            WarningKind::KeyExpiry => "key expiry",
         }
     }
 }
