@@ -14,6 +14,7 @@ mod db_tls;
 mod db_tls_mysql;
 mod faults;
 mod help;
+mod key_rotation;
 mod mask;
 mod monitoring;
 mod office_e2e;
