@@ -3,7 +3,7 @@
 //! reads with `[new, old]`), the host pushes again; pull, verify and restore read both snapshots.
 //! With only the new office key the old snapshot fails, naming itself and the key it needs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::common::cli::{bin, Run, Setup};
 use crate::common::db::{PgDb, PG_RESTORE_URL, PG_URL};
@@ -51,7 +51,7 @@ fn office_config(s: &Setup, keys: &str, certs: &str) -> PathBuf {
     )
 }
 
-fn push(s: &Setup, config: &PathBuf) -> String {
+fn push(s: &Setup, config: &Path) -> String {
     let run = s.offsite_with(config, &["--json", "push"], &[]).expect(0);
     json(&run)["snapshot"]
         .as_str()
@@ -60,7 +60,7 @@ fn push(s: &Setup, config: &PathBuf) -> String {
 }
 
 /// `restore ID --db postgres/DB --into NEW` from the offsite copy; the restored row count.
-fn restore_rows(s: &Setup, office: &PathBuf, id: &str, db: &str, tag: &str) -> String {
+fn restore_rows(s: &Setup, office: &Path, id: &str, db: &str, tag: &str) -> String {
     let back = PgDb::named(&format!("{db}_{tag}"));
     let offsite = s.path("offsite");
     s.offsite_with(
@@ -147,9 +147,9 @@ fn a_rotated_office_key_and_host_key_read_old_and_new_snapshots() {
     let fail = s.offsite_with(&new_only, &["verify", &old_id], &[]);
     assert_ne!(fail.code, 0, "{}", fail.stderr);
     let old_key_id = {
-        let fpr = s.sh(&format!(
-            "gpg --show-keys --with-colons keys/office.cert.asc | awk -F: '$1 == \"sub\" && $12 ~ /e/ {{ print $5 }}'"
-        ));
+        let fpr = s.sh(
+            "gpg --show-keys --with-colons keys/office.cert.asc | awk -F: '$1 == \"sub\" && $12 ~ /e/ { print $5 }'",
+        );
         fpr.stdout.trim().to_string()
     };
     assert_eq!(old_key_id.len(), 16, "{old_key_id:?}");

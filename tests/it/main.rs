@@ -14,6 +14,7 @@ mod db_tls;
 mod db_tls_mysql;
 mod faults;
 mod help;
+mod key_expiry;
 mod key_rotation;
 mod mask;
 mod monitoring;
