@@ -178,3 +178,39 @@ fn metrics_file_resolves_and_ping_urls_are_checked_and_never_printed() {
         .unwrap_err();
     assert!(format!("{err:#}").contains("office.notify.ping"), "{err:#}");
 }
+
+#[test]
+fn decryption_key_and_host_certs_take_one_file_or_a_list() {
+    let c = parse("host: o\nstore: { local: s }\noffice: { decryption_key: k/o.asc, hosts: { web1: k/w.asc } }\n").unwrap();
+    let o = c.office.as_ref().unwrap();
+    assert_eq!(
+        o.decryption_key.0,
+        vec![PathBuf::from("/etc/offsite/k/o.asc")]
+    );
+    // One file prints as one path, as before.
+    let printed = serde_json::to_value(o).unwrap();
+    assert_eq!(printed["decryption_key"], "/etc/offsite/k/o.asc");
+    assert_eq!(printed["hosts"]["web1"], "/etc/offsite/k/w.asc");
+
+    let c = parse("host: o\nstore: { local: s }\noffice: { decryption_key: [k/new.asc, k/old.asc], hosts: { web1: [k/w2.asc, k/w.asc] } }\n").unwrap();
+    let o = c.office.as_ref().unwrap();
+    assert_eq!(
+        o.decryption_key.0,
+        vec![
+            PathBuf::from("/etc/offsite/k/new.asc"),
+            PathBuf::from("/etc/offsite/k/old.asc")
+        ]
+    );
+    assert_eq!(o.hosts["web1"].len(), 2);
+    assert_eq!(
+        serde_json::to_value(o).unwrap()["decryption_key"][1],
+        "/etc/offsite/k/old.asc"
+    );
+
+    let err = parse("host: o\nstore: { local: s }\noffice: { decryption_key: [] }\n").unwrap_err();
+    assert!(crate::error::is_usage(&err));
+    assert!(
+        format!("{err:#}").contains("office.decryption_key"),
+        "{err:#}"
+    );
+}
