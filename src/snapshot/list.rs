@@ -366,7 +366,7 @@ pub fn open_manifest(
     signers: &[Cert],
 ) -> Result<Manifest> {
     let key = format!("{}{MANIFEST_NAME}", snap.dir());
-    let (json, _signer) = open_signed(sealed, keys, signers)
+    let (json, signer) = open_signed(sealed, keys, signers)
         .with_context(|| format!("checking the manifest {key} (signature and decryption)"))?;
     let manifest =
         Manifest::from_json(&json).with_context(|| format!("reading the manifest {key}"))?;
@@ -377,5 +377,86 @@ pub fn open_manifest(
             manifest.snapshot
         );
     }
+    signed_while_alive(&manifest, &key, &signer, signers)?;
     Ok(manifest)
+}
+
+/// The signer's key was checked at the signature's creation time, which the signer chooses: a thief
+/// with an expired host key could date a new signature back into the key's lifetime. The manifest's
+/// `finished_at`, which the office holds to the store's time of the commit (or quarantines), must
+/// also fall before the key expired.
+fn signed_while_alive(m: &Manifest, key: &str, signer: &str, signers: &[Cert]) -> Result<()> {
+    let Some(cert) = signers.iter().find(|c| c.fingerprint().to_hex() == signer) else {
+        return Ok(());
+    };
+    let Some(expired) = crate::crypto::expiry::cert_expiry(cert, true) else {
+        return Ok(());
+    };
+    let finished = time::OffsetDateTime::parse(
+        &m.finished_at,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .with_context(|| format!("manifest {key}: finished_at {:?}", m.finished_at))?;
+    if std::time::SystemTime::from(finished) >= expired {
+        bail!(
+            "manifest {key} says it was finished at {}, after its signing key {signer} expired on {}: \
+             a signature dated earlier is only the signer's claim; refusing it",
+            m.finished_at,
+            crate::crypto::expiry::date(expired)
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::crypto::keys::{generate_with, load_one};
+
+    fn manifest_finished(at: SystemTime) -> Manifest {
+        let at = OffsetDateTime::from(at)
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        let json = format!(
+            r#"{{"format":"offsite-manifest","version":3,"tool_version":"0.1.0","host":"web1",
+            "snapshot":"20261204T020000Z-0001","started_at":"{at}","finished_at":"{at}",
+            "config_digest":"x","signer":"S","recipients":["R"],"objects":[]}}"#
+        );
+        Manifest::from_json(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_manifest_finished_after_its_signing_key_expired_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = Duration::from_secs(86_400);
+        // Made 40 days ago, valid for 30: expired 10 days ago.
+        let files = generate_with(
+            "h",
+            dir.path(),
+            SystemTime::now() - 40 * day,
+            Some(30 * day),
+        )
+        .unwrap();
+        let cert = load_one(&files.cert).unwrap();
+        let fpr = cert.fingerprint().to_hex();
+        let signers = [cert];
+        let before = manifest_finished(SystemTime::now() - 20 * day);
+        signed_while_alive(&before, "m", &fpr, &signers).unwrap();
+        let after = manifest_finished(SystemTime::now() - day);
+        let e = format!(
+            "{:#}",
+            signed_while_alive(&after, "m", &fpr, &signers).unwrap_err()
+        );
+        assert!(
+            e.contains("after its signing key") && e.contains(&fpr),
+            "{e}"
+        );
+        // A key that never expires has nothing to check.
+        let files = generate_with("n", dir.path(), SystemTime::now(), None).unwrap();
+        let never = load_one(&files.cert).unwrap();
+        let fpr = never.fingerprint().to_hex();
+        signed_while_alive(&after, "m", &fpr, &[never]).unwrap();
+    }
 }
