@@ -45,6 +45,14 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
             // The snapshot is what counts; the monitoring sees a stale file and alerts.
             tracing::warn!("{e:#}");
         }
+        let push_keys = |role: &str| role.starts_with("encryption.");
+        let keys: Vec<_> = offsite::keyring::key_expiries(&cfg)
+            .into_iter()
+            .filter(|k| push_keys(&k.role.entry()))
+            .collect();
+        if let Err(e) = offsite::metrics::keys::record(path, &keys, push_keys) {
+            tracing::warn!("{e:#}");
+        }
     }
     match result {
         Ok((_, code)) => {

@@ -99,6 +99,15 @@ pub fn run_judging(
         if let Err(e) = offsite::metrics::office::record_report(path, &offsite_dir, &r) {
             tracing::warn!("{e:#}");
         }
+        let ours = |role: &str| {
+            role == "office.decryption_key"
+                || role
+                    .strip_prefix("office.hosts.")
+                    .is_some_and(|h| hosts.iter().any(|x| x == h))
+        };
+        if let Err(e) = offsite::metrics::keys::record(path, &keys, ours) {
+            tracing::warn!("{e:#}");
+        }
     }
     let headline = report::headline(&r);
 

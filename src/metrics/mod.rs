@@ -8,6 +8,7 @@
 //!
 //! A family is a few lines: `Family::gauge(name, help)` and one `sample` per label set.
 
+pub mod keys;
 pub mod office;
 pub mod push;
 

@@ -114,6 +114,26 @@ fn a_key_expiring_in_ten_days_makes_config_check_and_push_warn() {
     assert_eq!(s.local_snapshots().len(), 1);
     assert!(s.local_snapshots()[0].1, "committed");
 
+    // With a metrics file, push exports the expiry for alerting, in a file promtool accepts.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{text}metrics_file: metrics/offsite.prom\n")).unwrap();
+    std::fs::create_dir_all(s.path("metrics")).unwrap();
+    s.offsite_with(&cfg, &["push"], &[]).expect(0);
+    let prom = s.path("metrics/offsite.prom");
+    let metrics = std::fs::read_to_string(&prom).unwrap();
+    let line = metrics
+        .lines()
+        .find(|l| l.starts_with("offsite_key_expiry_timestamp_seconds{") && l.contains(&fpr))
+        .unwrap_or_else(|| panic!("no expiry sample for {fpr}:\n{metrics}"));
+    assert!(line.contains("role=\"encryption.recipients\""), "{line}");
+    let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    let want = time::OffsetDateTime::parse(&date, &time::format_description::well_known::Rfc3339)
+        .unwrap()
+        .unix_timestamp() as f64;
+    assert!((value - want).abs() < 2.0, "{line} vs {date}");
+    let check = s.sh(&format!("promtool check metrics < {}", prom.display()));
+    assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
+
     // A key good for 60 days is no news.
     keygen(&s, "office-later", "60d");
     let later = config(&s, &pg.name, "office-later", &s.host);
