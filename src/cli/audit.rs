@@ -18,11 +18,7 @@ even when a request is allowed.
 Exit 0: push can write, read and list, and cannot delete, overwrite or reconfigure anything (an
 overwrite that only adds a version on a versioned bucket is a warning). Exit 1: something failed;
 each failing row names the statement that fixes it. See README.md, \"S3 permissions for the push
-user\".
-
-Examples:
-  offsite audit
-  offsite audit --json | jq '.probes[] | select(.verdict != \"ok\")'";
+user\".";
 
 #[derive(clap::Args)]
 #[command(after_help = AUDIT_HELP)]

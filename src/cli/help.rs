@@ -28,6 +28,11 @@ offsite keygen web1 --out /etc/offsite/keys",
 offsite config check --json",
     ),
     (
+        "audit",
+        "offsite -c /etc/offsite/config.yaml audit
+offsite audit --json",
+    ),
+    (
         "push",
         "offsite -c /etc/offsite/config.yaml push --quiet
 offsite push --full --wait",
@@ -72,6 +77,11 @@ offsite prune --quarantined --host web1 --yes",
         "refresh",
         "offsite refresh
 offsite refresh --only shop_dev",
+    ),
+    (
+        "status",
+        "offsite status
+offsite status --host web1 --json",
     ),
     (
         "office",

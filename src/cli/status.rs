@@ -15,11 +15,7 @@ and the offsite copy, plus each newest snapshot's Object Lock when store.s3.obje
 runs nothing and needs no key, so it is safe to run at any time, also while office runs.
 
 Exit 0 when every host's newest verification passed and is younger than office.max_age, and its
-newest snapshot too; 1 when anything is stale or failing (the WHY column says what).
-
-Examples:
-  offsite status
-  offsite status --host web1 --json";
+newest snapshot too; 1 when anything is stale or failing (the lines under the host say what).";
 
 #[derive(clap::Args)]
 #[command(after_help = STATUS_HELP)]
