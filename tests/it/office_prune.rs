@@ -734,12 +734,9 @@ fn object_lock_follows_the_rule_that_keeps_each_snapshot() {
         .unwrap();
     let host = &s3["hosts"][0];
 
-    // Monthly snapshots: locked 100 days from their own time; daily ones 14 days.
-    for (id, t) in [
-        id_of(2026, September, 30),
-        id_of(2026, October, 31),
-        id_of(2026, November, 23),
-    ] {
+    // Monthly snapshots of closed months: locked 100 days from their own time; daily ones of
+    // closed days 14 days.
+    for (id, t) in [id_of(2026, September, 30), id_of(2026, October, 31)] {
         for k in [OBJECT, MANIFEST] {
             assert_eq!(
                 lock_of(&client, bucket, &id, k),
@@ -748,6 +745,13 @@ fn object_lock_follows_the_rule_that_keeps_each_snapshot() {
             );
         }
     }
+    // Tonight's snapshot is the newest of its day, week and month, so every rule keeps it; but
+    // those periods are still open, and it keeps push's lock until one closes.
+    let (newest, newest_t) = id_of(2026, November, 23);
+    assert_eq!(
+        lock_of(&client, bucket, &newest, OBJECT),
+        newest_t + time::Duration::days(10)
+    );
     let (daily, t) = id_of(2026, November, 18);
     assert_eq!(
         lock_of(&client, bucket, &daily, OBJECT),
@@ -804,9 +808,31 @@ fn object_lock_follows_the_rule_that_keeps_each_snapshot() {
         .unwrap();
     assert!(left.versions().is_empty() && left.delete_markers().is_empty());
 
+    // The next day its day has closed: the daily lock, not the monthly one.
+    let prune_at = |t: OffsetDateTime, args: &[&str]| {
+        moto.set_clock(t);
+        let when = t
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        let mut all = vec!["prune"];
+        all.extend_from_slice(args);
+        s.offsite_env(&all, &[("OFFSITE_NOW", when.as_str())])
+    };
+    prune_at(NOW + time::Duration::days(1), &["--json"]).expect(0);
+    assert_eq!(
+        lock_of(&client, bucket, &newest, OBJECT),
+        newest_t + time::Duration::days(14)
+    );
+    // Once November is over, it is November's monthly snapshot for good: 100 days.
+    prune_at(datetime!(2026-12-01 12:00:00 UTC), &["--json"]).expect(0);
+    assert_eq!(
+        lock_of(&client, bucket, &newest, MANIFEST),
+        newest_t + time::Duration::days(100)
+    );
+
     // A shorter lock in the config never shortens what is locked.
     write_config("{ daily: 2d, monthly: 30d }");
-    let v = json(&prune(&s, &["--json"]).expect(0));
+    let v = json(&prune_at(datetime!(2026-12-01 12:00:00 UTC), &["--json"]).expect(0));
     let (monthly, t) = id_of(2026, October, 31);
     assert_eq!(
         lock_of(&client, bucket, &monthly, OBJECT),
@@ -833,7 +859,7 @@ fn object_lock_follows_the_rule_that_keeps_each_snapshot() {
                 .send(),
         )
         .expect("a delete marker");
-    let v = json(&prune(&s, &["--json", "--dry-run"]).expect(0));
+    let v = json(&prune_at(datetime!(2026-12-01 12:00:00 UTC), &["--json", "--dry-run"]).expect(0));
     let s3 = v["stores"]
         .as_array()
         .unwrap()

@@ -25,6 +25,9 @@ use crate::snapshot::list::SnapshotInfo;
 use crate::snapshot::MANIFEST_NAME;
 use crate::store::AdminStore;
 
+/// A snapshot claiming more parents than this passes its lock to none of them.
+pub const MAX_PARENTS: usize = 64;
+
 /// One kept snapshot whose lock the policy asks to reach `until`.
 #[derive(Debug, Clone, Serialize)]
 pub struct LockPlan {
@@ -77,7 +80,12 @@ fn rfc(t: OffsetDateTime) -> String {
 /// The locks `plan`'s kept snapshots should have. A snapshot that a locked one depends on (an
 /// incremental's parent) gets at least its dependant's lock: a locked incremental is no use without
 /// the volumes it points into.
-pub fn plan_locks(plan: &HostPlan, snaps: &[SnapshotInfo], lock: &RetentionLock) -> Vec<LockPlan> {
+pub fn plan_locks(
+    plan: &HostPlan,
+    snaps: &[SnapshotInfo],
+    lock: &RetentionLock,
+    now: OffsetDateTime,
+) -> Vec<LockPlan> {
     let mut out: Vec<LockPlan> = Vec::new();
     for k in &plan.keep {
         let Some(t) = snaps
@@ -91,7 +99,13 @@ pub fn plan_locks(plan: &HostPlan, snaps: &[SnapshotInfo], lock: &RetentionLock)
             .reasons
             .iter()
             .filter_map(|r| match r {
-                KeepReason::Rule(rule) => tier(lock, *rule).map(|d| (d, rule.name().to_string())),
+                // The newest snapshot opens a new hour, day, week, month and year, so every
+                // calendar rule keeps it tonight; only once its period has closed is it that
+                // period's snapshot for good. Locking it earlier would lock every nightly
+                // snapshot for the longest tier, irrevocably in compliance mode.
+                KeepReason::Rule(rule) if !super::policy::period_open(*rule, t, now) => {
+                    tier(lock, *rule).map(|d| (d, rule.name().to_string()))
+                }
                 _ => None,
             })
             .max_by_key(|(d, _)| *d);
@@ -112,12 +126,27 @@ pub fn plan_locks(plan: &HostPlan, snaps: &[SnapshotInfo], lock: &RetentionLock)
         });
     }
     // Parents last-longest: a kept snapshot needed by locked ones is locked as long as they are.
-    for k in &plan.keep {
-        let needing = out
+    // Which snapshots a snapshot needs is its manifest's claim, signed by a host that may be
+    // hacked: one forged snapshot "needing" every older one would pin the whole history for its
+    // lock. A real chain needs a handful (a full and the incrementals since, per tree); a
+    // snapshot claiming more than MAX_PARENTS passes its lock to none of them.
+    let parents_of = |child: &str| {
+        plan.keep
             .iter()
-            .filter(|l| k.needed_by.contains(&l.snapshot))
-            .max_by_key(|l| l.until_time)
-            .map(|l| (l.until_time, l.snapshot.clone()));
+            .filter(|k| k.needed_by.iter().any(|c| c == child))
+            .count()
+    };
+    let locked: Vec<(OffsetDateTime, String)> = out
+        .iter()
+        .filter(|l| parents_of(&l.snapshot) <= MAX_PARENTS)
+        .map(|l| (l.until_time, l.snapshot.clone()))
+        .collect();
+    for k in &plan.keep {
+        let needing = locked
+            .iter()
+            .filter(|(_, child)| k.needed_by.contains(child))
+            .max_by_key(|(until, _)| *until)
+            .cloned();
         let Some((until, by)) = needing else { continue };
         match out.iter_mut().find(|l| l.snapshot == k.snapshot) {
             Some(own) if own.until_time >= until => {}
@@ -167,23 +196,37 @@ pub fn apply(store: &dyn AdminStore, host: &str, l: &mut LockPlan) {
         }
     };
     let (manifests, data): (Vec<_>, Vec<_>) = objects.into_iter().partition(|o| o.key == manifest);
-    for o in data.iter().chain(&manifests) {
-        let current = if o.key == manifest {
-            before
-        } else {
-            match store.lock_until(&o.key) {
-                Ok(c) => c,
-                Err(e) => {
-                    l.status = LockStatus::Failed;
-                    l.error = Some(format!("{e:#}"));
-                    return;
-                }
+    // An object that fails (a key production planted that the store will not take a retention
+    // for) does not stop the others; the manifest, extended last, then stays as it was so that
+    // the next run tries again, and the failure is reported.
+    let mut errors = Vec::new();
+    for o in &data {
+        let current = match store.lock_until(&o.key) {
+            Ok(c) => c,
+            Err(e) => {
+                errors.push(format!("{e:#}"));
+                continue;
             }
         };
         if current.is_some_and(|c| c >= l.until_time) {
             continue;
         }
-        if let Err(e) = store.extend_lock(&o.key, l.until_time) {
+        match store.extend_lock(&o.key, l.until_time) {
+            Ok(()) => l.extended_objects += 1,
+            Err(e) => errors.push(format!("{e:#}")),
+        }
+    }
+    if !errors.is_empty() {
+        l.status = LockStatus::Failed;
+        l.error = Some(format!(
+            "{} object(s) not extended (the manifest keeps its lock until they are): {}",
+            errors.len(),
+            errors.join("; ")
+        ));
+        return;
+    }
+    if !manifests.is_empty() {
+        if let Err(e) = store.extend_lock(&manifest, l.until_time) {
             l.status = LockStatus::Failed;
             l.error = Some(format!("{e:#}"));
             return;

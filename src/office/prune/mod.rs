@@ -978,7 +978,7 @@ pub fn prune(targets: &[Target], hosts: &[String], offsite_dir: &Path, opts: &Op
                 limit_deletions(&mut plan, complete, opts.max_fraction);
             }
             if let Some(lk) = &t.retention.lock {
-                plan.locks = lock::plan_locks(&plan, &l[hi], lk);
+                plan.locks = lock::plan_locks(&plan, &l[hi], lk, now);
             }
             match t.store.delete_markers(&format!("{host}/")) {
                 Ok(m) if !m.is_empty() => {
@@ -1104,7 +1104,8 @@ pub fn prune(targets: &[Target], hosts: &[String], offsite_dir: &Path, opts: &Op
                 if opts.dry_run {
                     continue;
                 }
-                if abort || plan.error.is_some() || crate::interrupt::received().is_some() {
+                // Extending a lock only protects: it goes on while a host's deletions are held.
+                if abort || crate::interrupt::received().is_some() {
                     l.status = lock::LockStatus::Skipped;
                     continue;
                 }

@@ -112,6 +112,22 @@ pub fn apply(
 /// The period a time falls in, as a number that differs between periods.
 type Bucket = fn(OffsetDateTime) -> i64;
 
+/// Whether `t`'s period for a calendar rule (hourly .. yearly) is still going on at `now`: until it
+/// closes, a newer snapshot may still become that period's representative. `keep_last` and
+/// `keep_within` have no period: `false`.
+pub fn period_open(rule: Rule, t: OffsetDateTime, now: OffsetDateTime) -> bool {
+    let bucket: Bucket = match rule {
+        Rule::KeepHourly => hour_bucket,
+        Rule::KeepDaily => day_bucket,
+        Rule::KeepWeekly => week_bucket,
+        Rule::KeepMonthly => month_bucket,
+        Rule::KeepYearly => year_bucket,
+        Rule::KeepLast | Rule::KeepWithin => return false,
+    };
+    let (t, now) = (t.to_offset(UtcOffset::UTC), now.to_offset(UtcOffset::UTC));
+    bucket(t) >= bucket(now)
+}
+
 fn day_bucket(t: OffsetDateTime) -> i64 {
     i64::from(t.date().to_julian_day())
 }

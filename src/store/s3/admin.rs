@@ -5,43 +5,75 @@ use anyhow::{anyhow, Result};
 use aws_sdk_s3::types::{ObjectLockRetention, ObjectLockRetentionMode};
 use time::OffsetDateTime;
 
-use super::{describe, LockMode, S3Store};
+use super::{describe, http_status, LockMode, S3Store};
 use crate::store::{check_key, AdminStore, Store, Unfinished};
 
 impl AdminStore for S3Store {
     /// On a versioned bucket a plain DELETE only hides the object behind a delete marker, and the
     /// bytes stay (billed, and restorable by whoever can list versions). So every version of the
-    /// key, and any delete marker, is removed by its version id; a bucket that cannot list
-    /// versions gets the plain DELETE.
+    /// key, the `null` one of a bucket versioned later included, and any delete marker, is removed
+    /// by its version id. A store that does not implement version listing, or a credential that
+    /// may not list versions, gets the plain DELETE.
+    ///
+    /// The key is the store's, as listed: no `check_key` here. An S3 key is a name, not a path,
+    /// and a key production planted that a local directory could not hold must still go.
     fn delete(&self, key: &str) -> Result<()> {
-        check_key(key)?;
+        if key.is_empty() {
+            return Err(anyhow!("deleting from {}: empty key", self.location()));
+        }
         let s = &self.shared;
         let full = s.full_key(key);
-        let versions = s.block_on(
-            s.client
-                .list_object_versions()
-                .bucket(&s.bucket)
-                .prefix(&full)
-                .send(),
-        );
-        let ids: Vec<String> = match &versions {
-            Ok(v) => v
-                .versions()
-                .iter()
-                .filter(|x| x.key() == Some(full.as_str()))
-                .filter_map(|x| x.version_id())
-                .chain(
-                    v.delete_markers()
-                        .iter()
-                        .filter(|x| x.key() == Some(full.as_str()))
-                        .filter_map(|x| x.version_id()),
-                )
-                .filter(|id| *id != "null")
-                .map(str::to_string)
-                .collect(),
-            Err(_) => Vec::new(),
+        let mut ids: Vec<String> = Vec::new();
+        let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
+        let listed = loop {
+            let page = s.block_on(
+                s.client
+                    .list_object_versions()
+                    .bucket(&s.bucket)
+                    .prefix(&full)
+                    .set_key_marker(key_marker.take())
+                    .set_version_id_marker(version_marker.take())
+                    .send(),
+            );
+            let page = match page {
+                Ok(p) => p,
+                Err(e) if http_status(&e) == Some(403) || http_status(&e) == Some(501) => {
+                    break false;
+                }
+                Err(e) => {
+                    return Err(anyhow!(
+                        "listing the versions of {key} in {} before deleting it: {}",
+                        self.location(),
+                        describe(&e)
+                    ))
+                }
+            };
+            let exact = |k: Option<&str>| k == Some(full.as_str());
+            ids.extend(
+                page.versions()
+                    .iter()
+                    .filter(|v| exact(v.key()))
+                    .filter_map(|v| v.version_id().map(str::to_string))
+                    .chain(
+                        page.delete_markers()
+                            .iter()
+                            .filter(|m| exact(m.key()))
+                            .filter_map(|m| m.version_id().map(str::to_string)),
+                    ),
+            );
+            // Keys sort, so once the listing has passed the key, nothing more is its.
+            let next = page.next_key_marker().map(str::to_string);
+            if page.is_truncated() != Some(true)
+                || next.as_deref().is_none_or(|n| n > full.as_str())
+            {
+                break true;
+            }
+            key_marker = next;
+            version_marker = page.next_version_id_marker().map(str::to_string);
         };
-        if ids.is_empty() {
+        // An unversioned bucket lists its objects with the version id "null", which deletes them
+        // just as well; on a versioned bucket a plain DELETE of such an object would only hide it.
+        if !listed || ids.is_empty() {
             let req = s.client.delete_object().bucket(&s.bucket).key(&full).send();
             s.block_on(req).map_err(|e| {
                 anyhow!("deleting {key} from {}: {}", self.location(), describe(&e))
@@ -77,7 +109,10 @@ impl AdminStore for S3Store {
     }
 
     fn extend_lock(&self, key: &str, until: OffsetDateTime) -> Result<()> {
-        check_key(key)?;
+        // As listed, like `delete`.
+        if key.is_empty() {
+            return Err(anyhow!("locking in {}: empty key", self.location()));
+        }
         let s = &self.shared;
         let Some((mode, _)) = s.object_lock else {
             return Err(anyhow!(

@@ -517,7 +517,10 @@ impl Store for S3Store {
     }
 
     fn lock_until(&self, key: &str) -> Result<Option<OffsetDateTime>> {
-        check_key(key)?;
+        // As listed, like `AdminStore::delete`: an S3 key is a name, not a path.
+        if key.is_empty() {
+            bail!("reading a lock in {}: empty key", self.location());
+        }
         let s = &self.shared;
         if s.object_lock.is_none() {
             return Ok(None);
