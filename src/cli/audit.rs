@@ -26,6 +26,14 @@ pub struct Args {}
 
 pub fn run(cli: &Cli, _a: &Args) -> Result<ExitCode> {
     let cfg = cli.load_config()?;
+    if cfg.office.is_some() {
+        // With the office's full credential the probes would really change things (a versioning
+        // or lifecycle write-back is still a write), and the advice would be about the wrong user.
+        return Err(offsite::error::usage(format!(
+            "{}: this config has an office: section; offsite audit checks push's credential: run it on the production host with push's config",
+            cfg.path.display()
+        )));
+    }
     if let StoreConfig::Local(dir) = &cfg.store {
         eprintln!(
             "offsite audit: the store is a local directory ({}): no server stands between push and its files, so whoever runs push can delete and overwrite every snapshot in it. Protection from a hacked host needs an S3 store with the README's push policy (README.md, \"S3 permissions for the push user\").",

@@ -119,6 +119,14 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
             .ok()
             .map(|t| (now - t).as_seconds_f64() / 3600.0)
         });
+        // A verify that is interrupted every night records nothing: the last pass only ages.
+        if let Some(age) = verify_age_hours.filter(|a| *a > max_age_hours) {
+            problems.push(format!(
+                "the last verification ran {} ago (office.max_age {})",
+                hours(age),
+                hours(max_age_hours)
+            ));
+        }
         let locked_until = match (&store, last_push.as_deref()) {
             (Some(store), Some(id)) => {
                 let key = format!(
@@ -127,10 +135,21 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
                     offsite::snapshot::MANIFEST_NAME
                 );
                 match store.lock_until(&key) {
-                    Ok(t) => t.and_then(|t| {
-                        t.format(&time::format_description::well_known::Rfc3339)
-                            .ok()
-                    }),
+                    Ok(Some(t)) if t > now => t
+                        .format(&time::format_description::well_known::Rfc3339)
+                        .ok(),
+                    Ok(t) => {
+                        // store.s3.object_lock says every object is locked when written.
+                        problems.push(match t {
+                            Some(t) => format!(
+                                "the newest snapshot {id} is no longer locked (its lock ended {})",
+                                t.format(&time::format_description::well_known::Rfc3339)
+                                    .unwrap_or_default()
+                            ),
+                            None => format!("the newest snapshot {id} has no Object Lock"),
+                        });
+                        None
+                    }
                     Err(e) => {
                         problems.push(format!("reading the lock of {id}: {e:#}"));
                         None

@@ -108,12 +108,7 @@ fn the_readme_push_policy_passes_and_a_deleting_credential_fails() {
         ("s3:PutBucketPolicy", "policy", "ok"),
         ("s3:PutBucketVersioning", "versioning", "ok"),
         ("s3:PutLifecycleConfiguration", "lifecycle", "ok"),
-        // No Object Lock on this bucket: turning it on cannot be undone, so it is not tried.
-        (
-            "s3:PutBucketObjectLockConfiguration",
-            "Object Lock",
-            "skipped",
-        ),
+        ("s3:PutBucketObjectLockConfiguration", "Object Lock", "ok"),
     ] {
         assert_eq!(
             row(&r, action, part)["verdict"],
@@ -201,9 +196,63 @@ fn the_readme_push_policy_passes_and_a_deleting_credential_fails() {
 }
 
 #[test]
-fn a_local_store_is_reported_unprotected() {
+fn a_local_store_is_reported_unprotected_and_an_office_config_refused() {
     let s = Setup::new("web1");
     s.config("");
     let run = s.offsite(&["audit"]).expect(1);
     assert!(run.stderr.contains("local directory"), "{}", run.stderr);
+    // With the office's config (its full credential) the probes would be real writes.
+    let out = std::process::Command::new(crate::common::cli::bin())
+        .arg("-c")
+        .arg(s.config_path())
+        .arg("audit")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("office: section"));
+}
+
+/// moto stores retention changes without enforcing Object Lock: a store like that must not pass.
+#[test]
+fn a_store_that_lets_a_compliance_lock_be_shortened_is_caught() {
+    let moto = PrivateMoto::start();
+    let admin = raw_client(&moto.endpoint, ACCESS_KEY, SECRET_KEY);
+    runtime()
+        .block_on(
+            admin
+                .create_bucket()
+                .bucket("offsite-audit-lock")
+                .object_lock_enabled_for_bucket(true)
+                .send(),
+        )
+        .expect("create a locked bucket");
+    let (key, secret) = moto.iam_user("push", &push_policy("offsite-audit-lock"));
+    moto.enforce_iam();
+    let s = Setup::new("web1");
+    let store = store_yaml(&moto, "offsite-audit-lock", &key, &secret)
+        .replace(" }", ", object_lock: { mode: compliance, days: 3 } }");
+    s.config_with_store(&store, "");
+    let run = s.offsite(&["audit", "--json"]).expect(1);
+    let r = rows(&run.stdout);
+    let shorten = row(&r, "s3:PutObjectRetention", "shorten");
+    assert_eq!(shorten["verdict"], "fail", "{}", run.stdout);
+    assert!(
+        shorten["fix"]
+            .as_str()
+            .unwrap()
+            .contains("does not enforce Object Lock"),
+        "{shorten}"
+    );
+    // Lengthening destroys nothing: a warning, with the bucket policy that caps it.
+    let longer = row(&r, "s3:PutObjectRetention", "lengthen");
+    assert_eq!(longer["verdict"], "warn", "{}", run.stdout);
+    assert!(
+        longer["fix"]
+            .as_str()
+            .unwrap()
+            .contains("s3:object-lock-remaining-retention-days"),
+        "{longer}"
+    );
+    // The canary's write was locked, so the overwrite only added a version.
+    assert_eq!(row(&r, "s3:PutObject", "overwrite")["verdict"], "warn");
 }

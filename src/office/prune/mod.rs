@@ -1148,6 +1148,9 @@ pub fn prune(targets: &[Target], hosts: &[String], offsite_dir: &Path, opts: &Op
     report
 }
 
+/// At most this many audit canaries are looked at per host and run.
+const MAX_CANARIES_PER_RUN: usize = 100;
+
 /// Removes the host's `offsite audit` canaries older than `grace` (an audit may be running). A
 /// canary that cannot be removed yet (its Object Lock holds) is a note, not a failure.
 fn remove_audit_canaries(
@@ -1165,8 +1168,18 @@ fn remove_audit_canaries(
             return;
         }
     };
-    for c in canaries {
-        if c.modified.is_none_or(|m| now - m < grace) {
+    // Only what `offsite audit` writes (`<stamp>-<hex>`), and a bounded number per run: a hacked
+    // host may fill the folder with locked junk to make every prune slow.
+    let named_like_a_canary = |key: &str| {
+        key.strip_prefix(&prefix).is_some_and(|n| {
+            n.len() <= 40 && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+    };
+    for c in canaries.into_iter().take(MAX_CANARIES_PER_RUN) {
+        if crate::interrupt::received().is_some() {
+            return;
+        }
+        if c.modified.is_none_or(|m| now - m < grace) || !named_like_a_canary(&c.key) {
             continue;
         }
         match store.delete(&c.key) {

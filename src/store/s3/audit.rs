@@ -168,6 +168,22 @@ impl Answer {
     }
 }
 
+/// Adds push's lock headers to a PutObject, when push would send them.
+fn with_lock(
+    req: aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder,
+    lock: &Option<(
+        aws_sdk_s3::types::ObjectLockMode,
+        aws_smithy_types::DateTime,
+    )>,
+) -> aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder {
+    match lock {
+        Some((mode, until)) => req
+            .object_lock_mode(mode.clone())
+            .object_lock_retain_until_date(*until),
+        None => req,
+    }
+}
+
 fn skipped(check: &'static str, action: &'static str, expected: &'static str, why: &str) -> Probe {
     Probe {
         check,
@@ -236,13 +252,10 @@ impl S3Store {
 
         let check = "change bucket versioning";
         let config = match s.block_on(c.get_bucket_versioning().bucket(b).send()) {
-            // A bucket that never had versioning behaves as a suspended one does.
+            // Written back as it was. A bucket that never had versioning has no status to write
+            // back (Suspended would change it for good): it gets the empty, malformed body too.
             Ok(cur) => VersioningConfiguration::builder()
-                .status(
-                    cur.status()
-                        .cloned()
-                        .unwrap_or(BucketVersioningStatus::Suspended),
-                )
+                .set_status(cur.status().cloned())
                 .build(),
             Err(_) => VersioningConfiguration::builder().build(),
         };
@@ -259,28 +272,15 @@ impl S3Store {
         let check = "change the bucket lifecycle (expiry rules)";
         let action = "s3:PutLifecycleConfiguration";
         let current = s.block_on(c.get_bucket_lifecycle_configuration().bucket(b).send());
-        let (rules, restore_none) = match current {
-            Ok(cur) => (cur.rules().to_vec(), false),
-            Err(e) if e.code() == Some("NoSuchLifecycleConfiguration") => {
-                // A disabled rule for the canaries' folder, removed again right after.
-                let rule = aws_sdk_s3::types::LifecycleRule::builder()
-                    .id("offsite-audit-probe")
-                    .status(aws_sdk_s3::types::ExpirationStatus::Disabled)
-                    .filter(
-                        aws_sdk_s3::types::LifecycleRuleFilter::builder()
-                            .prefix(s.full_key(&format!("{host}/.audit/never-written/")))
-                            .build(),
-                    )
-                    .abort_incomplete_multipart_upload(
-                        aws_sdk_s3::types::AbortIncompleteMultipartUpload::builder()
-                            .days_after_initiation(1)
-                            .build(),
-                    )
-                    .build();
-                (rule.into_iter().collect(), true)
-            }
-            // Not readable: no rules at all, which S3 rejects as malformed.
-            Err(_) => (Vec::new(), false),
+        // Written back as it was; when there is none, or it cannot be read, an empty rule list,
+        // which S3 rejects as malformed (adding a rule and removing it again could race an
+        // administrator's own change).
+        let (rules, min_size) = match current {
+            Ok(cur) => (
+                cur.rules().to_vec(),
+                cur.transition_default_minimum_object_size().cloned(),
+            ),
+            Err(_) => (Vec::new(), None),
         };
         out.push(
             match BucketLifecycleConfiguration::builder()
@@ -293,12 +293,10 @@ impl S3Store {
                             c.put_bucket_lifecycle_configuration()
                                 .bucket(b)
                                 .lifecycle_configuration(conf)
+                                .set_transition_default_minimum_object_size(min_size)
                                 .send(),
                         ),
                     );
-                    if restore_none && matches!(a, Answer::Done) {
-                        let _ = s.block_on(c.delete_bucket_lifecycle().bucket(b).send());
-                    }
                     a.must_be_denied(check, action, fix.to_string())
                 }
                 Err(e) => skipped(check, action, "denied", &e.to_string()),
@@ -323,15 +321,8 @@ impl S3Store {
                 );
                 out.push(a.must_be_denied(check, action, fix.to_string()));
             }
-            // Any configuration written now would turn Object Lock on, which cannot be undone.
-            Err(e) if e.code() == Some("ObjectLockConfigurationNotFoundError") => {
-                out.push(skipped(
-                    check,
-                    action,
-                    "denied",
-                    "the bucket has no Object Lock; a probe would turn it on for good",
-                ))
-            }
+            // No configuration, or unreadable: an empty one, which S3 rejects as malformed and
+            // which cannot turn Object Lock on.
             Err(_) => {
                 let a = answer(
                     s.block_on(
@@ -438,16 +429,21 @@ impl S3Store {
 
         if wrote {
             // 4. The store must honour the create-only condition: push's never-overwrite rests on it.
+            // Sent as push sends its writes (with the lock headers), so that a policy requiring
+            // them cannot be what refuses it.
             let again = s.block_on(
-                s.client
-                    .put_object()
-                    .bucket(&s.bucket)
-                    .key(&full)
-                    .if_none_match("*")
-                    .body(ByteStream::from_static(
-                        b"offsite audit: second create-only write\n",
-                    ))
-                    .send(),
+                with_lock(
+                    s.client
+                        .put_object()
+                        .bucket(&s.bucket)
+                        .key(&full)
+                        .if_none_match("*"),
+                    &lock,
+                )
+                .body(ByteStream::from_static(
+                    b"offsite audit: second create-only write\n",
+                ))
+                .send(),
             );
             let mut p = answer(again).must_be_denied(
                 "create-only write over an existing key",
@@ -455,17 +451,19 @@ impl S3Store {
                 "use a store that honours If-None-Match: * on PutObject (conditional writes); on this one a write can replace an object".to_string(),
             );
             if p.verdict == Verdict::Ok && !p.result.starts_with("refused (412") {
-                // Denied by policy is not the store refusing a second write of the key.
-                p.result = format!("{}; expected 412 Precondition Failed", p.result);
+                // Denied by policy is not the store refusing a second write of the key: whether
+                // the store honours the condition stays unknown, and a hacked host can send it.
+                p.result = format!(
+                    "{}: inconclusive, expected 412 Precondition Failed from the store itself",
+                    p.result
+                );
+                p.verdict = Verdict::Warn;
             }
             probes.push(p);
 
             // 5. A plain overwrite, as a hacked host would send it.
             let over = s.block_on(
-                s.client
-                    .put_object()
-                    .bucket(&s.bucket)
-                    .key(&full)
+                with_lock(s.client.put_object().bucket(&s.bucket).key(&full), &lock)
                     .body(ByteStream::from_static(
                         b"offsite audit: overwrite without If-None-Match\n",
                     ))
@@ -514,11 +512,56 @@ impl S3Store {
                 if let Some(v) = &version {
                     req = req.version_id(v);
                 }
-                probes.push(answer(s.block_on(req.send())).must_be_denied(
+                // MinIO refuses a locked object's change as InvalidRequest, not AccessDenied.
+                let shortened = match answer(s.block_on(req.send())) {
+                    Answer::Malformed(why) if why.contains("InvalidRequest") => Answer::Denied(why),
+                    a => a,
+                };
+                probes.push(shortened.must_be_denied(
                     "shorten an object's retention (with the governance bypass)",
                     "s3:PutObjectRetention",
                     "use object_lock mode compliance (no credential can shorten it), and deny s3:BypassGovernanceRetention to the push user; a store that lets even a compliance lock be shortened does not enforce Object Lock".to_string(),
                 ));
+                // Lengthening is the other way to hurt: a hacked host that locks every object for
+                // a century makes storage a bill nobody can stop. Two days past push's own lock.
+                let days = s.object_lock.map_or(1, |(_, d)| d);
+                let longer = aws_smithy_types::DateTime::from_secs(
+                    now.unix_timestamp() + (i64::from(days) + 2) * 86_400,
+                );
+                let mut req = s
+                    .client
+                    .put_object_retention()
+                    .bucket(&s.bucket)
+                    .key(&full)
+                    .retention(
+                        ObjectLockRetention::builder()
+                            .set_mode(
+                                lock.as_ref()
+                                    .map(|(m, _)| ObjectLockRetentionMode::from(m.as_str())),
+                            )
+                            .retain_until_date(longer)
+                            .build(),
+                    );
+                if let Some(v) = &version {
+                    req = req.version_id(v);
+                }
+                let mut p = answer(s.block_on(req.send())).must_be_denied(
+                    "lengthen an object's retention past object_lock.days",
+                    "s3:PutObjectRetention",
+                    format!(
+                        "a bucket policy statement {{ \"Effect\": \"Deny\", \"Principal\": {{ \"AWS\": \"<the push user's ARN>\" }}, \"Action\": [\"s3:PutObject\", \"s3:PutObjectRetention\"], \"Resource\": \"{object_arn}\", \"Condition\": {{ \"NumericGreaterThan\": {{ \"s3:object-lock-remaining-retention-days\": \"{}\" }} }} }}",
+                        days + 1
+                    ),
+                );
+                if p.verdict == Verdict::Fail {
+                    // It destroys nothing; it costs.
+                    p.verdict = Verdict::Warn;
+                    p.result = format!(
+                        "{}: it could lock objects for years (storage cost)",
+                        p.result
+                    );
+                }
+                probes.push(p);
             } else {
                 probes.push(skipped(
                     "shorten an object's retention (with the governance bypass)",
@@ -538,32 +581,30 @@ impl S3Store {
                     &object_arn,
                 ),
             ));
-            if let Some(v) = &version {
-                let del = s.block_on(
-                    s.client
-                        .delete_object()
-                        .bucket(&s.bucket)
-                        .key(&full)
-                        .version_id(v)
-                        .bypass_governance_retention(true)
-                        .send(),
-                );
-                probes.push(answer(del).must_be_denied(
-                    "delete an object version (with the governance bypass)",
-                    "s3:DeleteObjectVersion",
-                    deny(
-                        "\"s3:DeleteObjectVersion\", \"s3:BypassGovernanceRetention\"",
-                        &object_arn,
-                    ),
-                ));
-            } else {
-                probes.push(skipped(
-                    "delete an object version (with the governance bypass)",
-                    "s3:DeleteObjectVersion",
-                    "denied",
-                    "the bucket is not versioned",
-                ));
-            }
+            // A version delete of a key never written: a 403 can only come from the policy
+            // (a real version might be refused by its lock alone, which proves nothing once
+            // that lock lapses); anything else means the request was allowed.
+            let ghost = s.full_key(&format!(
+                "{host}/.audit/never-written-{:08x}",
+                rand::random::<u32>()
+            ));
+            let del = s.block_on(
+                s.client
+                    .delete_object()
+                    .bucket(&s.bucket)
+                    .key(&ghost)
+                    .version_id("offsite-audit-no-such-version")
+                    .bypass_governance_retention(true)
+                    .send(),
+            );
+            probes.push(answer(del).must_be_denied(
+                "delete an object version (with the governance bypass)",
+                "s3:DeleteObjectVersion",
+                deny(
+                    "\"s3:DeleteObjectVersion\", \"s3:BypassGovernanceRetention\"",
+                    &object_arn,
+                ),
+            ));
         } else {
             for (check, action) in [
                 ("create-only write over an existing key", "If-None-Match"),

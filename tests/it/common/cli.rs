@@ -117,7 +117,7 @@ impl Setup {
         env: &[(&str, &str)],
     ) -> Run {
         let production;
-        let config = if args.contains(&"push") {
+        let config = if args.contains(&"push") || args.contains(&"audit") {
             production = production_config(config);
             production.as_path()
         } else {
