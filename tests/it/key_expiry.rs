@@ -3,28 +3,12 @@
 //! nothing written). Expired keys are made in the past with the library's generate_with.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use crate::common::cli::{bin, Setup};
+use crate::common::cli::Setup;
 use crate::common::db::{PgDb, PG_URL};
 
 const DAY: Duration = Duration::from_secs(86_400);
-
-/// `offsite --json keygen NAME --out keys --expires EXPIRES`: its JSON answer.
-fn keygen(s: &Setup, name: &str, expires: &str) -> serde_json::Value {
-    let out = Command::new(bin())
-        .args(["--json", "keygen", name, "--expires", expires, "--out"])
-        .arg(s.path("keys"))
-        .output()
-        .expect("keygen");
-    assert!(
-        out.status.success(),
-        "keygen: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("keygen --json")
-}
 
 /// A key pair in keys/ created `ago` in the past and valid for `valid`: its fingerprint.
 fn key_in_the_past(s: &Setup, name: &str, ago: Duration, valid: Duration) -> String {
@@ -64,7 +48,7 @@ fn gpg_validity(s: &Setup, file: &str) -> Vec<(u64, Option<u64>)> {
 #[test]
 fn keygen_expires_makes_the_expiry_gpg_shows() {
     let s = Setup::new("kx-gpg");
-    let k = keygen(&s, "office-2y", "2y");
+    let k = s.keygen("office-2y", &["--expires", "2y"]);
     let expires = time::OffsetDateTime::parse(
         k["expires"].as_str().expect("expires"),
         &time::format_description::well_known::Rfc3339,
@@ -92,7 +76,7 @@ fn a_key_expiring_in_ten_days_makes_config_check_and_push_warn() {
     let s = Setup::new("kx-soon");
     let pg = PgDb::new("kxsoon");
     pg.exec("CREATE TABLE t (x int); INSERT INTO t VALUES (1)");
-    let k = keygen(&s, "office-soon", "10d");
+    let k = s.keygen("office-soon", &["--expires", "10d"]);
     let fpr = k["fingerprint"].as_str().expect("fingerprint").to_string();
     let date = k["expires"].as_str().expect("expires").to_string();
     let cfg = config(&s, &pg.name, "office-soon", &s.host);
@@ -135,7 +119,7 @@ fn a_key_expiring_in_ten_days_makes_config_check_and_push_warn() {
     assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
 
     // A key good for 60 days is no news.
-    keygen(&s, "office-later", "60d");
+    s.keygen("office-later", &["--expires", "60d"]);
     let later = config(&s, &pg.name, "office-later", &s.host);
     let check = s.offsite_with(&later, &["config", "check"], &[]).expect(0);
     assert!(!check.stderr.contains("warning"), "{}", check.stderr);
@@ -184,9 +168,9 @@ fn an_expired_recipient_or_signing_key_makes_push_exit_2_with_nothing_written() 
 #[test]
 fn the_office_report_warns_of_an_expiring_host_certificate_and_office_key() {
     let s = Setup::new("kx-rep");
-    let k = keygen(&s, "kx-rep-soon", "20d");
+    let k = s.keygen("kx-rep-soon", &["--expires", "20d"]);
     let host_fpr = k["fingerprint"].as_str().expect("fingerprint").to_string();
-    let o = keygen(&s, "office-soon", "5d");
+    let o = s.keygen("office-soon", &["--expires", "5d"]);
     let office_fpr = o["fingerprint"].as_str().expect("fingerprint").to_string();
     let cfg = s.write(
         "office.yaml",

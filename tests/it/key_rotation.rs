@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::cli::{bin, Run, Setup};
+use crate::common::cli::{Run, Setup};
 use crate::common::db::{PgDb, PG_RESTORE_URL, PG_URL};
 
 const HOST: &str = "rot-host";
@@ -13,22 +13,6 @@ const HOST: &str = "rot-host";
 fn json(run: &Run) -> serde_json::Value {
     serde_json::from_str(&run.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", run.stdout, run.stderr))
-}
-
-/// `offsite keygen NAME --out keys ARGS`, in the setup's keys/.
-fn keygen(s: &Setup, name: &str, args: &[&str]) -> serde_json::Value {
-    let out = std::process::Command::new(bin())
-        .args(["--json", "keygen", name, "--out"])
-        .arg(s.path("keys"))
-        .args(args)
-        .output()
-        .expect("keygen");
-    assert!(
-        out.status.success(),
-        "keygen: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("keygen --json")
 }
 
 /// The production config: encrypt to `recipient`, sign with `signer` (key names in keys/).
@@ -97,8 +81,8 @@ fn a_rotated_office_key_and_host_key_read_old_and_new_snapshots() {
 
     // Rotation: a new office key pair at the office and a new signing key for the host, both
     // expiring. The host gets office-2.cert.asc and its new secret key.
-    let office2 = keygen(&s, "office-2", &["--expires", "2y"]);
-    let host2 = keygen(&s, &format!("{HOST}-2"), &["--expires", "13M"]);
+    let office2 = s.keygen("office-2", &["--expires", "2y"]);
+    let host2 = s.keygen(&format!("{HOST}-2"), &["--expires", "13M"]);
     assert!(host2["expires"].is_string(), "{host2}");
     assert!(office2["expires"].is_string(), "{office2}");
     let new_push = push_config(&s, "office-2", &format!("{HOST}-2"), &pg.name);

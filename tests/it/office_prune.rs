@@ -222,6 +222,16 @@ fn prune(s: &Setup, args: &[&str]) -> Run {
     s.offsite_env(&all, &[("OFFSITE_NOW", NOW_ENV)])
 }
 
+/// One store's part of `prune --json`.
+fn store_in<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    v["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == name)
+        .unwrap_or_else(|| panic!("no store {name} in {v}"))
+}
+
 fn json(run: &Run) -> serde_json::Value {
     serde_json::from_str(&run.stdout)
         .unwrap_or_else(|e| panic!("prune --json printed no JSON ({e}):\n{}", run.stdout))
@@ -608,12 +618,7 @@ fn old_audit_canaries_are_removed_and_never_counted_as_snapshots() {
         .unwrap();
     }
     let v = json(&prune(&s, &["--json"]).expect(0));
-    let local = v["stores"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["name"] == "local")
-        .unwrap();
+    let local = store_in(&v, "local");
     assert_eq!(
         local["hosts"][0]["audit_canaries_removed"],
         serde_json::json!([format!("{HOST}/.audit/20261120T120000Z-old")]),
@@ -726,12 +731,7 @@ fn object_lock_follows_the_rule_that_keeps_each_snapshot() {
 
     let run = prune(&s, &["--json"]).expect(0);
     let v = json(&run);
-    let s3 = v["stores"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["name"] == "s3")
-        .unwrap();
+    let s3 = store_in(&v, "s3");
     let host = &s3["hosts"][0];
 
     // Monthly snapshots of closed months: locked 100 days from their own time; daily ones of
@@ -838,12 +838,7 @@ fn object_lock_follows_the_rule_that_keeps_each_snapshot() {
         lock_of(&client, bucket, &monthly, OBJECT),
         t + time::Duration::days(100)
     );
-    let s3 = v["stores"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["name"] == "s3")
-        .unwrap();
+    let s3 = store_in(&v, "s3");
     for l in s3["hosts"][0]["locks"].as_array().unwrap() {
         assert_eq!(l["status"], "held", "{l}");
     }
@@ -860,12 +855,7 @@ fn object_lock_follows_the_rule_that_keeps_each_snapshot() {
         )
         .expect("a delete marker");
     let v = json(&prune_at(datetime!(2026-12-01 12:00:00 UTC), &["--json", "--dry-run"]).expect(0));
-    let s3 = v["stores"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|x| x["name"] == "s3")
-        .unwrap();
+    let s3 = store_in(&v, "s3");
     assert_eq!(
         s3["hosts"][0]["delete_markers"],
         serde_json::json!([hidden]),

@@ -48,6 +48,21 @@ pub struct LockPlan {
     pub error: Option<String>,
 }
 
+impl LockPlan {
+    fn new(snapshot: &str, rule: String, until: OffsetDateTime) -> Self {
+        Self {
+            snapshot: snapshot.to_string(),
+            rule,
+            until: rfc(until),
+            until_time: until,
+            before: None,
+            status: LockStatus::Planned,
+            extended_objects: 0,
+            error: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LockStatus {
@@ -113,17 +128,7 @@ pub fn plan_locks(
         let Ok(d) = time::Duration::try_from(d) else {
             continue;
         };
-        let until = t.saturating_add(d);
-        out.push(LockPlan {
-            snapshot: k.snapshot.clone(),
-            rule,
-            until: rfc(until),
-            until_time: until,
-            before: None,
-            status: LockStatus::Planned,
-            extended_objects: 0,
-            error: None,
-        });
+        out.push(LockPlan::new(&k.snapshot, rule, t.saturating_add(d)));
     }
     // Parents last-longest: a kept snapshot needed by locked ones is locked as long as they are.
     // Which snapshots a snapshot needs is its manifest's claim, signed by a host that may be
@@ -155,16 +160,7 @@ pub fn plan_locks(
                 own.until = rfc(until);
                 own.rule = format!("needed by {by}");
             }
-            None => out.push(LockPlan {
-                snapshot: k.snapshot.clone(),
-                rule: format!("needed by {by}"),
-                until: rfc(until),
-                until_time: until,
-                before: None,
-                status: LockStatus::Planned,
-                extended_objects: 0,
-                error: None,
-            }),
+            None => out.push(LockPlan::new(&k.snapshot, format!("needed by {by}"), until)),
         }
     }
     out

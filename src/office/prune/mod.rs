@@ -1214,6 +1214,19 @@ fn delete_snapshot(store: &dyn AdminStore, host: &str, d: &Doomed) -> (usize, Re
             )),
         );
     }
+    // A key no store may hold (`a//b`, `x/../y`: S3 takes any name) was planted by production;
+    // it stays, named in the log, and does not stop the snapshot's real objects from going.
+    let (planted, objects): (Vec<_>, Vec<_>) = objects
+        .into_iter()
+        .partition(|o| crate::store::check_key(&o.key).is_err());
+    for o in &planted {
+        tracing::warn!(
+            "{host}/{}: leaving {:?} in {}: not a key offsite writes (remove it by hand)",
+            d.snapshot,
+            o.key,
+            store.location()
+        );
+    }
     let keys = objects
         .iter()
         .filter(|o| o.key == manifest)

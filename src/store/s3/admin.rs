@@ -14,13 +14,8 @@ impl AdminStore for S3Store {
     /// key, the `null` one of a bucket versioned later included, and any delete marker, is removed
     /// by its version id. A store that does not implement version listing, or a credential that
     /// may not list versions, gets the plain DELETE.
-    ///
-    /// The key is the store's, as listed: no `check_key` here. An S3 key is a name, not a path,
-    /// and a key production planted that a local directory could not hold must still go.
     fn delete(&self, key: &str) -> Result<()> {
-        if key.is_empty() {
-            return Err(anyhow!("deleting from {}: empty key", self.location()));
-        }
+        check_key(key)?;
         let s = &self.shared;
         let full = s.full_key(key);
         let mut ids: Vec<String> = Vec::new();

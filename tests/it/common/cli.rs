@@ -140,9 +140,15 @@ impl Setup {
 
     /// Makes another host's signing key in this setup's keys/ (all hosts share the office key).
     pub fn add_host_key(&self, host: &str) {
+        self.keygen(host, &[]);
+    }
+
+    /// `offsite --json keygen NAME --out keys ARGS`, in this setup's keys/: what it printed.
+    pub fn keygen(&self, name: &str, args: &[&str]) -> serde_json::Value {
         let out = Command::new(bin())
-            .args(["keygen", host, "--out"])
+            .args(["--json", "keygen", name, "--out"])
             .arg(self.path("keys"))
+            .args(args)
             .output()
             .expect("keygen");
         assert!(
@@ -150,6 +156,7 @@ impl Setup {
             "keygen: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        serde_json::from_slice(&out.stdout).expect("keygen --json")
     }
 
     /// Writes a file in the setup's dir and returns its path.
