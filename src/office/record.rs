@@ -42,6 +42,10 @@ pub struct VerifyRecord {
     /// Worth a look, not a failure: the manifest's warnings, non-InnoDB tables...
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// The snapshot's Object Lock in the store when it was verified (`store.s3.object_lock`),
+    /// RFC 3339; prune may extend it later (see `office::prune::lock`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locked_until: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

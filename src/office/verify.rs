@@ -91,6 +91,7 @@ pub fn verify_host(
             snap.id
         );
     }
+    record.locked_until = lock_in_store(office, rt, &snap, &mut record.warnings);
     record.ok = record.errors.is_empty()
         && record.freshness.ok
         && record.databases.iter().all(|d| d.ok)
@@ -120,6 +121,31 @@ pub fn check_scratch_config(office: &Office, rt: &tokio::runtime::Handle) -> Res
     Ok(())
 }
 
+/// The snapshot's Object Lock in the store production writes to, when the config says the bucket
+/// has one: what the report shows beside the verdict. Unreadable is a warning, not a failure.
+fn lock_in_store(
+    office: &Office,
+    rt: &tokio::runtime::Handle,
+    snap: &SnapshotInfo,
+    warnings: &mut Vec<String>,
+) -> Option<String> {
+    let locked =
+        matches!(&office.cfg.store, crate::config::StoreConfig::S3(s) if s.object_lock.is_some());
+    if !locked {
+        return None;
+    }
+    let key = format!("{}{}", snap.dir(), crate::snapshot::MANIFEST_NAME);
+    match crate::store::open(&office.cfg, rt).and_then(|s| s.lock_until(&key)) {
+        Ok(until) => until.and_then(|t| t.format(&Rfc3339).ok()),
+        Err(e) => {
+            warnings.push(format!(
+                "the snapshot's Object Lock could not be read: {e:#}"
+            ));
+            None
+        }
+    }
+}
+
 fn empty_record(snap: &SnapshotInfo, opts: &VerifyOptions) -> Result<VerifyRecord> {
     // Its age is the store's time, never what production claims.
     let taken = match snap.trusted {
@@ -127,6 +153,7 @@ fn empty_record(snap: &SnapshotInfo, opts: &VerifyOptions) -> Result<VerifyRecor
         None => snap.id.parse::<SnapshotId>()?.time()?,
     };
     Ok(VerifyRecord {
+        locked_until: None,
         format: FORMAT.into(),
         version: VERSION,
         host: snap.host.clone(),

@@ -259,6 +259,7 @@ fn verified(offsite: &Path, id: &str, t: OffsetDateTime, ok: bool) {
             .unwrap()
     };
     VerifyRecord {
+        locked_until: None,
         format: offsite::office::record::FORMAT.into(),
         version: offsite::office::record::VERSION,
         host: HOST.into(),

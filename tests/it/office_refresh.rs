@@ -71,6 +71,7 @@ fn mark_verified(s: &Setup, ok: bool) -> String {
         .format(&time::format_description::well_known::Rfc3339)
         .expect("formatting now");
     VerifyRecord {
+        locked_until: None,
         format: FORMAT.into(),
         version: VERSION,
         host: s.host.clone(),

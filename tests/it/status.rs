@@ -46,3 +46,46 @@ fn status_shows_the_verified_host_and_fails_once_it_is_stale() {
         run.stdout
     );
 }
+
+/// On a bucket with Object Lock, the report and status show the newest snapshot's lock.
+#[test]
+fn the_report_and_status_show_the_object_lock() {
+    let bucket = crate::common::s3::TestBucket::with_object_lock("status-lock");
+    let pg = PgDb::new("statuslock");
+    pg.load(&fixture("postgres/shop.sql"));
+    let s = Setup::new("web1");
+    s.config_with_store(
+        &format!(
+            "store:\n  s3: {{ bucket: {}, prefix: prod, region: us-east-1, endpoint: '{}', path_style: true, access_key_id: test, secret_access_key: test, object_lock: {{ mode: governance, days: 2 }} }}",
+            bucket.name,
+            crate::common::s3::endpoint()
+        ),
+        &format!(
+            "  offsite_dir: offsite\n  scratch: {{ postgres: '{PG_RESTORE_URL}' }}\npostgres: [{{ url: '{PG_URL}', databases: [{}] }}]",
+            pg.name
+        ),
+    );
+    let before = time::OffsetDateTime::now_utc();
+    s.offsite(&["push"]).expect(0);
+    s.offsite(&["office", "--no-prune", "--no-refresh"])
+        .expect(0);
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.path("offsite/reports/report.json")).unwrap())
+            .unwrap();
+    let until = report["hosts"][0]["latest"]["locked_until"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no lock in the report: {}", report["hosts"][0]["latest"]));
+    let until =
+        time::OffsetDateTime::parse(until, &time::format_description::well_known::Rfc3339).unwrap();
+    let two_days = before + time::Duration::days(2);
+    assert!(
+        until >= two_days - time::Duration::seconds(2)
+            && until <= two_days + time::Duration::minutes(5),
+        "{until} vs {two_days}"
+    );
+    let html = std::fs::read_to_string(s.path("offsite/reports/report.html")).unwrap();
+    assert!(html.contains("Object Lock until"));
+    let run = s.offsite(&["status", "--json"]).expect(0);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert!(v["hosts"][0]["locked_until"].is_string(), "{}", run.stdout);
+}

@@ -570,6 +570,7 @@ fn one_run_deletes_at_most_the_configured_share() {
 #[test]
 fn snapshots_recently_the_newest_verified_are_protected() {
     let rec = |snap: &str, verified_at: &str, ok: bool| record::VerifyRecord {
+        locked_until: None,
         format: record::FORMAT.into(),
         version: record::VERSION,
         host: "web1".into(),

@@ -416,6 +416,7 @@ fn verification(r: &VerifyRecord, prev: Option<&VerifyRecord>) -> Verification {
             .collect(),
         errors: r.errors.clone(),
         warnings: r.warnings.clone(),
+        locked_until: r.locked_until.clone(),
     }
 }
 

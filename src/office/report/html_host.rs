@@ -79,6 +79,9 @@ pub(super) fn host(o: &mut String, i: usize, h: &HostReport, r: &Report) {
         ),
     );
     fact(o, "Signed by", &esc(&v.signer));
+    if let Some(until) = &v.locked_until {
+        fact(o, "Object Lock until", &esc(&short_time(until)));
+    }
     fact(
         o,
         "Compared with",

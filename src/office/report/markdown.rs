@@ -156,6 +156,9 @@ fn host(o: &mut String, h: &HostReport) {
         human_secs(v.seconds),
         text(&v.signer)
     );
+    if let Some(until) = &v.locked_until {
+        let _ = writeln!(o, "Object Lock until {}.  ", short_time(until));
+    }
     let _ = writeln!(
         o,
         "Freshness at verification: {} old (max {}) \u{2014} {}.  ",

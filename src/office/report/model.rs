@@ -156,6 +156,9 @@ pub struct Verification {
     pub trees: Vec<TreeReport>,
     pub errors: Vec<String>,
     pub warnings: Vec<String>,
+    /// The snapshot's Object Lock in the store when verified; `null` without one.
+    #[serde(default)]
+    pub locked_until: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -175,6 +175,7 @@ pub fn record(
         + databases.iter().map(|d| d.restore_seconds).sum::<f64>()
         + trees.iter().map(|t| t.seconds).sum::<f64>();
     VerifyRecord {
+        locked_until: None,
         format: FORMAT.into(),
         version: VERSION,
         host: host.into(),
