@@ -18,7 +18,11 @@ even when a request is allowed.
 Exit 0: push can write, read and list, and cannot delete, overwrite or reconfigure anything (an
 overwrite that only adds a version on a versioned bucket is a warning). Exit 1: something failed;
 each failing row names the statement that fixes it. See README.md, \"S3 permissions for the push
-user\".";
+user\".
+
+With the office's config (an office: section) it checks the other side instead: that the office's
+credential can delete (it writes a canary and deletes it), which retention needs; `offsite office`
+runs that half after prune.";
 
 #[derive(clap::Args)]
 #[command(after_help = AUDIT_HELP)]
@@ -26,14 +30,6 @@ pub struct Args {}
 
 pub fn run(cli: &Cli, _a: &Args) -> Result<ExitCode> {
     let cfg = cli.load_config()?;
-    if cfg.office.is_some() {
-        // With the office's full credential the probes would really change things (a versioning
-        // or lifecycle write-back is still a write), and the advice would be about the wrong user.
-        return Err(offsite::error::usage(format!(
-            "{}: this config has an office: section; offsite audit checks push's credential: run it on the production host with push's config",
-            cfg.path.display()
-        )));
-    }
     if let StoreConfig::Local(dir) = &cfg.store {
         eprintln!(
             "offsite audit: the store is a local directory ({}): no server stands between push and its files, so whoever runs push can delete and overwrite every snapshot in it. Protection from a hacked host needs an S3 store with the README's push policy (README.md, \"S3 permissions for the push user\").",
@@ -46,11 +42,46 @@ pub fn run(cli: &Cli, _a: &Args) -> Result<ExitCode> {
     let Some(store) = offsite::store::open_s3(&cfg, rt.handle())? else {
         return Ok(ExitCode::from(EXIT_FAILED));
     };
-    let audit = store.audit(&cfg.host);
+    // With an office config, the office's half: its credential must delete (never the push
+    // probes: with a full credential their write-backs would be real writes).
+    let audit = match &cfg.office {
+        Some(o) => {
+            let host = o
+                .hosts
+                .keys()
+                .next()
+                .cloned()
+                .unwrap_or_else(|| cfg.host.clone());
+            store.audit_office(&host)
+        }
+        None => store.audit(&cfg.host),
+    };
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&audit)?);
     } else {
         print!("{}", table(&audit));
+    }
+    Ok(if audit.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    })
+}
+
+/// `offsite office`'s step: the office credential's half of the audit (S3 stores only).
+pub fn office_half(
+    cfg: &offsite::config::Config,
+    rt: &tokio::runtime::Runtime,
+    host: &str,
+) -> Result<ExitCode> {
+    let _guard = rt.enter();
+    let Some(store) = offsite::store::open_s3(cfg, rt.handle())? else {
+        offsite::logtail::say("audit: the store is a local directory: nothing to prove");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let audit = store.audit_office(host);
+    for line in table(&audit).lines() {
+        offsite::logtail::say(line);
     }
     Ok(if audit.passed() {
         ExitCode::SUCCESS
@@ -94,7 +125,15 @@ fn table(a: &Audit) -> String {
         }
     }
     let warned = a.probes.iter().any(|p| p.verdict == Verdict::Warn);
-    out.push_str(if a.passed() && !warned {
+    let office = a
+        .probes
+        .iter()
+        .any(|p| p.check.starts_with("delete an object (retention"));
+    out.push_str(if office && a.passed() {
+        "\nThe office's credential can delete: retention works.\n"
+    } else if office {
+        "\nThe office's credential cannot delete: prune cannot apply retention. See the FAIL rows.\n"
+    } else if a.passed() && !warned {
         "\nThis credential cannot delete, overwrite or reconfigure anything it was tried on.\n"
     } else if a.passed() {
         "\nThis credential cannot delete or reconfigure anything it was tried on, and what it overwrites stays as an older version: see the WARN rows.\n"

@@ -2,15 +2,16 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use super::{prune, pull, refresh, report, runtime, verify, Cli};
+use super::{audit, prune, pull, refresh, report, runtime, verify, Cli};
 use offsite::logtail::say;
 use offsite::office::context::Office;
 
 #[derive(clap::Args)]
 #[command(after_help = "\
 Runs, in order: pull, verify (the newest snapshot of every host), scrub (re-hashes a share of the
-offsite copy), report, prune (when a retention policy is configured), refresh (when refresh entries
-are configured), then notify (when configured).
+offsite copy), report, prune (when a retention policy is configured), audit (on an S3 store: the
+office's credential can delete, which retention needs), refresh (when refresh entries are
+configured), then notify (when configured).
 A step's failure does not stop the steps after it, except that refresh only ever uses snapshots that
 verify passed. The exit code is the worst of the steps': 0 all good, 1 something failed,
 2 a usage/config error or a refresh refused by a guard. SIGINT/SIGTERM stops the step under way
@@ -160,6 +161,14 @@ fn run_steps(cli: &Cli, cfg: offsite::config::Config, a: &Args) -> Result<ExitCo
             ),
         );
         interrupted("prune")?;
+    }
+    if matches!(office.cfg.store, offsite::config::StoreConfig::S3(_)) {
+        // The office's half of `offsite audit`: retention needs a credential that can delete.
+        say("== audit");
+        let first = office.office.hosts.keys().next().cloned();
+        let probe_host = host.map(str::to_string).or(first).unwrap_or_default();
+        step("audit", audit::office_half(&office.cfg, &rt, &probe_host));
+        interrupted("audit")?;
     }
     if !a.no_refresh && o.refresh.iter().any(|r| host.is_none_or(|h| r.host == h)) {
         say("== refresh");

@@ -196,6 +196,86 @@ fn skipped(check: &'static str, action: &'static str, expected: &'static str, wh
 }
 
 impl S3Store {
+    /// The office's half: its credential must be able to delete, or retention cannot work. Writes
+    /// a canary (create-only, without lock headers) under `<host>/.audit/` and deletes it, every
+    /// version of it. On a bucket whose default retention locks it anyway, the delete is refused
+    /// by that lock, not by the credential: the row says so, and prune removes the canary later.
+    pub fn audit_office(&self, host: &str) -> Audit {
+        use crate::store::{AdminStore, Store};
+        let s = &self.shared;
+        let now = OffsetDateTime::now_utc();
+        let stamp = now
+            .format(&time::macros::format_description!(
+                "[year][month][day]T[hour][minute][second]Z"
+            ))
+            .unwrap_or_default();
+        let canary = format!("{host}/.audit/office-{stamp}-{:08x}", rand::random::<u32>());
+        let object_arn = format!("arn:aws:s3:::{}/{}*", s.bucket, s.full_key(""));
+        let allow = |actions: &str| {
+            format!(
+                "{{ \"Effect\": \"Allow\", \"Action\": [{actions}], \"Resource\": \"{object_arn}\" }} in the office user's policy"
+            )
+        };
+        let mut probes = Vec::new();
+        let put = s.block_on(
+            s.client
+                .put_object()
+                .bucket(&s.bucket)
+                .key(s.full_key(&canary))
+                .if_none_match("*")
+                .body(ByteStream::from_static(b"offsite audit canary (office)\n"))
+                .send(),
+        );
+        let wrote = put.is_ok();
+        probes.push(answer(put).must_be_allowed(
+            "write a canary object",
+            "s3:PutObject",
+            allow("\"s3:PutObject\""),
+        ));
+        if wrote {
+            let (result, verdict) = match self.delete(&canary) {
+                Ok(()) => (
+                    "allowed: the canary and its versions are gone".to_string(),
+                    Verdict::Ok,
+                ),
+                Err(e) => {
+                    let why = format!("{e:#}");
+                    match self.lock_until(&canary) {
+                        Ok(Some(until)) if until > now => (
+                            format!("refused by the canary's own Object Lock (until {until}), not necessarily by the policy; prune removes it once the lock ends: {why}"),
+                            Verdict::Warn,
+                        ),
+                        _ => (format!("denied: {why}"), Verdict::Fail),
+                    }
+                }
+            };
+            let fix = (verdict == Verdict::Fail).then(|| {
+                allow("\"s3:DeleteObject\", \"s3:DeleteObjectVersion\", \"s3:ListBucketVersions\"")
+            });
+            probes.push(Probe {
+                check: "delete an object (retention needs it)",
+                action: "s3:DeleteObject",
+                expected: "allowed",
+                result,
+                verdict,
+                fix,
+            });
+        } else {
+            probes.push(skipped(
+                "delete an object (retention needs it)",
+                "s3:DeleteObject",
+                "allowed",
+                "the canary could not be written",
+            ));
+        }
+        Audit {
+            location: s.location(),
+            canary,
+            bucket: self.bucket_state(false),
+            probes,
+        }
+    }
+
     /// Tries to change the bucket's policy, versioning, lifecycle and Object Lock configuration
     /// without changing them: what the credential can read is written back as it was; what it
     /// cannot read is probed with a body S3 rejects as malformed after authorization (a lax
