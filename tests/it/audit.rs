@@ -178,28 +178,26 @@ fn the_readme_push_policy_passes_and_a_deleting_credential_fails() {
         o.config_with_store(&store_yaml(&moto, "offsite-audit-v", key, secret), "");
         o
     };
-    let o = office_cfg(&all_key, &all_secret);
-    let out = std::process::Command::new(crate::common::cli::bin())
-        .arg("-c")
-        .arg(o.config_path())
-        .arg("audit")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    let audit_with = |o: &Setup| {
+        let out = std::process::Command::new(crate::common::cli::bin())
+            .arg("-c")
+            .arg(o.config_path())
+            .arg("audit")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = audit_with(&office_cfg(&all_key, &all_secret));
+    assert_eq!(code, Some(0), "{text}");
     assert!(
         text.contains("The office's credential can delete"),
         "{text}"
     );
-    let o = office_cfg(&push_key, &push_secret);
-    let out = std::process::Command::new(crate::common::cli::bin())
-        .arg("-c")
-        .arg(o.config_path())
-        .arg("audit")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let (code, text) = audit_with(&office_cfg(&push_key, &push_secret));
+    assert_eq!(code, Some(1), "{text}");
     assert!(
         text.contains("cannot delete: prune cannot apply retention"),
         "{text}"

@@ -168,6 +168,16 @@ impl Answer {
     }
 }
 
+/// `<host>/.audit/<tag><UTC stamp>-<8 hex>`: the name prune recognises as a canary.
+fn canary_key(host: &str, tag: &str, now: OffsetDateTime) -> String {
+    let stamp = now
+        .format(&time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .unwrap_or_default();
+    format!("{host}/.audit/{tag}{stamp}-{:08x}", rand::random::<u32>())
+}
+
 /// Adds push's lock headers to a PutObject, when push would send them.
 fn with_lock(
     req: aws_sdk_s3::operation::put_object::builders::PutObjectFluentBuilder,
@@ -204,12 +214,7 @@ impl S3Store {
         use crate::store::{AdminStore, Store};
         let s = &self.shared;
         let now = OffsetDateTime::now_utc();
-        let stamp = now
-            .format(&time::macros::format_description!(
-                "[year][month][day]T[hour][minute][second]Z"
-            ))
-            .unwrap_or_default();
-        let canary = format!("{host}/.audit/office-{stamp}-{:08x}", rand::random::<u32>());
+        let canary = canary_key(host, "office-", now);
         let object_arn = format!("arn:aws:s3:::{}/{}*", s.bucket, s.full_key(""));
         let allow = |actions: &str| {
             format!(
@@ -422,12 +427,7 @@ impl S3Store {
     pub fn audit(&self, host: &str) -> Audit {
         let s = &self.shared;
         let now = OffsetDateTime::now_utc();
-        let stamp = now
-            .format(&time::macros::format_description!(
-                "[year][month][day]T[hour][minute][second]Z"
-            ))
-            .unwrap_or_default();
-        let canary = format!("{host}/.audit/{stamp}-{:08x}", rand::random::<u32>());
+        let canary = canary_key(host, "", now);
         let full = s.full_key(&canary);
         let object_arn = format!("arn:aws:s3:::{}/{}*", s.bucket, s.full_key(""));
         let bucket_arn = format!("arn:aws:s3:::{}", s.bucket);
