@@ -730,6 +730,18 @@ fn object_lock_follows_the_rule_that_keeps_each_snapshot() {
     };
     use time::Month::{November, October, September};
 
+    // A dry run does not promise deletes the store will refuse: push's lock still holds Nov 16.
+    let v = json(&prune(&s, &["--json", "--dry-run"]).expect(0));
+    let (held, _) = id_of(2026, November, 16);
+    let d = store_in(&v, "s3")["hosts"][0]["delete"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["snapshot"] == held.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("{held} not in the plan: {v}"));
+    assert_eq!(d["status"], "skipped", "{d}");
+
     let run = prune(&s, &["--json"]).expect(0);
     let v = json(&run);
     let s3 = store_in(&v, "s3");
@@ -769,7 +781,6 @@ fn object_lock_follows_the_rule_that_keeps_each_snapshot() {
 
     // The policy drops Nov 14 to 16, but push's 10-day lock still holds them: kept for a later
     // run, and the store refuses a delete of them outright.
-    let (held, _) = id_of(2026, November, 16);
     assert!(s3_ids(&client, bucket).contains(&held));
     let notes = host["notes"].to_string();
     assert!(

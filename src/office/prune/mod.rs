@@ -1010,36 +1010,38 @@ pub fn prune(targets: &[Target], hosts: &[String], offsite_dir: &Path, opts: &Op
         let mut stopped = false;
         for plan in &mut store.hosts {
             for d in &mut plan.delete {
+                let halted = abort
+                    || stopped
+                    || plan.error.is_some()
+                    || crate::interrupt::received().is_some();
+                // A snapshot still under Object Lock cannot be deleted yet: a later run will (and
+                // a dry run says so, rather than promise a delete the store will refuse).
+                if opts.dry_run || !halted {
+                    let manifest = format!(
+                        "{}{MANIFEST_NAME}",
+                        crate::snapshot::dir(&plan.host, &d.snapshot)
+                    );
+                    if let Ok(Some(until)) = t.store.lock_until(&manifest) {
+                        if until > now {
+                            d.status = Status::Skipped;
+                            plan.notes.push(format!(
+                                "{} is locked until {} (Object Lock): a run after that deletes it",
+                                d.snapshot,
+                                until.format(&Rfc3339).unwrap_or_default()
+                            ));
+                            continue;
+                        }
+                    }
+                }
                 if opts.dry_run {
                     d.status = Status::Planned;
                     continue;
                 }
                 // After SIGINT/SIGTERM no further snapshot is touched; the one being deleted is
                 // finished (its manifest went first: it is incomplete already).
-                if abort
-                    || stopped
-                    || plan.error.is_some()
-                    || crate::interrupt::received().is_some()
-                {
+                if halted {
                     d.status = Status::Skipped;
                     continue;
-                }
-                // A snapshot still under Object Lock cannot be deleted yet: a later run will.
-                let manifest = format!(
-                    "{}{MANIFEST_NAME}",
-                    crate::snapshot::dir(&plan.host, &d.snapshot)
-                );
-                match t.store.lock_until(&manifest) {
-                    Ok(Some(until)) if until > now => {
-                        d.status = Status::Skipped;
-                        plan.notes.push(format!(
-                            "{} is locked until {} (Object Lock): a run after that deletes it",
-                            d.snapshot,
-                            until.format(&Rfc3339).unwrap_or_default()
-                        ));
-                        continue;
-                    }
-                    _ => {}
                 }
                 let (n, res) = delete_snapshot(t.store.as_ref(), &plan.host, d);
                 d.deleted_objects = n;
