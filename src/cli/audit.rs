@@ -30,16 +30,13 @@ pub struct Args {}
 
 pub fn run(cli: &Cli, _a: &Args) -> Result<ExitCode> {
     let cfg = cli.load_config()?;
-    if let StoreConfig::Local(dir) = &cfg.store {
-        eprintln!(
-            "offsite audit: the store is a local directory ({}): no server stands between push and its files, so whoever runs push can delete and overwrite every snapshot in it. Protection from a hacked host needs an S3 store with the README's push policy (README.md, \"S3 permissions for the push user\").",
-            dir.display()
-        );
-        return Ok(ExitCode::from(EXIT_FAILED));
-    }
     let rt = runtime()?;
     let _guard = rt.enter();
     let Some(store) = offsite::store::open_s3(&cfg, rt.handle())? else {
+        eprintln!(
+            "offsite audit: the store is a local directory ({}): no server stands between push and its files, so whoever runs push can delete and overwrite every snapshot in it. Protection from a hacked host needs an S3 store with the README's push policy (README.md, \"S3 permissions for the push user\").",
+            local_dir(&cfg)
+        );
         return Ok(ExitCode::from(EXIT_FAILED));
     };
     // With an office config, the office's half: its credential must delete (never the push
@@ -66,6 +63,13 @@ pub fn run(cli: &Cli, _a: &Args) -> Result<ExitCode> {
     } else {
         ExitCode::from(EXIT_FAILED)
     })
+}
+
+fn local_dir(cfg: &offsite::config::Config) -> String {
+    match &cfg.store {
+        StoreConfig::Local(dir) => dir.display().to_string(),
+        StoreConfig::S3(_) => String::new(),
+    }
 }
 
 /// `offsite office`'s step: the office credential's half of the audit (S3 stores only).

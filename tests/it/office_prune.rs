@@ -410,6 +410,22 @@ fn daily_policy_on_s3() {
     let want_deleted: BTreeSet<String> = ids(&snaps).difference(&want_kept).cloned().collect();
     let mut want_s3_deleted = want_deleted.clone();
     want_s3_deleted.insert(dead.clone());
+    // A key no store may hold, planted by production inside a snapshot the policy drops: it
+    // stays (named in the log), and does not stop that snapshot's or any other's deletion.
+    let planted_in = want_deleted.iter().next().unwrap().clone();
+    let planted = format!("prod/{HOST}/{planted_in}/x//y");
+    moto.set_clock(claimed(&planted_in));
+    runtime()
+        .block_on(
+            bucket
+                .client()
+                .put_object()
+                .bucket(bucket.name)
+                .key(&planted)
+                .body(aws_sdk_s3::primitives::ByteStream::from_static(b"junk"))
+                .send(),
+        )
+        .expect("put the planted key");
 
     let v = json(&prune(&s, &["--dry-run", "--json"]).expect(0));
     assert_eq!(planned_deletes(&v, "s3"), want_s3_deleted);
@@ -429,9 +445,28 @@ fn daily_policy_on_s3() {
         "{}",
         run.stdout
     );
-    assert_eq!(s3_ids(bucket.client(), bucket.name), want_kept);
+    let mut left = s3_ids(bucket.client(), bucket.name);
+    assert!(left.remove(&planted_in), "the planted key stays");
+    assert_eq!(left, want_kept);
+    let listed = runtime()
+        .block_on(
+            bucket
+                .client()
+                .list_objects_v2()
+                .bucket(bucket.name)
+                .prefix(format!("prod/{HOST}/{planted_in}/"))
+                .send(),
+        )
+        .unwrap();
+    let keys: Vec<_> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(
+        keys,
+        [planted.as_str()],
+        "the snapshot's own objects are gone"
+    );
     assert!(s3_snapshots(bucket.client(), bucket.name)
         .iter()
+        .filter(|(id, _)| *id != planted_in)
         .all(|(_, complete)| *complete));
     assert_eq!(local_ids(&s.path("offsite")), want_kept);
 }

@@ -683,3 +683,78 @@ fn unfinished_writes_go_after_abandon_after_without_progress_in_them_or_their_sn
     assert_eq!(stale[0].status, Status::Planned);
     assert!((stale[0].age_hours - 49.0).abs() < 0.01);
 }
+
+/// A hacked host signs one snapshot whose manifest says it needs every older snapshot: the
+/// plan keeps them (it cannot tell), but none inherits that snapshot's lock. An honest chain's
+/// parents do.
+#[test]
+fn a_snapshot_claiming_every_older_one_as_parent_passes_its_lock_to_none() {
+    let id_at = |days_ago: i64, n: usize| {
+        let t = NOW - time::Duration::days(days_ago);
+        let f = time::macros::format_description!("[year][month][day]T020000Z");
+        format!("{}-{n:04x}", t.format(f).unwrap())
+    };
+    let snaps: Vec<SnapshotInfo> = (1..=80)
+        .rev()
+        .map(|d| SnapshotInfo {
+            has_trees: true,
+            ..info(&id_at(d, d as usize), true)
+        })
+        .collect();
+    let forged = id_at(1, 1);
+    let honest = id_at(2, 2);
+    let honest_parents: Vec<String> = (30..=32).map(|d| id_at(d, d as usize)).collect();
+    struct Claims(BTreeMap<String, Vec<String>>);
+    impl Dependencies for Claims {
+        fn of(&self, _: &dyn Store, s: &SnapshotInfo) -> Result<Vec<String>> {
+            Ok(self.0.get(&s.id).cloned().unwrap_or_default())
+        }
+    }
+    let mut claims = BTreeMap::new();
+    claims.insert(
+        forged.clone(),
+        snaps
+            .iter()
+            .map(|s| s.id.clone())
+            .filter(|id| *id < forged)
+            .collect::<Vec<_>>(),
+    );
+    claims.insert(honest.clone(), honest_parents.clone());
+    let ret = Retention {
+        keep_daily: 7,
+        ..Default::default()
+    };
+    let mut p = plan_host("web1", &snaps, &ret, None, NOW, GRACE);
+    let dir = tempfile::tempdir().unwrap();
+    let store = LocalStore::new(dir.path()).unwrap();
+    keep_dependencies(&mut p, &snaps, &store, &Claims(claims)).unwrap();
+    assert!(
+        p.keep.len() > 70,
+        "the forged claims keep everything: {}",
+        p.keep.len()
+    );
+    let lock = crate::config::RetentionLock {
+        daily: Some(std::time::Duration::from_secs(14 * 86_400)),
+        ..Default::default()
+    };
+    let locks = lock::plan_locks(&p, &snaps, &lock, NOW);
+    let locked = |id: &str| locks.iter().find(|l| l.snapshot == id);
+    // The forged snapshot itself is a daily (yesterday is closed): locked by its own rule.
+    assert_eq!(locked(&forged).map(|l| l.rule.as_str()), Some("keep_daily"));
+    // Its claimed parents inherit nothing from it...
+    let old = id_at(60, 60);
+    assert!(
+        locked(&old).is_none(),
+        "{:?}",
+        locked(&old).map(|l| &l.rule)
+    );
+    assert!(!locks
+        .iter()
+        .any(|l| l.rule == format!("needed by {forged}")));
+    // ...while the honest chain's parents are locked as long as the incremental.
+    for parent in &honest_parents {
+        let l = locked(parent).unwrap_or_else(|| panic!("{parent} not locked"));
+        assert_eq!(l.rule, format!("needed by {honest}"), "{parent}");
+        assert_eq!(l.until_time, locked(&honest).unwrap().until_time);
+    }
+}

@@ -661,30 +661,6 @@ impl S3Store {
                     &object_arn,
                 ),
             ));
-            // A version delete of a key never written: a 403 can only come from the policy
-            // (a real version might be refused by its lock alone, which proves nothing once
-            // that lock lapses); anything else means the request was allowed.
-            let ghost = s.full_key(&format!(
-                "{host}/.audit/never-written-{:08x}",
-                rand::random::<u32>()
-            ));
-            let del = s.block_on(
-                s.client
-                    .delete_object()
-                    .bucket(&s.bucket)
-                    .key(&ghost)
-                    .version_id("offsite-audit-no-such-version")
-                    .bypass_governance_retention(true)
-                    .send(),
-            );
-            probes.push(answer(del).must_be_denied(
-                "delete an object version (with the governance bypass)",
-                "s3:DeleteObjectVersion",
-                deny(
-                    "\"s3:DeleteObjectVersion\", \"s3:BypassGovernanceRetention\"",
-                    &object_arn,
-                ),
-            ));
         } else {
             for (check, action) in [
                 ("create-only write over an existing key", "If-None-Match"),
@@ -693,11 +669,39 @@ impl S3Store {
                     "shorten an object's retention (with the governance bypass)",
                     "s3:PutObjectRetention",
                 ),
+                (
+                    "lengthen an object's retention past object_lock.days",
+                    "s3:PutObjectRetention",
+                ),
                 ("delete an object", "s3:DeleteObject"),
             ] {
                 probes.push(skipped(check, action, "denied", no_canary));
             }
         }
+        // A version delete of a key never written: a 403 can only come from the policy
+        // (a real version might be refused by its lock alone, which proves nothing once
+        // that lock lapses); anything else means the request was allowed.
+        let ghost = s.full_key(&format!(
+            "{host}/.audit/never-written-{:08x}",
+            rand::random::<u32>()
+        ));
+        let del = s.block_on(
+            s.client
+                .delete_object()
+                .bucket(&s.bucket)
+                .key(&ghost)
+                .version_id("offsite-audit-no-such-version")
+                .bypass_governance_retention(true)
+                .send(),
+        );
+        probes.push(answer(del).must_be_denied(
+            "delete an object version (with the governance bypass)",
+            "s3:DeleteObjectVersion",
+            deny(
+                "\"s3:DeleteObjectVersion\", \"s3:BypassGovernanceRetention\"",
+                &object_arn,
+            ),
+        ));
 
         // 8. Bucket configuration.
         let config_fix = deny(

@@ -17,6 +17,7 @@ mod clock;
 mod stall;
 mod unfinished;
 mod upload;
+mod versions;
 
 use std::fmt;
 use std::future::Future;
@@ -466,54 +467,24 @@ impl Store for S3Store {
     fn delete_markers(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
         let s = &self.shared;
         let root = s.full_key("");
-        let full_prefix = s.full_key(prefix);
-        let mut out = Vec::new();
-        s.block_on(async {
-            let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
-            loop {
-                let page = s
-                    .client
-                    .list_object_versions()
-                    .bucket(&s.bucket)
-                    .prefix(&full_prefix)
-                    .set_key_marker(key_marker.take())
-                    .set_version_id_marker(version_marker.take())
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        anyhow!(
-                            "listing the object versions of {} under {prefix:?}: {}",
-                            s.location(),
-                            describe(&e)
-                        )
-                    })?;
-                for m in page.delete_markers() {
-                    if m.is_latest() != Some(true) {
-                        continue;
-                    }
-                    let Some(key) = m.key().and_then(|k| k.strip_prefix(root.as_str())) else {
-                        continue;
-                    };
-                    out.push(ObjectInfo {
-                        key: key.to_string(),
-                        size: 0,
-                        modified: m.last_modified().and_then(|t| {
-                            OffsetDateTime::from_unix_timestamp_nanos(t.as_nanos()).ok()
-                        }),
-                    });
-                }
-                if page.is_truncated() != Some(true) {
-                    break;
-                }
-                key_marker = page.next_key_marker().map(str::to_string);
-                version_marker = page.next_version_id_marker().map(str::to_string);
-                if key_marker.is_none() {
-                    break;
-                }
-            }
-            anyhow::Ok(())
+        let versions = versions::list(s, &s.full_key(prefix), None).map_err(|e| {
+            anyhow!(
+                "listing the object versions of {} under {prefix:?}: {}",
+                s.location(),
+                describe(&e)
+            )
         })?;
-        Ok(out)
+        Ok(versions
+            .into_iter()
+            .filter(|v| v.marker && v.latest)
+            .filter_map(|v| {
+                Some(ObjectInfo {
+                    key: v.key.strip_prefix(root.as_str())?.to_string(),
+                    size: 0,
+                    modified: v.modified,
+                })
+            })
+            .collect())
     }
 
     fn lock_until(&self, key: &str) -> Result<Option<OffsetDateTime>> {
