@@ -30,16 +30,17 @@ pub(super) fn list(
     let mut out = Vec::new();
     let (mut key_marker, mut version_marker) = (None::<String>, None::<String>);
     loop {
-        let page = s.block_on(
-            s.client
-                .list_object_versions()
-                .bucket(&s.bucket)
-                .prefix(full_prefix)
-                .set_key_marker(key_marker.take())
-                .set_version_id_marker(version_marker.take())
-                .send(),
-        )
-        .map_err(Box::new)?;
+        let page = s
+            .block_on(
+                s.client
+                    .list_object_versions()
+                    .bucket(&s.bucket)
+                    .prefix(full_prefix)
+                    .set_key_marker(key_marker.take())
+                    .set_version_id_marker(version_marker.take())
+                    .send(),
+            )
+            .map_err(Box::new)?;
         for v in page.versions() {
             out.push(Version {
                 key: v.key().unwrap_or_default().to_string(),
