@@ -186,7 +186,9 @@ pub fn key_expiries(cfg: &Config) -> Vec<KeyExpiry> {
                     .iter()
                     .map(|c| KeyExpiry::of(role.clone(), path.clone(), c)),
             ),
-            Err(e) => tracing::debug!("{}: {e:#}", role.entry()),
+            // Its command says why when it uses the file; a key left out here has no expiry
+            // warning and no metric, so say it here too.
+            Err(e) => tracing::warn!("{}: its expiry is unknown: {e:#}", role.entry()),
         }
     }
     out

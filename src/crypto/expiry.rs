@@ -228,11 +228,21 @@ pub fn warnings(keys: &[KeyExpiry], now: SystemTime) -> Vec<String> {
 
 /// [`warnings`], each with the key it is about.
 pub fn warned(keys: &[KeyExpiry], now: SystemTime) -> Vec<(&KeyExpiry, String)> {
+    that_matter(keys)
+        .into_iter()
+        .filter_map(|k| warning(k, now).map(|w| (k, w)))
+        .collect()
+}
+
+/// The keys whose expiry matters: each recipient and the signing key; of the office's decryption
+/// keys and of each host's certificates, the one that lives longest (none when one never
+/// expires). What warns, and what the metrics export for alerting.
+pub fn that_matter(keys: &[KeyExpiry]) -> Vec<&KeyExpiry> {
     let mut out = Vec::new();
     let mut groups: std::collections::BTreeMap<KeyRole, Vec<&KeyExpiry>> = Default::default();
     for k in keys {
         match k.role {
-            KeyRole::Recipient | KeyRole::SigningKey => out.extend(warning(k, now).map(|w| (k, w))),
+            KeyRole::Recipient | KeyRole::SigningKey => out.push(k),
             _ => groups.entry(k.role.clone()).or_default().push(k),
         }
     }
@@ -242,9 +252,7 @@ pub fn warned(keys: &[KeyExpiry], now: SystemTime) -> Vec<(&KeyExpiry, String)> 
             .iter()
             .find(|k| k.expires.is_none())
             .or_else(|| group.iter().max_by_key(|k| k.expires));
-        if let Some(k) = longest {
-            out.extend(warning(k, now).map(|w| (*k, w)));
-        }
+        out.extend(longest.copied());
     }
     out
 }
