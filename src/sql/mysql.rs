@@ -173,6 +173,8 @@ pub struct MysqlCounter {
     /// delimiter `;`), and the last one's line.
     titles: u64,
     title: Vec<u8>,
+    /// Statements ended so far (empty ones too).
+    statements: u64,
 }
 
 impl Default for MysqlCounter {
@@ -214,6 +216,7 @@ impl MysqlCounter {
             error: None,
             titles: 0,
             title: Vec::new(),
+            statements: 0,
         }
     }
 
@@ -225,6 +228,11 @@ impl MysqlCounter {
     /// The last section title's line (`-- Dumping data for table `t``), as far as it was kept.
     pub fn title(&self) -> &[u8] {
         &self.title
+    }
+
+    /// How many statements have ended so far, where the client ends them.
+    pub fn statements(&self) -> u64 {
+        self.statements
     }
 
     /// The client's statement buffer is empty, outside every comment and string, with the
@@ -730,6 +738,7 @@ impl MysqlCounter {
         }
         self.boundary = true;
         self.capturing = false;
+        self.statements += 1;
     }
 
     fn start_ml(&mut self) {

@@ -141,6 +141,14 @@ fn mariadb_parallel_and_single_stream_restores_are_the_same_database() {
     allow_big_rows(&my);
     my.load(&fixture("mysql/shop.sql"));
     my.load(&fixture("mysql/parallel.sql"));
+    // More than 32 MiB of INSERTs, with a trigger: loaded in parts on several connections at
+    // once, the trigger after all of them.
+    my.exec(
+        "CREATE TABLE big (id INT PRIMARY KEY, v VARCHAR(100)) ENGINE = InnoDB; \
+         INSERT INTO big SELECT seq, concat(md5(seq), md5(seq + 1)) FROM seq_1_to_500000; \
+         CREATE TABLE big_audit (id INT); \
+         CREATE TRIGGER big_ins AFTER INSERT ON big FOR EACH ROW INSERT INTO big_audit VALUES (NEW.id)",
+    );
     let s = Setup::new("mypar-host");
     s.config(&format!(
         "mysql: [{{ url: '{MY_URL}', databases: [{}] }}]\n",
@@ -173,6 +181,15 @@ fn mariadb_parallel_and_single_stream_restores_are_the_same_database() {
         four.exec("SELECT length(body) FROM huge_row").trim(),
         "52428800"
     );
+    assert_eq!(
+        four.exec("SELECT count(*), sum(id) FROM big").trim(),
+        "500000\t125000250000"
+    );
+    assert_eq!(
+        four.exec("SELECT count(*) FROM big_audit").trim(),
+        "0",
+        "big's trigger was created after all of its parts"
+    );
     assert!(spool_leftovers(&tmp).is_empty(), "the spool is removed");
 }
 
@@ -181,15 +198,16 @@ fn mariadb_a_failure_on_one_connection_fails_the_restore_and_leaves_nothing() {
     let my = MyDb::new("parfail");
     allow_big_rows(&my);
     my.load(&fixture("mysql/parallel.sql"));
-    my.exec("CREATE TABLE bad (id INT PRIMARY KEY, v TEXT) ENGINE = InnoDB; INSERT INTO bad SELECT seq, 'x' FROM seq_1_to_100");
+    // More than 32 MiB: bad's data loads in parts, on several connections at once.
+    my.exec("CREATE TABLE bad (id INT PRIMARY KEY, v TEXT) ENGINE = InnoDB; INSERT INTO bad SELECT seq, repeat('x', 80) FROM seq_1_to_400000");
     let s = Setup::new("myparfail-host");
-    // A dump whose data for `bad` repeats row 1: the primary key refuses it while other
-    // connections load other tables.
+    // A dump whose data for `bad` has row 1 again near its end, in another part than the first
+    // row 1: the primary key refuses it while other connections load other parts and tables.
     let tool = s.path("dup-mariadb-dump");
     std::fs::write(
         &tool,
         "#!/bin/bash\nset -o pipefail\nif [ \"$1\" = --version ]; then exec mariadb-dump --version; fi\n\
-         mariadb-dump \"$@\" | sed \"/^INSERT INTO \\`bad\\` VALUES/{n;s/^(1,'x'),/(1,'x'),(1,'x'),/}\"\n",
+         mariadb-dump \"$@\" | sed \"s/^(399999,'x/(1,'x/\"\n",
     )
     .expect("writing the dump tool");
     std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755))
@@ -206,8 +224,8 @@ fn mariadb_a_failure_on_one_connection_fails_the_restore_and_leaves_nothing() {
     let (code, err) = restore(&s, &format!("mysql/{}", my.name), &into.name, "3", &tmp);
     assert_ne!(code, 0, "the restore fails");
     assert!(
-        err.contains("while loading table bad") && err.contains("ERROR"),
-        "the error names the table and what the server said: {err}"
+        err.contains("while loading the data of bad (part ") && err.contains("Duplicate entry '1'"),
+        "the error names the part and what the server said: {err}"
     );
     assert!(!into.exists(), "the half-restored database is dropped");
     assert!(spool_leftovers(&tmp).is_empty(), "the spool is removed");

@@ -258,3 +258,28 @@ fn read_all(
     feeder.close()?;
     Ok(total)
 }
+
+/// The units a splitter cuts a dump into, fed in 7-byte pieces: keys, shared, body.
+#[cfg(test)]
+fn cut_units(split: &mut dyn Splitter, dump: &[u8]) -> Vec<(Vec<String>, bool, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let budget = Arc::new(Budget::new(dir.path().into(), 1 << 30, 1 << 30));
+    let shared = Arc::new(Shared::new(budget.clone()));
+    let mut feeder = Feeder::new(shared.clone(), budget);
+    for piece in dump.chunks(7) {
+        split.feed(piece, &mut feeder).unwrap();
+    }
+    split.finish(&mut feeder).unwrap();
+    feeder.close().unwrap();
+    shared.sched.close();
+    let mut out = Vec::new();
+    while let Some(u) = shared.sched.next(0) {
+        let mut body = Vec::new();
+        while let Some(c) = u.body.next().unwrap() {
+            body.extend(c);
+        }
+        out.push((u.keys.clone(), u.shared, String::from_utf8(body).unwrap()));
+        shared.sched.done(u.seq);
+    }
+    out
+}

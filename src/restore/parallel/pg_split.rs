@@ -453,31 +453,9 @@ mod tests {
 
     /// The units a dump is cut into: keys, shared, body.
     fn units(dump: &[u8], part_size: usize) -> Vec<(Vec<String>, bool, String)> {
-        use super::super::conn::Shared;
-        use super::super::spool::Budget;
-        use std::sync::Arc;
-        let dir = tempfile::tempdir().unwrap();
-        let budget = Arc::new(Budget::new(dir.path().into(), 1 << 30, 1 << 30));
-        let shared = Arc::new(Shared::new(budget.clone()));
-        let mut feeder = Feeder::new(shared.clone(), budget);
         let mut split = PgSplit::new();
         split.part_size = part_size;
-        for piece in dump.chunks(7) {
-            split.feed(piece, &mut feeder).unwrap();
-        }
-        split.finish(&mut feeder).unwrap();
-        feeder.close().unwrap();
-        shared.sched.close();
-        let mut out = Vec::new();
-        while let Some(u) = shared.sched.next(0) {
-            let mut body = Vec::new();
-            while let Some(c) = u.body.next().unwrap() {
-                body.extend(c);
-            }
-            out.push((u.keys.clone(), u.shared, String::from_utf8(body).unwrap()));
-            shared.sched.done(u.seq);
-        }
-        out
+        super::super::cut_units(&mut split, dump)
     }
 
     #[test]
