@@ -296,6 +296,13 @@ impl S3Store {
             // SDK's own stalled-stream protection would retry a stalled part (its error is
             // retryable) and so wait out the same stall several times before failing the push.
             .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+            // Every byte read back is checked against the sha256 in the signed manifest, which
+            // S3 cannot vouch for. The SDK's own check of a GET computes a CRC over the whole
+            // body for nothing, and of an object uploaded in parts (whose checksum is of the
+            // parts) it can only log a warning on every pull.
+            .response_checksum_validation(
+                aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+            )
             .http_client(stall::StallClient::new(
                 stall::default_client(),
                 cfg.stall_timeout,
