@@ -358,7 +358,9 @@ fn verify_database(
             privilege_statements,
             definers,
         });
-        let checked = restored.and_then(|_| inspect(rt, db, &server, &name, &checks, &mut result));
+        let jobs = office.office.restore_jobs;
+        let checked =
+            restored.and_then(|_| inspect(rt, db, &server, &name, &checks, jobs, &mut result));
         if !opts.keep_scratch {
             let dropped = drop_scratch(rt, &office.offsite_dir, &scratch, server.password.as_ref());
             // The restore's own failure is the news; a failed drop must not hide it (the next run
@@ -411,17 +413,25 @@ fn inspect(
     server: &Server,
     name: &str,
     checks: &[&Check],
+    jobs: usize,
     result: &mut DatabaseResult,
 ) -> Result<()> {
     // The checks are the user's SQL and may take long: a signal ends the wait (the scratch
     // database is dropped with FORCE, which ends the query on the server).
     rt.block_on(crate::interrupt::interruptible(async {
+        // Popped from the end: the biggest tables first, so that no big count starts last.
+        let mut by_size: Vec<(&String, u64)> =
+            result.tables.iter().map(|(t, r)| (t, r.expected)).collect();
+        by_size.sort_by_key(|&(_, n)| n);
+        let tables = by_size.into_iter().map(|(t, _)| t.clone()).collect();
+        let counted = count_rows(db.engine, server, name, tables, jobs).await?;
+        for (table, n) in counted {
+            if let Some(rows) = result.tables.get_mut(&table) {
+                rows.restored = Some(n);
+            }
+        }
         let mut c =
             Session::open(db.engine, &server.url, server.password.as_ref(), Some(name)).await?;
-        for (table, rows) in result.tables.iter_mut() {
-            // Names come from the dump, which a hacked host writes: the session re-quotes them.
-            rows.restored = Some(c.count_rows(table).await?);
-        }
         for check in checks {
             let value = c.first_value(&check.sql).await;
             result.checks.push(judge(check, value));
@@ -429,6 +439,47 @@ fn inspect(
         c.close().await;
         Ok::<(), anyhow::Error>(())
     }))?
+}
+
+/// Each table's rows, counted on up to `jobs` connections at once, as the restore loaded them: a
+/// count reads the whole table, and the biggest tables of a big dump take seconds each.
+async fn count_rows(
+    engine: Engine,
+    server: &Server,
+    name: &str,
+    tables: Vec<String>,
+    jobs: usize,
+) -> Result<Vec<(String, u64)>> {
+    let workers = jobs.clamp(1, tables.len().max(1));
+    let queue = Arc::new(std::sync::Mutex::new(tables));
+    // Dropped on the first error, which aborts the other counts.
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..workers {
+        let (queue, url, password, name) = (
+            queue.clone(),
+            server.url.clone(),
+            server.password.clone(),
+            name.to_string(),
+        );
+        set.spawn(async move {
+            let mut c = Session::open(engine, &url, password.as_ref(), Some(&name)).await?;
+            let mut counted = Vec::new();
+            loop {
+                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                let Some(table) = next else { break };
+                // Names come from the dump, which a hacked host writes: the session re-quotes them.
+                let n = c.count_rows(&table).await?;
+                counted.push((table, n));
+            }
+            c.close().await;
+            Ok::<_, anyhow::Error>(counted)
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(done) = set.join_next().await {
+        all.extend(done.context("a row-counting task failed")??);
+    }
+    Ok(all)
 }
 
 fn judge(check: &Check, value: Result<Option<String>>) -> CheckResult {
