@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common::cli::{Run, Setup};
+use crate::common::db::{fixture, PgDb, PG_RESTORE_URL, PG_URL};
 use crate::common::s3::{endpoint, runtime, TestBucket, LIBFAKETIME};
 use time::macros::format_description;
 use time::OffsetDateTime;
@@ -100,17 +101,24 @@ fn seal_as(s: &Setup, signer: &str, manifest: &[u8], out: &Path) {
     );
 }
 
-/// The manifest the host wrote for `id`, read back with the office key (the host knows it: it
-/// wrote it), with its `snapshot` field replaced.
-fn manifest_renamed(s: &Setup, sealed: &Path, to_id: &str) -> Vec<u8> {
+/// The manifest the host wrote, read back with the office key (the host knows it: it wrote it),
+/// changed by `edit`.
+fn manifest_edited(s: &Setup, sealed: &Path, edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
     let run = s.sh(&format!(
         "gpg --batch --quiet --skip-verify --decrypt '{}'",
         sealed.display()
     ));
     assert_eq!(run.code, 0, "gpg --decrypt: {}", run.stderr);
     let mut m: serde_json::Value = serde_json::from_str(&run.stdout).expect("manifest JSON");
-    m["snapshot"] = serde_json::Value::String(to_id.to_string());
+    edit(&mut m);
     serde_json::to_vec(&m).expect("manifest JSON")
+}
+
+/// The manifest the host wrote, with its `snapshot` field replaced.
+fn manifest_renamed(s: &Setup, sealed: &Path, to_id: &str) -> Vec<u8> {
+    manifest_edited(s, sealed, |m| {
+        m["snapshot"] = serde_json::Value::String(to_id.to_string())
+    })
 }
 
 /// Every file under `dir`, relative to it.
@@ -633,4 +641,86 @@ fn a_person_can_accept_a_quarantined_snapshot() {
     );
     let verify = s.offsite(&["--json", "verify"]).expect(0);
     assert_eq!(json(&verify)[0]["Ok"]["snapshot"], id.as_str());
+}
+
+/// The row counts in a manifest are the host's claim; the office counts what the dump restores. A
+/// hacked host that claims rows its dump does not hold (to make a truncated dump look whole, or to
+/// hide that it is) gets a failed verify naming the table, and refresh stays on the last snapshot
+/// whose restore matched.
+#[test]
+fn row_counts_a_forged_manifest_claims_fail_verify_and_refresh_keeps_the_last_verified_data() {
+    let src = PgDb::new("claims");
+    src.load(&fixture("postgres/shop.sql"));
+    let dev = PgDb::named(&format!("{}_dev", src.name));
+    let s = Setup::new(HOST);
+    s.write(
+        "config.yaml",
+        &format!(
+            "host: {HOST}\nstore: {{ local: store }}\nstate_dir: state\nencryption: {{ recipients: [keys/office.cert.asc], signing_key: keys/{HOST}.secret.asc }}\npostgres: [{{ url: '{PG_URL}', databases: [{db}] }}]\noffice:\n  offsite_dir: offsite\n  decryption_key: keys/office.secret.asc\n  hosts: {{ {HOST}: keys/{HOST}.cert.asc }}\n  scratch: {{ postgres: '{PG_RESTORE_URL}' }}\n  refresh:\n    - {{ from: '{HOST}:postgres/{db}', server: '{PG_RESTORE_URL}', database: '{dev}' }}\n",
+            db = src.name,
+            dev = dev.name,
+        ),
+    );
+    let first = json(&s.offsite(&["--json", "push"]).expect(0))["snapshot"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    s.offsite(&["pull"]).expect(0);
+    s.offsite(&["verify"]).expect(0);
+
+    // The next night the host holds one order more, but its manifest claims ten times as many.
+    src.exec("INSERT INTO sales.orders (customer_id, sku, qty) SELECT customer_id, sku, qty FROM sales.orders LIMIT 1");
+    let second = json(&s.offsite(&["--json", "push"]).expect(0))["snapshot"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let sealed = s
+        .path("store")
+        .join(HOST)
+        .join(&second)
+        .join("manifest.json.pgp");
+    let forged = manifest_edited(&s, &sealed, |m| {
+        let tables = &mut m["databases"][0]["tables"];
+        assert_eq!(tables["sales.orders"], 301, "{tables}");
+        tables["sales.orders"] = serde_json::json!(3010);
+    });
+    seal_as(&s, HOST, &forged, &sealed);
+    s.offsite(&["pull"]).expect(0);
+
+    let run = s.offsite(&["--json", "verify"]).expect(1);
+    let v = json(&run);
+    let r = v
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["Ok"]["snapshot"] == second.as_str()))
+        .map(|r| &r["Ok"])
+        .unwrap_or_else(|| panic!("no result for {second}: {v}"));
+    assert_eq!(r["ok"], false, "{r}");
+    let orders = &r["databases"][0]["tables"]["sales.orders"];
+    assert_eq!(
+        (orders["expected"].as_u64(), orders["restored"].as_u64()),
+        (Some(3010), Some(301))
+    );
+    let error = r["databases"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("row counts differ") && error.contains("sales.orders"),
+        "{r}"
+    );
+
+    // refresh does not load the forged night, nor fall back quietly past it: it refuses, names
+    // the snapshot that failed, and touches no dev database.
+    let refused = json(&s.offsite(&["--json", "refresh"]).expect(2));
+    let e = &refused["entries"][0];
+    assert_eq!(e["rule"], "newer-failed", "{refused}");
+    assert!(
+        e["error"].as_str().unwrap_or_default().contains(&second),
+        "{refused}"
+    );
+    assert!(!dev.exists(), "a dev database was created");
+    // The records say which night proved restorable as claimed.
+    for (id, ok) in [(&first, true), (&second, false)] {
+        let path = s.path(&format!("offsite/reports/verify/{HOST}/{id}.json"));
+        let record: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("verify record")).expect("JSON");
+        assert_eq!(record["ok"], ok, "{record}");
+    }
 }
