@@ -420,10 +420,8 @@ fn inspect(
     // database is dropped with FORCE, which ends the query on the server).
     rt.block_on(crate::interrupt::interruptible(async {
         // Popped from the end: the biggest tables first, so that no big count starts last.
-        let mut by_size: Vec<(&String, u64)> =
-            result.tables.iter().map(|(t, r)| (t, r.expected)).collect();
-        by_size.sort_by_key(|&(_, n)| n);
-        let tables = by_size.into_iter().map(|(t, _)| t.clone()).collect();
+        let mut tables: Vec<String> = result.tables.keys().cloned().collect();
+        tables.sort_by_key(|t| result.tables.get(t).map_or(0, |r| r.expected));
         let counted = count_rows(db.engine, server, name, tables, jobs).await?;
         for (table, n) in counted {
             if let Some(rows) = result.tables.get_mut(&table) {

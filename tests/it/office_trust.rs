@@ -36,14 +36,18 @@ fn s3_store(bucket: &str) -> String {
     )
 }
 
-/// Pushes a full snapshot of `tree/` after writing `content` into tree/page.html; returns its id.
-fn push(s: &Setup, content: &str, env: &[(&str, &str)]) -> String {
-    s.write("tree/page.html", content);
-    let run = s.offsite_env(&["--json", "push", "--full"], env).expect(0);
-    json(&run)["snapshot"]
+/// The id of the snapshot a `--json push` made.
+fn snapshot_id(run: &Run) -> String {
+    json(run)["snapshot"]
         .as_str()
         .unwrap_or_else(|| panic!("no snapshot id in {}", run.stdout))
         .to_string()
+}
+
+/// Pushes a full snapshot of `tree/` after writing `content` into tree/page.html; returns its id.
+fn push(s: &Setup, content: &str, env: &[(&str, &str)]) -> String {
+    s.write("tree/page.html", content);
+    snapshot_id(&s.offsite_env(&["--json", "push", "--full"], env).expect(0))
 }
 
 trait RestoreTo {
@@ -557,18 +561,12 @@ fn a_rewritten_manifest_is_quarantined_and_deleting_it_keeps_what_real_snapshots
     s.write("tree/page.html", "full");
     // Older than the racy-file window, so the incremental points into the full for it.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let full = json(&s.offsite(&["--json", "push"]).expect(0))["snapshot"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let full = snapshot_id(&s.offsite(&["--json", "push"]).expect(0));
     s.offsite(&["pull"]).expect(0);
     std::thread::sleep(std::time::Duration::from_millis(1100));
     s.write("tree/other.html", "incremental");
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let inc = json(&s.offsite(&["--json", "push"]).expect(0))["snapshot"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let inc = snapshot_id(&s.offsite(&["--json", "push"]).expect(0));
 
     // The full's manifest is written again (same bytes: an overwrite a put credential without the
     // If-None-Match deny can do, or a re-creation after prune): not what the office checked.
@@ -645,10 +643,10 @@ fn a_person_can_accept_a_quarantined_snapshot() {
 
 /// The row counts in a manifest are the host's claim; the office counts what the dump restores. A
 /// hacked host that claims rows its dump does not hold (to make a truncated dump look whole, or to
-/// hide that it is) gets a failed verify naming the table, and refresh stays on the last snapshot
-/// whose restore matched.
+/// hide that it is) gets a failed verify naming the table, and refresh refuses to load anything
+/// while that newer night fails.
 #[test]
-fn row_counts_a_forged_manifest_claims_fail_verify_and_refresh_keeps_the_last_verified_data() {
+fn row_counts_a_forged_manifest_claims_fail_verify_and_refresh_refuses() {
     let src = PgDb::new("claims");
     src.load(&fixture("postgres/shop.sql"));
     let dev = PgDb::named(&format!("{}_dev", src.name));
@@ -661,19 +659,13 @@ fn row_counts_a_forged_manifest_claims_fail_verify_and_refresh_keeps_the_last_ve
             dev = dev.name,
         ),
     );
-    let first = json(&s.offsite(&["--json", "push"]).expect(0))["snapshot"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let first = snapshot_id(&s.offsite(&["--json", "push"]).expect(0));
     s.offsite(&["pull"]).expect(0);
     s.offsite(&["verify"]).expect(0);
 
     // The next night the host holds one order more, but its manifest claims ten times as many.
     src.exec("INSERT INTO sales.orders (customer_id, sku, qty) SELECT customer_id, sku, qty FROM sales.orders LIMIT 1");
-    let second = json(&s.offsite(&["--json", "push"]).expect(0))["snapshot"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let second = snapshot_id(&s.offsite(&["--json", "push"]).expect(0));
     let sealed = s
         .path("store")
         .join(HOST)
