@@ -188,6 +188,7 @@ pub fn run(cli: &Cli, a: &Args) -> Result<ExitCode> {
             as_role: None,
             mask,
             load: Some(load_options(cfg.as_ref(), a.jobs)),
+            tally: None,
         };
         let n = restore_db(
             rt.handle(),

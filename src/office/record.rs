@@ -118,8 +118,21 @@ impl RestoredAs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableRows {
+    /// What the manifest says the dump holds: the pushing host's claim.
     pub expected: u64,
     pub restored: Option<u64>,
+    /// What verify itself counted in the dump as the restore read it ([`crate::sql::tally`]).
+    /// None in records from before it counted, and for a table the manifest lists but the dump
+    /// has no rows section for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_dump: Option<u64>,
+}
+
+impl TableRows {
+    /// The restore holds the rows the manifest claims, and the dump held them too (where counted).
+    pub fn ok(&self) -> bool {
+        self.restored == Some(self.expected) && self.in_dump.is_none_or(|d| d == self.expected)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

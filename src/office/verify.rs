@@ -29,6 +29,7 @@ use crate::snapshot::manifest::{DatabaseEntry, Engine};
 use crate::snapshot::trust::Origin;
 use crate::snapshot::{Manifest, SnapshotId};
 use crate::sql::ownership::Mapped;
+use crate::sql::tally::Tally;
 use crate::store::Store;
 
 pub struct VerifyOptions {
@@ -300,6 +301,7 @@ fn verify_database(
                     TableRows {
                         expected: *n,
                         restored: None,
+                        in_dump: None,
                     },
                 )
             })
@@ -332,6 +334,7 @@ fn verify_database(
         let scratch = register(&office.offsite_dir, db.engine, &server, &name)?;
         let started = Instant::now();
         let mapped = Arc::new(Mapped::default());
+        let tally = Arc::new(Tally::default());
         let target = DbTarget {
             server_url: server.url.clone(),
             password: server.password.clone(),
@@ -340,6 +343,7 @@ fn verify_database(
             as_role: Some(mapped.clone()),
             mask: None,
             load: Some(office.load_options()),
+            tally: Some(tally.clone()),
         };
         let restored = restore_db(
             rt,
@@ -359,8 +363,10 @@ fn verify_database(
             definers,
         });
         let jobs = office.office.restore_jobs;
-        let checked =
-            restored.and_then(|_| inspect(rt, db, &server, &name, &checks, jobs, &mut result));
+        let checked = restored.and_then(|_| {
+            add_dump_rows(&tally, &mut result.tables)?;
+            inspect(rt, db, &server, &name, &checks, jobs, &mut result)
+        });
         if !opts.keep_scratch {
             let dropped = drop_scratch(rt, &office.offsite_dir, &scratch, server.password.as_ref());
             // The restore's own failure is the news; a failed drop must not hide it (the next run
@@ -381,29 +387,53 @@ fn verify_database(
     if let Err(e) = outcome {
         result.error = Some(format!("{e:#}"));
     }
-    let rows_ok = result
-        .tables
-        .values()
-        .all(|t| t.restored == Some(t.expected));
-    if result.error.is_none() && !rows_ok {
+    if result.error.is_none() {
+        // After a whole read every table has its own count: one the dump lacks is as wrong as a
+        // count that differs.
         let bad: Vec<String> = result
             .tables
             .iter()
-            .filter(|(_, t)| t.restored != Some(t.expected))
-            .map(|(n, t)| {
-                format!(
-                    "{n}: dump had {}, restore has {}",
-                    t.expected,
-                    t.restored
-                        .map(|r| r.to_string())
-                        .unwrap_or_else(|| "?".into())
-                )
-            })
+            .filter(|(_, t)| !t.ok() || t.in_dump.is_none())
+            .map(|(n, t)| rows_mismatch(n, t))
             .collect();
-        result.error = Some(format!("row counts differ: {}", bad.join("; ")));
+        if !bad.is_empty() {
+            result.error = Some(format!("row counts differ: {}", bad.join("; ")));
+        }
     }
     result.ok = result.error.is_none() && result.checks.iter().all(|c| c.ok);
     result
+}
+
+/// Adds verify's own count of the dump's rows to the manifest's claims; a table the manifest does
+/// not list is expected to hold nothing, so that leaving it out of the manifest fails the check.
+fn add_dump_rows(tally: &Tally, tables: &mut BTreeMap<String, TableRows>) -> Result<()> {
+    let read = tally.rows().context(
+        "the restore ended before the whole dump was read, so its rows were not counted",
+    )?;
+    for (table, n) in read {
+        tables
+            .entry(table)
+            .or_insert(TableRows {
+                expected: 0,
+                restored: None,
+                in_dump: None,
+            })
+            .in_dump = Some(n);
+    }
+    Ok(())
+}
+
+/// `sales.orders: the manifest says 3010, the dump holds 301, the restore has 301`.
+fn rows_mismatch(table: &str, t: &TableRows) -> String {
+    let dump = match t.in_dump {
+        Some(n) => format!("the dump holds {n}"),
+        None => "the dump has no rows for it".into(),
+    };
+    let restored = t.restored.map_or_else(|| "?".into(), |n| n.to_string());
+    format!(
+        "{table}: the manifest says {}, {dump}, the restore has {restored}",
+        t.expected
+    )
 }
 
 /// Counts rows and runs the checks in the restored scratch database.
@@ -420,8 +450,14 @@ fn inspect(
     // database is dropped with FORCE, which ends the query on the server).
     rt.block_on(crate::interrupt::interruptible(async {
         // Popped from the end: the biggest tables first, so that no big count starts last.
-        let mut tables: Vec<String> = result.tables.keys().cloned().collect();
-        tables.sort_by_key(|t| result.tables.get(t).map_or(0, |r| r.expected));
+        // A table the dump has no rows for is not counted: it fails as that, not as a failed query.
+        let mut tables: Vec<(u64, String)> = result
+            .tables
+            .iter()
+            .filter_map(|(t, r)| Some((r.in_dump?, t.clone())))
+            .collect();
+        tables.sort();
+        let tables = tables.into_iter().map(|(_, t)| t).collect();
         let counted = count_rows(db.engine, server, name, tables, jobs).await?;
         for (table, n) in counted {
             if let Some(rows) = result.tables.get_mut(&table) {

@@ -25,6 +25,7 @@ use crate::pipeline::read::open_object;
 use crate::process::Child;
 use crate::snapshot::manifest::{DatabaseEntry, Engine, Manifest};
 use crate::sql::ownership::{mysql_no_definer, pg_no_owner, Mapped};
+use crate::sql::tally::{tallied, Tally};
 use crate::store::Store;
 
 use super::parallel::{self, ClientSpec, LoadOptions};
@@ -43,6 +44,9 @@ pub struct DbTarget {
     pub mask: Option<Arc<crate::mask::DbMask>>,
     /// Load over several connections ([`super::parallel`]); None or one job: a single stream.
     pub load: Option<LoadOptions>,
+    /// Count each table's rows as the client reads them ([`crate::sql::tally`]): verify's own
+    /// count, which it holds the restore and the manifest to.
+    pub tally: Option<Arc<Tally>>,
 }
 
 /// Streams the verified plaintext of a database dump into `out` (for `--stdout`).
@@ -153,6 +157,7 @@ fn replace_db(
             as_role: target.as_role.clone(),
             mask: target.mask.clone(),
             load: target.load.clone(),
+            tally: target.tally.clone(),
         };
         restore_into_new(rt, engine, reader, &fresh)
     };
@@ -197,6 +202,11 @@ fn restore_into_new(
     }
     rt.block_on(admin.create_database(&t.database))
         .with_context(|| format!("creating database {} on {}", t.database, t.server_url))?;
+    // Counted as the dump holds it, before anything rewrites it.
+    let reader: Box<dyn Read + Send> = match &t.tally {
+        Some(tally) => Box::new(tallied(engine, reader, tally.clone())),
+        None => reader,
+    };
     // Masked first: the ownership filters and the client see only masked rows.
     let reader = match &t.mask {
         Some(m) => crate::mask::stream(engine, reader, m.clone()),

@@ -19,6 +19,7 @@ pub mod filter;
 mod mysql;
 pub mod ownership;
 mod pg;
+pub mod tally;
 
 pub use mysql::{MysqlCounter, MYSQL_END_MARKER};
 pub use pg::{PgCounter, PG_END_MARKER};

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common::cli::{Run, Setup};
-use crate::common::db::{fixture, PgDb, PG_RESTORE_URL, PG_URL};
+use crate::common::db::{fixture, MyDb, PgDb, MY_RESTORE_URL, MY_URL, PG_RESTORE_URL, PG_URL};
 use crate::common::s3::{endpoint, runtime, TestBucket, LIBFAKETIME};
 use time::macros::format_description;
 use time::OffsetDateTime;
@@ -689,13 +689,26 @@ fn row_counts_a_forged_manifest_claims_fail_verify_and_refresh_refuses() {
     assert_eq!(r["ok"], false, "{r}");
     let orders = &r["databases"][0]["tables"]["sales.orders"];
     assert_eq!(
-        (orders["expected"].as_u64(), orders["restored"].as_u64()),
-        (Some(3010), Some(301))
+        (
+            orders["expected"].as_u64(),
+            orders["in_dump"].as_u64(),
+            orders["restored"].as_u64()
+        ),
+        (Some(3010), Some(301), Some(301))
     );
     let error = r["databases"][0]["error"].as_str().unwrap_or_default();
     assert!(
-        error.contains("row counts differ") && error.contains("sales.orders"),
+        error.contains(
+            "sales.orders: the manifest says 3010, the dump holds 301, the restore has 301"
+        ),
         "{r}"
+    );
+    // The report shows the claim and, beside it, what the dump held.
+    s.offsite(&["report"]).expect(1);
+    let html = std::fs::read_to_string(s.path("offsite/reports/report.html")).expect("report");
+    assert!(
+        html.contains("(dump: 301)"),
+        "the report hides the office's count"
     );
 
     // refresh does not load the forged night, nor fall back quietly past it: it refuses, names
@@ -714,5 +727,76 @@ fn row_counts_a_forged_manifest_claims_fail_verify_and_refresh_refuses() {
         let record: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&path).expect("verify record")).expect("JSON");
         assert_eq!(record["ok"], ok, "{record}");
+    }
+}
+
+/// A manifest that leaves tables out claims nothing about them, so "the restore holds what the
+/// manifest claims" would hold of any restore. verify counts the rows itself as the dump streams
+/// into the scratch database: a MariaDB snapshot whose re-sealed manifest lists no tables fails,
+/// naming every table the dump loads, while the honest night before it passes with the office's
+/// count equal to the host's.
+#[test]
+fn row_counts_a_manifest_that_lists_no_tables_fails_verify_on_the_dumps_own_count() {
+    let src = MyDb::new("omits");
+    src.load(&fixture("mysql/shop.sql"));
+    let s = Setup::new(HOST);
+    s.write(
+        "config.yaml",
+        &format!(
+            "host: {HOST}\nstore: {{ local: store }}\nstate_dir: state\nencryption: {{ recipients: [keys/office.cert.asc], signing_key: keys/{HOST}.secret.asc }}\nmysql: [{{ url: '{MY_URL}', databases: [{db}] }}]\noffice:\n  offsite_dir: offsite\n  decryption_key: keys/office.secret.asc\n  hosts: {{ {HOST}: keys/{HOST}.cert.asc }}\n  scratch: {{ mysql: '{MY_RESTORE_URL}' }}\n",
+            db = src.name,
+        ),
+    );
+    // The fixture's MyISAM table is a warning (exit 3), not a failure.
+    let first = snapshot_id(&s.offsite(&["--json", "push"]).expect(3));
+    s.offsite(&["pull"]).expect(0);
+    let v = json(&s.offsite(&["--json", "verify"]).expect(0));
+    let honest = v[0]["Ok"].clone();
+    assert_eq!(honest["snapshot"], first.as_str(), "{v}");
+    let second = snapshot_id(&s.offsite(&["--json", "push"]).expect(3));
+    let sealed = s
+        .path("store")
+        .join(HOST)
+        .join(&second)
+        .join("manifest.json.pgp");
+    let mut claimed = serde_json::Value::Null;
+    let forged = manifest_edited(&s, &sealed, |m| {
+        claimed = m["databases"][0]["tables"].take();
+        m["databases"][0]["tables"] = serde_json::json!({});
+    });
+    let claimed = claimed.as_object().cloned().unwrap_or_default();
+    assert!(claimed.len() >= 3, "the host's own manifest: {claimed:?}");
+    seal_as(&s, HOST, &forged, &sealed);
+    s.offsite(&["pull"]).expect(0);
+
+    let v = json(&s.offsite(&["--json", "verify"]).expect(1));
+    let forged = v[0]["Ok"].clone();
+    assert_eq!(forged["snapshot"], second.as_str(), "{v}");
+    assert_eq!(forged["ok"], false, "{forged}");
+    let db = &forged["databases"][0];
+    let error = db["error"].as_str().unwrap_or_default();
+    assert!(error.contains("row counts differ"), "{forged}");
+    for (table, rows) in &claimed {
+        let (honest_rows, forged_rows) = (
+            &honest["databases"][0]["tables"][table],
+            &db["tables"][table],
+        );
+        // The office's count is the host's honest one, and the restore holds it.
+        assert_eq!(honest_rows["in_dump"], *rows, "{honest}");
+        assert_eq!(honest_rows["restored"], *rows, "{honest}");
+        assert_eq!(
+            (&forged_rows["expected"], &forged_rows["in_dump"]),
+            (&serde_json::json!(0), rows),
+            "{forged}"
+        );
+        // Leaving out an empty table claims nothing false.
+        if rows.as_u64() != Some(0) {
+            assert!(
+                error.contains(&format!(
+                    "{table}: the manifest says 0, the dump holds {rows}"
+                )),
+                "{table} is not named: {error}"
+            );
+        }
     }
 }

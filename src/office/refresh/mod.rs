@@ -302,6 +302,7 @@ fn run(
             as_role: Some(mapped.clone()),
             mask: mask.clone(),
             load: Some(office.load_options()),
+            tally: None,
         };
         restore_db(
             rt,

@@ -442,7 +442,8 @@ fn database(d: &DatabaseResult, prev: Option<&DatabaseResult>) -> DatabaseReport
                     name: name.clone(),
                     expected: rows.expected,
                     restored: rows.restored,
-                    ok: rows.restored == Some(rows.expected),
+                    in_dump: rows.in_dump,
+                    ok: rows.ok(),
                     previous,
                     delta_rows: previous.map(|p| delta(p, rows.expected)),
                 }

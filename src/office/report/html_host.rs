@@ -222,13 +222,21 @@ fn tables(o: &mut String, d: &DatabaseReport) {
             }
             _ => DASH.into(),
         };
+        // The manifest's claim, and beside it what verify counted in the dump when that differs.
+        let expected = match t.in_dump {
+            Some(d) if d != t.expected => format!(
+                "{} <span class=\"bad\">(dump: {})</span>",
+                esc(&grouped(t.expected)),
+                esc(&grouped(d))
+            ),
+            _ => esc(&grouped(t.expected)),
+        };
         let _ = write!(
             o,
-            "<tr class=\"{}\"><td><code>{}</code></td><td class=\"num\">{}</td><td class=\"num\">{restored}</td>\
+            "<tr class=\"{}\"><td><code>{}</code></td><td class=\"num\">{expected}</td><td class=\"num\">{restored}</td>\
              <td class=\"num\">{}</td><td class=\"num\">{delta}</td></tr>",
             if t.ok { "" } else { "failrow" },
             esc(&t.name),
-            esc(&grouped(t.expected)),
             t.previous.map_or_else(|| DASH.into(), |p| esc(&grouped(p))),
         );
     }

@@ -202,6 +202,10 @@ pub struct TableReport {
     pub expected: u64,
     /// Rows found after the restore; `null` when the restore did not get that far.
     pub restored: Option<u64>,
+    /// Rows verify counted in the dump as it restored it; `null` when it did not read the whole
+    /// dump, or the dump has no rows for the table.
+    #[serde(default)]
+    pub in_dump: Option<u64>,
     pub ok: bool,
     /// Rows the previous snapshot's manifest recorded for this table.
     pub previous: Option<u64>,

@@ -121,6 +121,7 @@ pub fn db(source: &str, plain_bytes: u64, tables: &[(&str, u64)]) -> DatabaseRes
                     TableRows {
                         expected: *n,
                         restored: Some(*n),
+                        in_dump: Some(*n),
                     },
                 )
             })

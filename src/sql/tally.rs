@@ -1,0 +1,119 @@
+//! The office's own count of each table's rows, read off the dump as it streams into the restore.
+//!
+//! The manifest's row counts come from the host that pushed the snapshot, and a hacked host signs
+//! whatever manifest it likes: one that lists no tables at all would make "the restore has the rows
+//! the manifest claims" true of any restore. So verify counts with the same lexers push uses
+//! ([`PgCounter`], [`MysqlCounter`]), on the bytes the restore client reads, and holds the restore to
+//! that count and the manifest to it too. The lexers follow the clients' rules, so a COPY row or an
+//! INSERT tuple counts exactly where psql or mariadb would load it.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::sync::{Arc, Mutex};
+
+use super::{MysqlCounter, PgCounter};
+use crate::snapshot::manifest::Engine;
+
+/// Rows per table, keyed as the manifest keys them; set once the whole dump was read.
+#[derive(Debug, Default)]
+pub struct Tally(Mutex<Option<BTreeMap<String, u64>>>);
+
+impl Tally {
+    /// The counts, or None when the dump was not read to its end.
+    pub fn rows(&self) -> Option<BTreeMap<String, u64>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+enum Lexer {
+    Pg(Box<PgCounter>),
+    My(Box<MysqlCounter>),
+}
+
+/// `inner`, unchanged, counted into `tally`. At its end a stream that cannot be a whole dump (it
+/// ends inside COPY data, or holds structure the client would read differently) is a read error,
+/// so the restore fails rather than count what it cannot.
+pub fn tallied<R: Read>(engine: Engine, inner: R, tally: Arc<Tally>) -> Tallied<R> {
+    let lex = match engine {
+        Engine::Postgres => Lexer::Pg(Box::default()),
+        Engine::Mysql => Lexer::My(Box::default()),
+    };
+    Tallied {
+        inner,
+        lex: Some(lex),
+        tally,
+    }
+}
+
+pub struct Tallied<R> {
+    inner: R,
+    /// None once the end was counted.
+    lex: Option<Lexer>,
+    tally: Arc<Tally>,
+}
+
+impl<R: Read> Read for Tallied<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let rows = match (&mut self.lex, n) {
+            (None, _) => return Ok(n),
+            (Some(Lexer::Pg(l)), 0) => l.finish().map(|()| std::mem::take(&mut l.tables)),
+            (Some(Lexer::My(l)), 0) => l.finish().map(|()| std::mem::take(&mut l.tables)),
+            (Some(Lexer::Pg(l)), n) => {
+                l.feed(&buf[..n]);
+                return Ok(n);
+            }
+            (Some(Lexer::My(l)), n) => {
+                l.feed(&buf[..n]);
+                return Ok(n);
+            }
+        };
+        self.lex = None;
+        *self.tally.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(rows.map_err(invalid)?);
+        Ok(0)
+    }
+}
+
+fn invalid(e: anyhow::Error) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("the dump cannot be counted: {e:#}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(engine: Engine, dump: &str) -> io::Result<Option<BTreeMap<String, u64>>> {
+        let tally = Arc::new(Tally::default());
+        let mut out = Vec::new();
+        tallied(engine, dump.as_bytes(), tally.clone()).read_to_end(&mut out)?;
+        assert_eq!(out, dump.as_bytes(), "the stream goes through unchanged");
+        Ok(tally.rows())
+    }
+
+    #[test]
+    fn rows_are_counted_where_the_client_loads_them() {
+        let pg = "CREATE TABLE public.t (a text);\nCOPY public.t (a) FROM stdin;\nx\n\\.\nSELECT '\nCOPY public.u (a) FROM stdin;\ny\n\\.\n';\nCOPY public.t (a) FROM stdin;\nz\n\\.\n-- PostgreSQL database dump complete\n";
+        let got = count(Engine::Postgres, pg).unwrap().unwrap();
+        // The COPY inside a string literal is text to psql, not a table's rows.
+        assert_eq!(got, BTreeMap::from([("public.t".to_string(), 2)]));
+        let my = "--\n-- Dumping data for table `t`\n--\n\nINSERT INTO `t` VALUES (1,'(x)'),(2,'y');\nINSERT INTO `t` VALUES (3);\n\n--\n-- Dumping data for table `u`\n--\n\n-- Dump completed on 2026-01-01  1:00:00\n";
+        let got = count(Engine::Mysql, my).unwrap().unwrap();
+        let want = BTreeMap::from([("t".to_string(), 3), ("u".to_string(), 0)]);
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_dump_that_ends_inside_copy_data_is_a_read_error_and_counts_nothing() {
+        let tally = Arc::new(Tally::default());
+        let dump = "COPY public.t (a) FROM stdin;\nx\n";
+        let err = tallied(Engine::Postgres, dump.as_bytes(), tally.clone())
+            .read_to_end(&mut Vec::new())
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("public.t"), "{err}");
+        assert_eq!(tally.rows(), None);
+    }
+}
