@@ -46,8 +46,8 @@ pub struct Shared {
 impl Shared {
     pub fn new(budget: Arc<Budget>) -> Self {
         Self {
+            sched: Sched::new(budget.clone()),
             budget,
-            sched: Sched::default(),
             session: Mutex::new(Vec::new()),
             nonce: format!("{:032x}", rand::random::<u128>()),
             pids: Mutex::new(Vec::new()),

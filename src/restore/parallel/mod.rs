@@ -223,9 +223,10 @@ pub fn load(
     }
     let n = read?;
     tracing::info!(
-        "loaded {} of SQL over {} connections: {units} units, {parallel} of them beside others; read-ahead spooled to disk: at most {}",
+        "loaded {} of SQL over {} connections: {units} units, {parallel} of them beside others; read-ahead spooled to disk: {} in all, at most {} at once",
         crate::config::human(n),
         opts.jobs,
+        crate::config::human(budget.disk_total.load(Ordering::Relaxed)),
         crate::config::human(budget.disk_peak.load(Ordering::Relaxed))
     );
     Ok(n)

@@ -13,7 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-use super::spool::Spool;
+use super::spool::{Budget, Spool};
 
 /// One unit of work.
 pub struct Unit {
@@ -72,9 +72,18 @@ struct State {
 pub struct Sched {
     state: Mutex<State>,
     changed: Condvar,
+    /// Told when a connection waits for a unit to start ([`Budget::hungry`]).
+    budget: Option<Arc<Budget>>,
 }
 
 impl Sched {
+    pub fn new(budget: Arc<Budget>) -> Self {
+        Self {
+            budget: Some(budget),
+            ..Self::default()
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -110,6 +119,7 @@ impl Sched {
     /// load failed).
     pub fn next(&self, conn: usize) -> Option<Arc<Unit>> {
         let mut s = self.lock();
+        let mut hunger = None;
         loop {
             if s.failed {
                 return None;
@@ -123,6 +133,9 @@ impl Sched {
             }
             if s.closed && s.queue.iter().all(|e| e.started) {
                 return None;
+            }
+            if hunger.is_none() {
+                hunger = self.budget.as_deref().map(Budget::hungry);
             }
             s = self.changed.wait(s).unwrap_or_else(|p| p.into_inner());
         }

@@ -7,6 +7,12 @@
 //! (zstd level 1, fast) into one file per chunk in a private directory, up to the spool limit;
 //! past that the reader waits for the loads. A chunk's file is removed as soon as it is loaded, and
 //! the directory when the restore ends, whatever way it ends.
+//!
+//! Disk is only worth its cost (compressing, writing, reading back, decompressing: a tenth of the
+//! client's CPU on a 2-core office) while a connection waits for work the reader has not reached.
+//! So with memory full the reader goes on to disk only while some connection is *hungry*; while
+//! every connection is busy it waits for them instead, and a chunk a connection is already waiting
+//! for goes to it through memory.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -28,8 +34,9 @@ pub struct Budget {
     state: Mutex<Usage>,
     freed: Condvar,
     next_file: AtomicU64,
-    /// The most that was on disk at once, for the log.
+    /// The most that was on disk at once, and all that went there, for the log.
     pub disk_peak: AtomicU64,
+    pub disk_total: AtomicU64,
 }
 
 #[derive(Default)]
@@ -37,6 +44,8 @@ struct Usage {
     mem: u64,
     disk: u64,
     failed: bool,
+    /// Connections waiting for work: for a unit to start, or for the next chunk of theirs.
+    hungry: usize,
 }
 
 impl Budget {
@@ -49,6 +58,7 @@ impl Budget {
             freed: Condvar::new(),
             next_file: AtomicU64::new(0),
             disk_peak: AtomicU64::new(0),
+            disk_total: AtomicU64::new(0),
         }
     }
 
@@ -62,15 +72,34 @@ impl Budget {
         self.freed.notify_all();
     }
 
-    /// Turns `data` into a chunk: in memory while there is room, else on disk, waiting for room
-    /// there when the spool limit is reached.
-    fn store(&self, data: Vec<u8>) -> Result<Chunk> {
+    /// A connection waits for work until the guard is dropped.
+    pub fn hungry(&self) -> Hunger<'_> {
+        self.lock().hungry += 1;
+        self.freed.notify_all();
+        Hunger(self)
+    }
+
+    /// Turns `data` into a chunk: in memory while there is room (or when a connection `waits` for
+    /// it), else on disk once a connection is hungry, waiting for room there when the spool limit
+    /// is reached.
+    fn store(&self, data: Vec<u8>, waited: bool) -> Result<Chunk> {
         let len = data.len() as u64;
         {
             let mut u = self.lock();
-            if u.mem + len <= self.mem_limit {
-                u.mem += len;
-                return Ok(Chunk::Mem(data));
+            loop {
+                // A chunk a connection waits for is taken at once: memory over the limit by at
+                // most one chunk per connection.
+                if waited || u.mem + len <= self.mem_limit {
+                    u.mem += len;
+                    return Ok(Chunk::Mem(data));
+                }
+                if u.failed {
+                    return Err(anyhow!("the restore failed"));
+                }
+                if u.hungry > 0 {
+                    break;
+                }
+                u = self.freed.wait(u).unwrap_or_else(|p| p.into_inner());
             }
         }
         let packed = zstd::bulk::compress(&data, 1).context("compressing a spool chunk")?;
@@ -86,6 +115,7 @@ impl Budget {
             }
             u.disk += size;
             self.disk_peak.fetch_max(u.disk, Ordering::Relaxed);
+            self.disk_total.fetch_add(size, Ordering::Relaxed);
         }
         let n = self.next_file.fetch_add(1, Ordering::Relaxed);
         let path = self.dir.join(format!("{n:08}.zst"));
@@ -112,6 +142,15 @@ impl Budget {
     }
 }
 
+/// See [`Budget::hungry`].
+pub struct Hunger<'a>(&'a Budget);
+
+impl Drop for Hunger<'_> {
+    fn drop(&mut self) {
+        self.0.lock().hungry -= 1;
+    }
+}
+
 enum Chunk {
     Mem(Vec<u8>),
     Disk { path: PathBuf, size: u64, len: u64 },
@@ -129,6 +168,8 @@ struct SpoolState {
     chunks: VecDeque<Chunk>,
     closed: bool,
     failed: bool,
+    /// Its connection waits for the next chunk.
+    waiting: bool,
 }
 
 impl Spool {
@@ -149,7 +190,8 @@ impl Spool {
         if data.is_empty() {
             return Ok(());
         }
-        let chunk = self.budget.store(data)?;
+        let waited = self.lock().waiting;
+        let chunk = self.budget.store(data, waited)?;
         self.lock().chunks.push_back(chunk);
         self.more.notify_all();
         Ok(())
@@ -171,18 +213,25 @@ impl Spool {
     pub fn next(&self) -> Result<Option<Vec<u8>>> {
         let chunk = {
             let mut s = self.lock();
-            loop {
+            let mut hunger = None;
+            let chunk = loop {
                 if s.failed {
+                    s.waiting = false;
                     return Err(anyhow!("the restore failed"));
                 }
                 if let Some(c) = s.chunks.pop_front() {
                     break c;
                 }
                 if s.closed {
+                    s.waiting = false;
                     return Ok(None);
                 }
+                s.waiting = true;
+                hunger.get_or_insert_with(|| self.budget.hungry());
                 s = self.more.wait(s).unwrap_or_else(|p| p.into_inner());
-            }
+            };
+            s.waiting = false;
+            chunk
         };
         match chunk {
             Chunk::Mem(v) => {
@@ -227,8 +276,10 @@ mod tests {
     #[test]
     fn chunks_come_back_in_order_from_memory_and_disk() {
         let dir = tempfile::tempdir().unwrap();
-        // 3 bytes of memory: the first chunk stays there, the others go to disk.
+        // 3 bytes of memory: the first chunk stays there, the others go to disk, since a
+        // connection waits for work.
         let budget = Arc::new(Budget::new(dir.path().to_path_buf(), 3, 1 << 20));
+        let hunger = budget.hungry();
         let spool = Spool::new(budget.clone());
         spool.push(b"abc".to_vec()).unwrap();
         spool.push(b"defg".to_vec()).unwrap();
@@ -240,8 +291,59 @@ mod tests {
         assert_eq!(spool.next().unwrap().unwrap(), vec![7u8; 10_000]);
         assert!(spool.next().unwrap().is_none());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        drop(hunger);
         let u = budget.lock();
-        assert_eq!((u.mem, u.disk), (0, 0));
+        assert_eq!((u.mem, u.disk, u.hungry), (0, 0, 0));
+        let (total, peak) = (
+            budget.disk_total.load(Ordering::Relaxed),
+            budget.disk_peak.load(Ordering::Relaxed),
+        );
+        assert!(peak > 0 && total >= peak, "{total} {peak}");
+    }
+
+    #[test]
+    fn with_memory_full_the_reader_waits_for_busy_connections_and_spools_for_a_hungry_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let budget = Arc::new(Budget::new(dir.path().to_path_buf(), 4, 1 << 20));
+        let (a, b) = (
+            Arc::new(Spool::new(budget.clone())),
+            Arc::new(Spool::new(budget.clone())),
+        );
+        a.push(b"full".to_vec()).unwrap();
+        // Every connection is busy: the next chunk waits in the reader, not on disk.
+        let reader = {
+            let b = b.clone();
+            std::thread::spawn(move || b.push(b"next".to_vec()))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(
+            !reader.is_finished(),
+            "the reader went on while every connection was busy"
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // A connection takes a chunk: room in memory, and nothing went to disk.
+        assert_eq!(a.next().unwrap().unwrap(), b"full");
+        reader.join().unwrap().unwrap();
+        assert_eq!(budget.disk_total.load(Ordering::Relaxed), 0);
+        // Memory full again, and a connection waits for a unit the reader has not reached: the
+        // reader spools ahead to disk.
+        let hunger = budget.hungry();
+        b.push(b"more".to_vec()).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        drop(hunger);
+        // A chunk a connection already waits for goes to it through memory, even when full.
+        let waiter = {
+            let a = a.clone();
+            std::thread::spawn(move || a.next().unwrap().unwrap())
+        };
+        while !a.lock().waiting {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        a.push(b"wait".to_vec()).unwrap();
+        assert_eq!(waiter.join().unwrap(), b"wait");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        assert_eq!(b.next().unwrap().unwrap(), b"next");
+        assert_eq!(b.next().unwrap().unwrap(), b"more");
     }
 
     #[test]
@@ -272,6 +374,7 @@ mod tests {
     fn a_failure_wakes_both_sides() {
         let dir = tempfile::tempdir().unwrap();
         let budget = Arc::new(Budget::new(dir.path().to_path_buf(), 0, 1));
+        let _hunger = budget.hungry();
         let spool = Arc::new(Spool::new(budget.clone()));
         spool.push(vec![1; 100]).unwrap();
         let blocked = {
@@ -281,7 +384,7 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(50));
         budget.fail();
         assert!(blocked.join().unwrap().is_err());
-        let empty = Spool::new(budget);
+        let empty = Spool::new(budget.clone());
         empty.fail();
         assert!(empty.next().is_err());
     }
