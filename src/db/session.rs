@@ -92,8 +92,21 @@ impl Session {
                 let quoted = quote::pg_qualified(table).with_context(|| {
                     format!("the dump names a table {table:?}, which is not a table name pg_dump writes")
                 })?;
+                // The table's own rows, as its COPY block holds them: pg_dump copies an
+                // inheritance parent's rows apart from its children's. A partitioned table holds
+                // none itself, so it is counted whole (a dump made with
+                // --load-via-partition-root copies every partition's rows into it).
+                let partitioned: bool = c
+                    .query_one(
+                        "SELECT relkind = 'p' FROM pg_class WHERE oid = $1::text::regclass",
+                        &[&quoted],
+                    )
+                    .await
+                    .with_context(|| format!("finding table {table}"))?
+                    .get(0);
+                let only = if partitioned { "" } else { "ONLY " };
                 let n: i64 = c
-                    .query_one(&format!("SELECT count(*) FROM {quoted}"), &[])
+                    .query_one(&format!("SELECT count(*) FROM {only}{quoted}"), &[])
                     .await
                     .with_context(|| format!("counting rows of {table}"))?
                     .get(0);

@@ -394,7 +394,7 @@ fn verify_database(
             .tables
             .iter()
             .filter(|(_, t)| !t.ok() || t.in_dump.is_none())
-            .map(|(n, t)| rows_mismatch(n, t))
+            .map(|(n, t)| rows_mismatch(n, t, db.tables.contains_key(n)))
             .collect();
         if !bad.is_empty() {
             result.error = Some(format!("row counts differ: {}", bad.join("; ")));
@@ -424,16 +424,20 @@ fn add_dump_rows(tally: &Tally, tables: &mut BTreeMap<String, TableRows>) -> Res
 }
 
 /// `sales.orders: the manifest says 3010, the dump holds 301, the restore has 301`.
-fn rows_mismatch(table: &str, t: &TableRows) -> String {
+fn rows_mismatch(table: &str, t: &TableRows, listed: bool) -> String {
+    let claim = if listed {
+        format!("the manifest says {}", t.expected)
+    } else {
+        "the manifest does not list it".into()
+    };
     let dump = match t.in_dump {
         Some(n) => format!("the dump holds {n}"),
         None => "the dump has no rows for it".into(),
     };
-    let restored = t.restored.map_or_else(|| "?".into(), |n| n.to_string());
-    format!(
-        "{table}: the manifest says {}, {dump}, the restore has {restored}",
-        t.expected
-    )
+    let restored = t
+        .restored
+        .map_or_else(|| "not counted".into(), |n| format!("the restore has {n}"));
+    format!("{table}: {claim}, {dump}, {restored}")
 }
 
 /// Counts rows and runs the checks in the restored scratch database.

@@ -21,8 +21,24 @@ pub mod ownership;
 mod pg;
 pub mod tally;
 
+use std::collections::BTreeMap;
+
 pub use mysql::{MysqlCounter, MYSQL_END_MARKER};
 pub use pg::{PgCounter, PG_END_MARKER};
+
+/// What one table costs in a counter's map beyond its name, for [`PgCounter::names_bytes`] and
+/// [`MysqlCounter::names_bytes`]: about what a `BTreeMap` entry takes.
+const ENTRY_COST: u64 = 32;
+
+/// Adds `rows` to `key`'s count, charging a table seen for the first time to `names_bytes`.
+fn add_rows(tables: &mut BTreeMap<String, u64>, names_bytes: &mut u64, key: String, rows: u64) {
+    let cost = key.len() as u64 + ENTRY_COST;
+    let n = tables.entry(key).or_insert_with(|| {
+        *names_bytes += cost;
+        0
+    });
+    *n += rows;
+}
 
 #[cfg(test)]
 mod tests;

@@ -133,6 +133,8 @@ struct Section {
 pub struct MysqlCounter {
     /// Rows per table (the table's name unquoted), every data section listed, empty ones as 0.
     pub tables: BTreeMap<String, u64>,
+    /// What `tables` holds, in bytes ([`crate::sql::PgCounter::names_bytes`]).
+    pub names_bytes: u64,
     /// The end marker is the last meaningful line so far.
     pub end_marker: bool,
     st: My,
@@ -187,6 +189,7 @@ impl MysqlCounter {
     pub fn new() -> Self {
         Self {
             tables: BTreeMap::new(),
+            names_bytes: 0,
             end_marker: false,
             st: My::Normal,
             delim: 1,
@@ -892,7 +895,7 @@ impl MysqlCounter {
                     Ok(k) => k,
                     Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
                 };
-                *self.tables.entry(key).or_insert(0) += s.rows;
+                super::add_rows(&mut self.tables, &mut self.names_bytes, key, s.rows);
             }
         }
     }

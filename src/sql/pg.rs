@@ -12,6 +12,9 @@ pub const PG_END_MARKER: &[u8] = b"-- PostgreSQL database dump complete";
 /// A statement's first bytes kept: a COPY header with its column list (1600 columns of up to 63
 /// bytes, quoted, as masking needs them) or a SET fits.
 const PG_HEAD_KEEP: usize = 256 * 1024;
+/// The longest `schema.table` pg_dump can write: two identifiers of at most 63 bytes, each quoted
+/// with every byte a doubled quote at worst, and the dot.
+const PG_COPY_NAME_MAX: usize = 2 * (2 * 63 + 2) + 1;
 /// Enough of a statement's last bytes to see ` FROM stdin` before its `;`.
 const PG_TAIL_KEEP: usize = 16;
 /// A comment or psql meta-command line is only ever compared with short texts.
@@ -81,6 +84,9 @@ enum Tok {
 pub struct PgCounter {
     /// Rows per table, keyed by the table's name as pg_dump quoted it in the COPY header.
     pub tables: BTreeMap<String, u64>,
+    /// What `tables` holds, in bytes (names plus a fixed cost per table): the office bounds it,
+    /// since a hostile dump can name a new table every few dozen bytes.
+    pub names_bytes: u64,
     /// The end marker is the last meaningful line so far.
     pub end_marker: bool,
     st: Pg,
@@ -146,6 +152,7 @@ impl PgCounter {
     pub fn new() -> Self {
         Self {
             tables: BTreeMap::new(),
+            names_bytes: 0,
             end_marker: false,
             st: Pg::Normal,
             tok: Tok::None,
@@ -700,6 +707,15 @@ impl PgCounter {
                 });
             }
             self.pending_copy = Some(match pg_copy_table(&head[5..]) {
+                Some(name) if name.len() > PG_COPY_NAME_MAX => {
+                    self.error.get_or_insert_with(|| {
+                        format!(
+                            "a COPY header names a table of {} bytes, longer than PostgreSQL allows",
+                            name.len()
+                        )
+                    });
+                    None
+                }
                 Some(name) => {
                     self.pending_columns =
                         pg_copy_columns(&head[5 + name.len()..]).unwrap_or_default();
@@ -763,7 +779,7 @@ impl PgCounter {
 
     fn copy_done(&mut self) {
         if let Some(t) = self.copy_table.take() {
-            *self.tables.entry(t).or_insert(0) += self.copy_rows;
+            super::add_rows(&mut self.tables, &mut self.names_bytes, t, self.copy_rows);
         }
         self.copy_rows = 0;
         self.st = Pg::Normal;

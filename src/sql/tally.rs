@@ -12,6 +12,7 @@ use std::io::{self, Read};
 use std::sync::{Arc, Mutex};
 
 use super::{MysqlCounter, PgCounter};
+use crate::snapshot::list::MAX_MANIFEST_BYTES;
 use crate::snapshot::manifest::Engine;
 
 /// Rows per table, keyed as the manifest keys them; set once the whole dump was read.
@@ -42,6 +43,7 @@ pub fn tallied<R: Read>(engine: Engine, inner: R, tally: Arc<Tally>) -> Tallied<
         inner,
         lex: Some(lex),
         tally,
+        limit: MAX_MANIFEST_BYTES,
     }
 }
 
@@ -50,28 +52,49 @@ pub struct Tallied<R> {
     /// None once the end was counted.
     lex: Option<Lexer>,
     tally: Arc<Tally>,
+    /// The most the table names may take ([`bounded`]).
+    limit: u64,
 }
 
 impl<R: Read> Read for Tallied<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
+        if n == 0 && buf.is_empty() {
+            return Ok(0);
+        }
         let rows = match (&mut self.lex, n) {
             (None, _) => return Ok(n),
             (Some(Lexer::Pg(l)), 0) => l.finish().map(|()| std::mem::take(&mut l.tables)),
             (Some(Lexer::My(l)), 0) => l.finish().map(|()| std::mem::take(&mut l.tables)),
             (Some(Lexer::Pg(l)), n) => {
                 l.feed(&buf[..n]);
-                return Ok(n);
+                return bounded(l.names_bytes, self.limit).map(|()| n);
             }
             (Some(Lexer::My(l)), n) => {
                 l.feed(&buf[..n]);
-                return Ok(n);
+                return bounded(l.names_bytes, self.limit).map(|()| n);
             }
         };
         self.lex = None;
         *self.tally.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(rows.map_err(invalid)?);
         Ok(0)
     }
+}
+
+/// Every table the dump loads must be in the manifest, which the office reads only up to
+/// [`MAX_MANIFEST_BYTES`]: a dump naming more than that can never verify, and counting on would
+/// let its names fill the office's memory.
+fn bounded(names_bytes: u64, limit: u64) -> io::Result<()> {
+    if names_bytes > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "the dump cannot be counted: it names more tables than a manifest of {} can list",
+                crate::config::human(limit)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn invalid(e: anyhow::Error) -> io::Error {
@@ -103,6 +126,34 @@ mod tests {
         let got = count(Engine::Mysql, my).unwrap().unwrap();
         let want = BTreeMap::from([("t".to_string(), 3), ("u".to_string(), 0)]);
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_dump_naming_more_tables_than_a_manifest_can_list_stops_being_counted() {
+        // Empty data sections cost a hostile host 40 bytes each and the server nothing.
+        struct Sections(u64);
+        impl Read for Sections {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let s = format!("--\n-- Dumping data for table `t{}`\n--\n\n", self.0);
+                self.0 += 1;
+                buf[..s.len()].copy_from_slice(s.as_bytes());
+                Ok(s.len())
+            }
+        }
+        let tally = Arc::new(Tally::default());
+        let mut r = tallied(Engine::Mysql, Sections(0), tally.clone());
+        r.limit = 64 * 1024;
+        let mut buf = [0u8; 256];
+        let err = loop {
+            if let Err(e) = r.read(&mut buf) {
+                break e;
+            }
+        };
+        assert!(
+            err.to_string().contains("more tables than a manifest"),
+            "{err}"
+        );
+        assert_eq!(tally.rows(), None);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! database a single stream gives, and a failure on one connection fails the whole restore.
 
 use crate::common::cli::Setup;
-use crate::common::db::{fixture, MyDb, PgDb, MY_URL, PG_URL};
+use crate::common::db::{fixture, MyDb, PgDb, MY_RESTORE_URL, MY_URL, PG_RESTORE_URL, PG_URL};
 
 fn restore(
     s: &Setup,
@@ -229,4 +229,55 @@ fn mariadb_a_failure_on_one_connection_fails_the_restore_and_leaves_nothing() {
     );
     assert!(!into.exists(), "the half-restored database is dropped");
     assert!(spool_leftovers(&tmp).is_empty(), "the spool is removed");
+}
+
+/// verify holds every table to the rows its dump holds, counted by the office itself, on the
+/// awkward fixtures too: an inheritance parent's rows are its own (its COPY block leaves its
+/// children's out), partitions count as pg_dump copies them, and nothing an honest dump loads
+/// makes verify fail.
+#[test]
+fn the_awkward_fixtures_verify_with_every_table_counted_as_its_dump_holds_it() {
+    let pg = PgDb::new("awkverify");
+    pg.load(&fixture("postgres/parallel.sql"));
+    let my = MyDb::new("awkverify");
+    allow_big_rows(&my);
+    my.load(&fixture("mysql/parallel.sql"));
+    let s = Setup::new("awk");
+    s.write(
+        "config.yaml",
+        &format!(
+            "host: awk\nstore: {{ local: store }}\nstate_dir: state\nencryption: {{ recipients: [keys/office.cert.asc], signing_key: keys/awk.secret.asc }}\npostgres: [{{ url: '{PG_URL}', databases: [{pg}] }}]\nmysql: [{{ url: '{MY_URL}', databases: [{my}] }}]\noffice:\n  offsite_dir: offsite\n  decryption_key: keys/office.secret.asc\n  hosts: {{ awk: keys/awk.cert.asc }}\n  scratch: {{ postgres: '{PG_RESTORE_URL}', mysql: '{MY_RESTORE_URL}' }}\n  restore_jobs: 3\n",
+            pg = pg.name,
+            my = my.name,
+        ),
+    );
+    let pushed = s.offsite(&["push"]);
+    assert!(matches!(pushed.code, 0 | 3), "push: {}", pushed.stderr);
+    s.offsite(&["pull"]).expect(0);
+    let run = s.offsite(&["--json", "verify"]).expect(0);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).expect("verify --json");
+    let databases = v[0]["Ok"]["databases"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(databases.len(), 2, "{v}");
+    for db in &databases {
+        let tables = db["tables"].as_object().cloned().unwrap_or_default();
+        assert!(tables.len() > 10, "{db}");
+        for (name, t) in &tables {
+            assert!(
+                t["in_dump"].is_u64()
+                    && t["in_dump"] == t["restored"]
+                    && t["in_dump"] == t["expected"],
+                "{name}: {t}"
+            );
+        }
+    }
+    // The parent's own two rows; its child holds the other two.
+    let pg_tables = &databases
+        .iter()
+        .find(|d| d["engine"] == "postgres")
+        .unwrap_or_else(|| panic!("no postgres result: {v}"))["tables"];
+    assert_eq!(pg_tables["public.animals"]["restored"], 2, "{pg_tables}");
+    assert_eq!(pg_tables["public.dogs"]["restored"], 2, "{pg_tables}");
 }

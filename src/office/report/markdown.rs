@@ -224,7 +224,13 @@ fn host(o: &mut String, h: &HostReport) {
                     o,
                     &[
                         code(&t.name),
-                        grouped(t.expected),
+                        // The office's own count beside the host's claim, where they differ.
+                        match t.in_dump {
+                            Some(d) if d != t.expected => {
+                                format!("{} (dump: **{}**)", grouped(t.expected), grouped(d))
+                            }
+                            _ => grouped(t.expected),
+                        },
                         restored,
                         t.previous.map(grouped).unwrap_or_else(|| "\u{2013}".into()),
                         t.delta_rows

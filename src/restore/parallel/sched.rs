@@ -129,12 +129,17 @@ impl Sched {
                 e.started = true;
                 let unit = e.unit.clone();
                 s.running.push((unit.seq, unit.keys.clone(), unit.shared));
+                drop(s);
+                // Another waiting connection may now have read everything ahead: it is hungry.
+                self.changed.notify_all();
                 return Some(unit);
             }
             if s.closed && s.queue.iter().all(|e| e.started) {
                 return None;
             }
-            if hunger.is_none() {
+            // Hungry only for what the reader has not reached: a unit that waits for a running
+            // one (a barrier, a table in use) is already here, and reading on would only spool.
+            if hunger.is_none() && s.queue.iter().all(|e| e.started) {
                 hunger = self.budget.as_deref().map(Budget::hungry);
             }
             s = self.changed.wait(s).unwrap_or_else(|p| p.into_inner());
@@ -265,6 +270,33 @@ mod tests {
         assert_eq!(pick(&s.lock(), 0), None);
         s.done(2);
         assert_eq!(s.next(0).unwrap().seq, 3);
+    }
+
+    #[test]
+    fn a_connection_is_hungry_only_for_units_the_reader_has_not_reached() {
+        let budget = Arc::new(Budget::new(std::env::temp_dir(), 1 << 20, 1 << 20));
+        let s = Arc::new(Sched::new(budget.clone()));
+        s.add(unit(0, &["a"], false));
+        s.add(unit(1, &["a"], false));
+        assert_eq!(s.next(0).unwrap().seq, 0);
+        let wait = |conn| {
+            let s = s.clone();
+            std::thread::spawn(move || s.next(conn).map(|u| u.seq))
+        };
+        let settle = || std::thread::sleep(std::time::Duration::from_millis(50));
+        // Unit 1 is read but waits for unit 0's table: reading on would not help.
+        let second = wait(1);
+        settle();
+        assert_eq!(budget.hungry_now(), 0);
+        s.done(0);
+        assert_eq!(second.join().unwrap(), Some(1));
+        // Nothing left that the reader has reached: the connection waits for the reader.
+        let third = wait(0);
+        settle();
+        assert_eq!(budget.hungry_now(), 1);
+        s.add(unit(2, &["b"], false));
+        assert_eq!(third.join().unwrap(), Some(2));
+        assert_eq!(budget.hungry_now(), 0);
     }
 
     #[test]

@@ -72,6 +72,11 @@ impl Budget {
         self.freed.notify_all();
     }
 
+    #[cfg(test)]
+    pub fn hungry_now(&self) -> usize {
+        self.lock().hungry
+    }
+
     /// A connection waits for work until the guard is dropped.
     pub fn hungry(&self) -> Hunger<'_> {
         self.lock().hungry += 1;
@@ -115,7 +120,6 @@ impl Budget {
             }
             u.disk += size;
             self.disk_peak.fetch_max(u.disk, Ordering::Relaxed);
-            self.disk_total.fetch_add(size, Ordering::Relaxed);
         }
         let n = self.next_file.fetch_add(1, Ordering::Relaxed);
         let path = self.dir.join(format!("{n:08}.zst"));
@@ -128,6 +132,7 @@ impl Budget {
                 )
             });
         }
+        self.disk_total.fetch_add(size, Ordering::Relaxed);
         Ok(Chunk::Disk { path, size, len })
     }
 
@@ -190,7 +195,8 @@ impl Spool {
         if data.is_empty() {
             return Ok(());
         }
-        let waited = self.lock().waiting;
+        // Once: the next chunk is the one it waits for, and later ones wait their turn.
+        let waited = std::mem::take(&mut self.lock().waiting);
         let chunk = self.budget.store(data, waited)?;
         self.lock().chunks.push_back(chunk);
         self.more.notify_all();
