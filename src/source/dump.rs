@@ -12,40 +12,7 @@ use crate::config::human_duration;
 use crate::pipeline::ObjectSink;
 use crate::process::Child;
 use crate::snapshot::manifest::ObjectEntry;
-
-/// What the stream told us besides its bytes.
-pub trait DumpCounter {
-    fn feed(&mut self, data: &[u8]);
-    /// Called once, after the last byte: fails when the stream cannot be a complete dump whatever
-    /// its marker says (it ends inside COPY data, or holds structure the restore client would read
-    /// differently from the counter).
-    fn finish(&mut self) -> Result<()>;
-    fn end_marker_seen(&self) -> bool;
-}
-
-impl DumpCounter for crate::sql::PgCounter {
-    fn feed(&mut self, data: &[u8]) {
-        crate::sql::PgCounter::feed(self, data)
-    }
-    fn finish(&mut self) -> Result<()> {
-        crate::sql::PgCounter::finish(self)
-    }
-    fn end_marker_seen(&self) -> bool {
-        self.end_marker
-    }
-}
-
-impl DumpCounter for crate::sql::MysqlCounter {
-    fn feed(&mut self, data: &[u8]) {
-        crate::sql::MysqlCounter::feed(self, data)
-    }
-    fn finish(&mut self) -> Result<()> {
-        crate::sql::MysqlCounter::finish(self)
-    }
-    fn end_marker_seen(&self) -> bool {
-        self.end_marker
-    }
-}
+use crate::sql::DumpCounter;
 
 /// Copies the child's stdout into `sink` while counting, then checks, in this order, that the child
 /// exited cleanly, that the stream did not end mid-structure and that its end-of-dump marker was the

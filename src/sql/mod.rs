@@ -23,8 +23,59 @@ pub mod tally;
 
 use std::collections::BTreeMap;
 
+use anyhow::Result;
+
+use crate::snapshot::manifest::Engine;
+
 pub use mysql::{MysqlCounter, MYSQL_END_MARKER};
 pub use pg::{PgCounter, PG_END_MARKER};
+
+/// What a counter learns from a dump's bytes: push's view of what it stores, the office's of what
+/// it restores.
+pub trait DumpCounter: Send {
+    fn feed(&mut self, data: &[u8]);
+    /// Called once, after the last byte: fails when the stream cannot be a complete dump whatever
+    /// its marker says (it ends inside COPY data, or holds structure the restore client would read
+    /// differently from the counter).
+    fn finish(&mut self) -> Result<()>;
+    fn end_marker_seen(&self) -> bool;
+    /// Rows per table so far, taken out.
+    fn take_tables(&mut self) -> BTreeMap<String, u64>;
+    /// What the table map holds, in bytes ([`PgCounter::names_bytes`]).
+    fn names_bytes(&self) -> u64;
+}
+
+/// The counter for a dump of `engine`.
+pub fn counter(engine: Engine) -> Box<dyn DumpCounter> {
+    match engine {
+        Engine::Postgres => Box::new(PgCounter::new()),
+        Engine::Mysql => Box::new(MysqlCounter::new()),
+    }
+}
+
+macro_rules! dump_counter {
+    ($t:ty) => {
+        impl DumpCounter for $t {
+            fn feed(&mut self, data: &[u8]) {
+                <$t>::feed(self, data)
+            }
+            fn finish(&mut self) -> Result<()> {
+                <$t>::finish(self)
+            }
+            fn end_marker_seen(&self) -> bool {
+                self.end_marker
+            }
+            fn take_tables(&mut self) -> BTreeMap<String, u64> {
+                std::mem::take(&mut self.tables)
+            }
+            fn names_bytes(&self) -> u64 {
+                self.names_bytes
+            }
+        }
+    };
+}
+dump_counter!(PgCounter);
+dump_counter!(MysqlCounter);
 
 /// What one table costs in a counter's map beyond its name, for [`PgCounter::names_bytes`] and
 /// [`MysqlCounter::names_bytes`]: about what a `BTreeMap` entry takes.

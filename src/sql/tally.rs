@@ -9,39 +9,30 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 
-use super::{MysqlCounter, PgCounter};
+use super::{counter, DumpCounter};
 use crate::snapshot::list::MAX_MANIFEST_BYTES;
 use crate::snapshot::manifest::Engine;
 
 /// Rows per table, keyed as the manifest keys them; set once the whole dump was read.
 #[derive(Debug, Default)]
-pub struct Tally(Mutex<Option<BTreeMap<String, u64>>>);
+pub struct Tally(OnceLock<BTreeMap<String, u64>>);
 
 impl Tally {
     /// The counts, or None when the dump was not read to its end.
     pub fn rows(&self) -> Option<BTreeMap<String, u64>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.0.get().cloned()
     }
-}
-
-enum Lexer {
-    Pg(Box<PgCounter>),
-    My(Box<MysqlCounter>),
 }
 
 /// `inner`, unchanged, counted into `tally`. At its end a stream that cannot be a whole dump (it
 /// ends inside COPY data, or holds structure the client would read differently) is a read error,
 /// so the restore fails rather than count what it cannot.
 pub fn tallied<R: Read>(engine: Engine, inner: R, tally: Arc<Tally>) -> Tallied<R> {
-    let lex = match engine {
-        Engine::Postgres => Lexer::Pg(Box::default()),
-        Engine::Mysql => Lexer::My(Box::default()),
-    };
     Tallied {
         inner,
-        lex: Some(lex),
+        lex: Some(counter(engine)),
         tally,
         limit: MAX_MANIFEST_BYTES,
     }
@@ -50,7 +41,7 @@ pub fn tallied<R: Read>(engine: Engine, inner: R, tally: Arc<Tally>) -> Tallied<
 pub struct Tallied<R> {
     inner: R,
     /// None once the end was counted.
-    lex: Option<Lexer>,
+    lex: Option<Box<dyn DumpCounter>>,
     tally: Arc<Tally>,
     /// The most the table names may take ([`bounded`]).
     limit: u64,
@@ -59,24 +50,24 @@ pub struct Tallied<R> {
 impl<R: Read> Read for Tallied<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        if n == 0 && buf.is_empty() {
+        let Some(lex) = self.lex.as_mut() else {
+            return Ok(n);
+        };
+        if n > 0 {
+            lex.feed(&buf[..n]);
+            return bounded(lex.names_bytes(), self.limit).map(|()| n);
+        }
+        if buf.is_empty() {
             return Ok(0);
         }
-        let rows = match (&mut self.lex, n) {
-            (None, _) => return Ok(n),
-            (Some(Lexer::Pg(l)), 0) => l.finish().map(|()| std::mem::take(&mut l.tables)),
-            (Some(Lexer::My(l)), 0) => l.finish().map(|()| std::mem::take(&mut l.tables)),
-            (Some(Lexer::Pg(l)), n) => {
-                l.feed(&buf[..n]);
-                return bounded(l.names_bytes, self.limit).map(|()| n);
-            }
-            (Some(Lexer::My(l)), n) => {
-                l.feed(&buf[..n]);
-                return bounded(l.names_bytes, self.limit).map(|()| n);
-            }
-        };
+        // The end: counted once, and only when the stream was a whole dump.
+        let finished = lex.finish().map(|()| lex.take_tables());
         self.lex = None;
-        *self.tally.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(rows.map_err(invalid)?);
+        // One tally per restore: a second stream counted into it would be a mix-up, never a sum.
+        self.tally
+            .0
+            .set(finished.map_err(invalid)?)
+            .map_err(|_| io::Error::other("the dump's rows were already counted once"))?;
         Ok(0)
     }
 }

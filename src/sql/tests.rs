@@ -265,6 +265,15 @@ fn pg_unknown_copy_header_shapes_are_errors() {
     assert!(!ok, "empty quoted name");
     let (_, _, ok) = pg_all(b"SELECT 1; COPY public.t (x) FROM stdin;\n\\.\n");
     assert!(!ok, "not at a line start");
+    // The longest name pg_dump can write (two 63-byte identifiers, every byte a doubled quote)
+    // is counted; one byte more is not a name PostgreSQL has.
+    let part = |n: usize| format!("\"{}\"", "\"\"".repeat(n));
+    let longest = format!("COPY {}.{} (x) FROM stdin;\n\\.\n", part(63), part(63));
+    let (tables, _, ok) = pg_all(longest.as_bytes());
+    assert!(ok && tables.len() == 1, "{tables:?}");
+    let longer = format!("COPY {}.{} (x) FROM stdin;\n\\.\n", part(63), part(64));
+    let (_, _, ok) = pg_all(longer.as_bytes());
+    assert!(!ok, "a name longer than PostgreSQL allows");
 }
 
 // ---- MySQL ----------------------------------------------------------------------------------

@@ -651,14 +651,11 @@ fn row_counts_a_forged_manifest_claims_fail_verify_and_refresh_refuses() {
     src.load(&fixture("postgres/shop.sql"));
     let dev = PgDb::named(&format!("{}_dev", src.name));
     let s = Setup::new(HOST);
-    s.write(
-        "config.yaml",
-        &format!(
-            "host: {HOST}\nstore: {{ local: store }}\nstate_dir: state\nencryption: {{ recipients: [keys/office.cert.asc], signing_key: keys/{HOST}.secret.asc }}\npostgres: [{{ url: '{PG_URL}', databases: [{db}] }}]\noffice:\n  offsite_dir: offsite\n  decryption_key: keys/office.secret.asc\n  hosts: {{ {HOST}: keys/{HOST}.cert.asc }}\n  scratch: {{ postgres: '{PG_RESTORE_URL}' }}\n  refresh:\n    - {{ from: '{HOST}:postgres/{db}', server: '{PG_RESTORE_URL}', database: '{dev}' }}\n",
-            db = src.name,
-            dev = dev.name,
-        ),
-    );
+    s.config(&format!(
+        "  offsite_dir: offsite\n  scratch: {{ postgres: '{PG_RESTORE_URL}' }}\n  refresh:\n    - {{ from: '{HOST}:postgres/{db}', server: '{PG_RESTORE_URL}', database: '{dev}' }}\npostgres: [{{ url: '{PG_URL}', databases: [{db}] }}]",
+        db = src.name,
+        dev = dev.name,
+    ));
     let first = snapshot_id(&s.offsite(&["--json", "push"]).expect(0));
     s.offsite(&["pull"]).expect(0);
     s.offsite(&["verify"]).expect(0);
@@ -675,6 +672,8 @@ fn row_counts_a_forged_manifest_claims_fail_verify_and_refresh_refuses() {
         let tables = &mut m["databases"][0]["tables"];
         assert_eq!(tables["sales.orders"], 301, "{tables}");
         tables["sales.orders"] = serde_json::json!(3010);
+        // And a table the dump does not have at all.
+        tables["sales.ghosts"] = serde_json::json!(5);
     });
     seal_as(&s, HOST, &forged, &sealed);
     s.offsite(&["pull"]).expect(0);
@@ -700,6 +699,12 @@ fn row_counts_a_forged_manifest_claims_fail_verify_and_refresh_refuses() {
     assert!(
         error.contains(
             "sales.orders: the manifest says 3010, the dump holds 301, the restore has 301"
+        ),
+        "{r}"
+    );
+    assert!(
+        error.contains(
+            "sales.ghosts: the manifest says 5, the dump has no rows for it, not counted"
         ),
         "{r}"
     );
@@ -740,13 +745,10 @@ fn row_counts_a_manifest_that_lists_no_tables_fails_verify_on_the_dumps_own_coun
     let src = MyDb::new("omits");
     src.load(&fixture("mysql/shop.sql"));
     let s = Setup::new(HOST);
-    s.write(
-        "config.yaml",
-        &format!(
-            "host: {HOST}\nstore: {{ local: store }}\nstate_dir: state\nencryption: {{ recipients: [keys/office.cert.asc], signing_key: keys/{HOST}.secret.asc }}\nmysql: [{{ url: '{MY_URL}', databases: [{db}] }}]\noffice:\n  offsite_dir: offsite\n  decryption_key: keys/office.secret.asc\n  hosts: {{ {HOST}: keys/{HOST}.cert.asc }}\n  scratch: {{ mysql: '{MY_RESTORE_URL}' }}\n",
-            db = src.name,
-        ),
-    );
+    s.config(&format!(
+        "  offsite_dir: offsite\n  scratch: {{ mysql: '{MY_RESTORE_URL}' }}\nmysql: [{{ url: '{MY_URL}', databases: [{db}] }}]",
+        db = src.name,
+    ));
     // The fixture's MyISAM table is a warning (exit 3), not a failure.
     let first = snapshot_id(&s.offsite(&["--json", "push"]).expect(3));
     s.offsite(&["pull"]).expect(0);

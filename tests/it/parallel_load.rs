@@ -243,14 +243,11 @@ fn the_awkward_fixtures_verify_with_every_table_counted_as_its_dump_holds_it() {
     allow_big_rows(&my);
     my.load(&fixture("mysql/parallel.sql"));
     let s = Setup::new("awk");
-    s.write(
-        "config.yaml",
-        &format!(
-            "host: awk\nstore: {{ local: store }}\nstate_dir: state\nencryption: {{ recipients: [keys/office.cert.asc], signing_key: keys/awk.secret.asc }}\npostgres: [{{ url: '{PG_URL}', databases: [{pg}] }}]\nmysql: [{{ url: '{MY_URL}', databases: [{my}] }}]\noffice:\n  offsite_dir: offsite\n  decryption_key: keys/office.secret.asc\n  hosts: {{ awk: keys/awk.cert.asc }}\n  scratch: {{ postgres: '{PG_RESTORE_URL}', mysql: '{MY_RESTORE_URL}' }}\n  restore_jobs: 3\n",
-            pg = pg.name,
-            my = my.name,
-        ),
-    );
+    s.config(&format!(
+        "  offsite_dir: offsite\n  scratch: {{ postgres: '{PG_RESTORE_URL}', mysql: '{MY_RESTORE_URL}' }}\n  restore_jobs: 3\npostgres: [{{ url: '{PG_URL}', databases: [{pg}] }}]\nmysql: [{{ url: '{MY_URL}', databases: [{my}] }}]",
+        pg = pg.name,
+        my = my.name,
+    ));
     let pushed = s.offsite(&["push"]);
     assert!(matches!(pushed.code, 0 | 3), "push: {}", pushed.stderr);
     s.offsite(&["pull"]).expect(0);

@@ -225,11 +225,11 @@ fn host(o: &mut String, h: &HostReport) {
                     &[
                         code(&t.name),
                         // The office's own count beside the host's claim, where they differ.
-                        match t.in_dump {
-                            Some(d) if d != t.expected => {
+                        match t.dump_differs() {
+                            Some(d) => {
                                 format!("{} (dump: **{}**)", grouped(t.expected), grouped(d))
                             }
-                            _ => grouped(t.expected),
+                            None => grouped(t.expected),
                         },
                         restored,
                         t.previous.map(grouped).unwrap_or_else(|| "\u{2013}".into()),

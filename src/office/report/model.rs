@@ -212,6 +212,13 @@ pub struct TableReport {
     pub delta_rows: Option<i64>,
 }
 
+impl TableReport {
+    /// What verify counted in the dump, where that is not what the manifest claims.
+    pub fn dump_differs(&self) -> Option<u64> {
+        self.in_dump.filter(|&d| d != self.expected)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckReport {
     pub sql: String,

@@ -220,16 +220,15 @@ impl Spool {
         let chunk = {
             let mut s = self.lock();
             let mut hunger = None;
+            // After a failure or the close no chunk comes, so `waiting` no longer matters.
             let chunk = loop {
                 if s.failed {
-                    s.waiting = false;
                     return Err(anyhow!("the restore failed"));
                 }
                 if let Some(c) = s.chunks.pop_front() {
                     break c;
                 }
                 if s.closed {
-                    s.waiting = false;
                     return Ok(None);
                 }
                 s.waiting = true;
